@@ -1,0 +1,165 @@
+# Signalbox default policy: deny by default.
+#
+# A request is allowed only when the caller's token verified, one of their roles grants the
+# route (method + path) they call, and every model and tool the request names is granted too.
+# Grants are data (data.json), so operators change who may do what without touching Rego.
+# On allow, the verified identity is handed upstream as x-signalbox-* headers and the inbound
+# credential is removed; on deny, the caller gets a JSON error naming machine-readable reasons.
+package signalbox.authz
+
+permissions := data.signalbox.permissions
+
+identity_headers_all := ["x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor"]
+
+# METADATA
+# entrypoint: true
+# description: The decision Signalbox enforces for every request.
+decision := allow_response if {
+	count(deny_reasons) == 0
+} else := deny_response
+
+# ---------------------------------------------------------------------------------------------
+# Why a request is denied. Every rule adds a machine-readable code; any code denies.
+
+deny_reasons contains sprintf("identity.%s", [identity_error]) if {
+	not input.identity.verified
+}
+
+deny_reasons contains "route.not_allowed" if {
+	input.identity.verified
+	not route_granted
+}
+
+deny_reasons contains "model.not_allowed" if {
+	input.identity.verified
+	some model in requested_models
+	not granted("models", model)
+}
+
+deny_reasons contains "tool.not_allowed" if {
+	input.identity.verified
+	some tool in requested_tools
+	not granted("tools", tool)
+}
+
+identity_error := input.identity.error.code if input.identity.error.code
+
+else := "unverified"
+
+# ---------------------------------------------------------------------------------------------
+# What the request asks for.
+
+request_method := upper(input.attributes.request.http.method)
+
+request_path := concat("/", ["", concat("/", input.parsed_path)])
+
+# The routes (by name in data) this request matches.
+matched_routes contains name if {
+	some name, route in permissions.routes
+	route.method == request_method
+	route.path == request_path
+}
+
+requested_models contains model if {
+	model := input.parsed_body.model
+	is_string(model)
+}
+
+# OpenAI chat completions: tools[].function.name
+requested_tools contains name if {
+	some tool in input.parsed_body.tools
+	name := tool.function.name
+}
+
+# OpenAI responses API and Anthropic messages: tools[].name
+requested_tools contains name if {
+	some tool in input.parsed_body.tools
+	name := tool.name
+}
+
+# MCP tools/call: params.name
+requested_tools contains name if {
+	input.parsed_body.method == "tools/call"
+	name := input.parsed_body.params.name
+}
+
+# ---------------------------------------------------------------------------------------------
+# What the caller's roles grant. A grant is an exact name, "*", or a prefix ending in "*".
+
+caller_roles contains role if {
+	some role in input.identity.roles
+	permissions.roles[role]
+}
+
+route_granted if {
+	some route in matched_routes
+	granted("routes", route)
+}
+
+granted(kind, value) if {
+	some role in caller_roles
+	some pattern in permissions.roles[role][kind]
+	pattern_matches(pattern, value)
+}
+
+pattern_matches(pattern, value) if pattern == value
+
+pattern_matches("*", _)
+
+pattern_matches(pattern, value) if {
+	endswith(pattern, "*")
+	startswith(value, trim_suffix(pattern, "*"))
+}
+
+# ---------------------------------------------------------------------------------------------
+# Responses.
+
+identity_header_values := {name: value |
+	some name, value in {
+		"x-signalbox-user": input.identity.subject,
+		"x-signalbox-team": object.get(input.identity, "team", null),
+		"x-signalbox-tenant": object.get(input.identity, "tenant", null),
+		"x-signalbox-roles": concat(",", sort([r | some r in caller_roles])),
+		"x-signalbox-actor": object.get(object.get(input, "actor", {}), "subject", null),
+	}
+	is_string(value)
+	value != ""
+}
+
+allow_response := {
+	"allowed": true,
+	"headers": identity_header_values,
+	# Strip the caller's credential, and any identity header we did not set ourselves, so the
+	# upstream can trust x-signalbox-* to come from Signalbox.
+	"request_headers_to_remove": array.concat(
+		["authorization"],
+		[h | some h in identity_headers_all; not identity_header_values[h]],
+	),
+	"reasons": ["allowed"],
+}
+
+deny_status := 401 if {
+	not input.identity.verified
+} else := 403
+
+deny_response := {
+	"allowed": false,
+	"http_status": deny_status,
+	"headers": deny_headers,
+	"body": json.marshal({"error": {
+		"code": sorted_reasons[0],
+		"reasons": sorted_reasons,
+		"message": deny_message,
+	}}),
+	"reasons": sorted_reasons,
+}
+
+sorted_reasons := sort([r | some r in deny_reasons])
+
+deny_headers := {"content-type": "application/json", "www-authenticate": `Bearer realm="signalbox", error="invalid_token"`} if {
+	deny_status == 401
+} else := {"content-type": "application/json"}
+
+deny_message := "authentication required: present a valid bearer token" if {
+	deny_status == 401
+} else := "the caller's roles do not grant this request"

@@ -1,0 +1,94 @@
+/**
+ * Compiling Rego sources to OPA WASM bundles (`signalbox build`, `npm run build:policies`).
+ *
+ * Each folder under policies/ is one bundle: policies/signalbox → bundles/signalbox.tar.gz.
+ * Entrypoints are declared once, in the Rego itself, with `# METADATA` / `# entrypoint: true`
+ * annotations, which `opa build` reads; the engine checks the configured decision path against
+ * the manifest the build writes.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rename, mkdir } from 'node:fs/promises';
+import { basename, join, relative, sep } from 'node:path';
+import { SignalboxError } from '../errors.js';
+import { pinnedOpaVersion } from '../paths.js';
+import { readBundle } from './bundle.js';
+import { engineCapabilitiesFile } from './capabilities.js';
+import { runOpa } from './opa-cli.js';
+
+/** Files that become part of a bundle: Rego modules and data documents, never Rego tests. */
+function isBundleSource(path: string): boolean {
+  if (path.endsWith('_test.rego')) return false;
+  return path.endsWith('.rego') || basename(path) === 'data.json' || basename(path) === 'data.yaml';
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+/**
+ * The content-derived revision of a policy folder: a hash of the pinned OPA version and every
+ * bundle source file (path and bytes). The same sources always give the same revision, and any
+ * change gives a new one, which is how a stale bundle is detected without rebuilding it.
+ */
+export async function sourceRevision(sourceDir: string): Promise<string> {
+  const hash = createHash('sha256').update(`signalbox-bundle-v1\nopa ${pinnedOpaVersion()}\n`);
+  for (const file of (await listFiles(sourceDir)).filter(isBundleSource)) {
+    const rel = relative(sourceDir, file).split(sep).join('/');
+    hash.update(`${rel}\0`).update(await readFile(file)).update('\0');
+  }
+  return hash.digest('hex').slice(0, 20);
+}
+
+export interface BuiltBundle {
+  readonly output: string;
+  readonly revision: string;
+  readonly entrypoints: readonly string[];
+}
+
+/** Compiles one policy folder into a WASM bundle tarball at `output` (written atomically). */
+export async function buildBundle(sourceDir: string, output: string): Promise<BuiltBundle> {
+  const files = (await listFiles(sourceDir)).filter(isBundleSource);
+  if (!files.some((f) => f.endsWith('.rego'))) {
+    throw new SignalboxError('policy_build_failed', `${sourceDir} holds no .rego files`);
+  }
+  const revision = await sourceRevision(sourceDir);
+  const { path: capabilities } = await engineCapabilitiesFile();
+  await mkdir(join(output, '..'), { recursive: true });
+  const partial = `${output}.partial-${process.pid}`;
+  const run = await runOpa(
+    ['build', '-t', 'wasm', '--capabilities', capabilities, '--revision', revision, '--ignore', '*_test.rego', '-o', partial, '-b', '.'],
+    { cwd: sourceDir },
+  );
+  if (run.exitCode !== 0) {
+    const detail = `${run.stdout}\n${run.stderr}`.trim();
+    const unsupported = /undefined function ([\w.]+)/.exec(detail);
+    if (unsupported) {
+      throw new SignalboxError(
+        'policy_unsupported_builtin',
+        `${sourceDir}: the policy calls ${unsupported[1]}, which the WASM engine does not provide (see README "Builtins"):\n${detail}`,
+        { details: { builtin: unsupported[1] } },
+      );
+    }
+    if (/no entrypoints/i.test(detail) || /entrypoint/i.test(detail)) {
+      throw new SignalboxError('policy_build_failed', `${sourceDir}: ${detail}\nDeclare the decision rule with "# METADATA" and "# entrypoint: true".`);
+    }
+    throw new SignalboxError('policy_build_failed', `opa build failed for ${sourceDir}:\n${detail}`);
+  }
+  await rename(partial, output);
+  const bundle = await readBundle(output);
+  return { output, revision, entrypoints: bundle.manifest.wasm.map((w) => w.entrypoint) };
+}
+
+/** Builds every folder under `policiesDir` into `bundlesDir/<folder>.tar.gz`. */
+export async function buildAllBundles(policiesDir: string, bundlesDir: string): Promise<BuiltBundle[]> {
+  const entries = await readdir(policiesDir, { withFileTypes: true });
+  const built: BuiltBundle[] = [];
+  for (const entry of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    built.push(await buildBundle(join(policiesDir, entry.name), join(bundlesDir, `${entry.name}.tar.gz`)));
+  }
+  return built;
+}

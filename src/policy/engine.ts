@@ -1,0 +1,107 @@
+/**
+ * The policy engine: one compiled bundle, evaluated with @open-policy-agent/opa-wasm.
+ *
+ * Evaluation is synchronous and single-threaded (opa-wasm resets its heap per call), so one
+ * instance serves every request of the process. The engine never decides on its own: it returns
+ * the raw result, and `interpretResult` (result.ts) turns it into a verdict or an error.
+ */
+import { loadPolicy } from '@open-policy-agent/opa-wasm';
+import { SignalboxError, describeCause } from '../errors.js';
+import type { PolicyBundle } from './bundle.js';
+import { createHostBuiltins, type EvaluationContext } from './builtins.js';
+
+export interface EngineOptions {
+  /** The decision path, as in OPA's manifest: "signalbox/authz/decision". */
+  readonly entrypoint: string;
+  /** Upper bound on WASM linear memory, in MiB; a policy that needs more fails (and denies). */
+  readonly maxMemoryMiB?: number;
+}
+
+export interface Evaluation {
+  /** False when the decision rule is undefined for this input. */
+  readonly defined: boolean;
+  readonly result: unknown;
+  /** Wall time spent inside the WASM evaluation, in nanoseconds. */
+  readonly evalNs: number;
+  /** Errors host builtins swallowed (they made a call undefined, as OPA's non-strict mode). */
+  readonly builtinErrors: readonly string[];
+}
+
+type LoadedPolicy = Awaited<ReturnType<typeof loadPolicy>>;
+
+const PAGE_BYTES = 64 * 1024;
+
+export class PolicyEngine {
+  private current: EvaluationContext = { nowNs: 0n, builtinErrors: [] };
+
+  private constructor(
+    private readonly policy: LoadedPolicy,
+    readonly bundle: PolicyBundle,
+    readonly entrypoint: string,
+  ) {}
+
+  /** The revision of the bundle this engine evaluates (from its .manifest). */
+  get revision(): string {
+    return this.bundle.manifest.revision;
+  }
+
+  /**
+   * Instantiates the bundle's WASM module, loads its data, checks the entrypoint and runs one
+   * smoke evaluation so that a broken bundle fails at start-up (or reload), not on a request.
+   */
+  static async create(bundle: PolicyBundle, options: EngineOptions): Promise<PolicyEngine> {
+    const declared = bundle.manifest.wasm.map((w) => w.entrypoint);
+    if (!declared.includes(options.entrypoint)) {
+      throw new SignalboxError(
+        'bundle_entrypoint_missing',
+        `bundle ${bundle.source} has no entrypoint "${options.entrypoint}" (it has: ${declared.join(', ') || 'none'})`,
+        { details: { entrypoint: options.entrypoint, declared } },
+      );
+    }
+    const maximumPages = Math.ceil(((options.maxMemoryMiB ?? 512) * 1024 * 1024) / PAGE_BYTES);
+    let engine: PolicyEngine | undefined;
+    let policy: LoadedPolicy;
+    try {
+      policy = await loadPolicy(bundle.wasm, { initial: 16, maximum: maximumPages }, createHostBuiltins(() => engine!.current));
+      policy.setData(bundle.data as object);
+    } catch (error) {
+      throw new SignalboxError('bundle_invalid', `bundle ${bundle.source}: cannot load policy.wasm: ${describeCause(error)}`, { cause: error });
+    }
+    if (!Object.prototype.hasOwnProperty.call(policy.entrypoints, options.entrypoint)) {
+      throw new SignalboxError('bundle_entrypoint_missing', `policy.wasm in ${bundle.source} does not export entrypoint "${options.entrypoint}"`);
+    }
+    engine = new PolicyEngine(policy, bundle, options.entrypoint);
+    try {
+      engine.evaluate({}, BigInt(Date.now()) * 1_000_000n);
+    } catch (error) {
+      throw new SignalboxError('bundle_invalid', `bundle ${bundle.source}: smoke evaluation failed: ${describeCause(error)}`, { cause: error });
+    }
+    return engine;
+  }
+
+  /**
+   * Evaluates the decision rule for `input`, with `time.now_ns()` fixed at `nowNs` for the whole
+   * query. Throws `policy_eval_failed` when evaluation traps (conflicts, memory, host errors).
+   */
+  evaluate(input: unknown, nowNs: bigint): Evaluation {
+    this.current = { nowNs, builtinErrors: [] };
+    const started = process.hrtime.bigint();
+    let resultSet: unknown;
+    try {
+      resultSet = this.policy.evaluate(input, this.entrypoint);
+    } catch (error) {
+      throw new SignalboxError('policy_eval_failed', `policy evaluation failed: ${describeCause(error)}`, { cause: error });
+    }
+    const evalNs = Number(process.hrtime.bigint() - started);
+    const builtinErrors = this.current.builtinErrors;
+    if (!Array.isArray(resultSet)) {
+      throw new SignalboxError('policy_eval_failed', 'policy evaluation returned no result set');
+    }
+    if (resultSet.length === 0) return { defined: false, result: undefined, evalNs, builtinErrors };
+    if (resultSet.length > 1) {
+      throw new SignalboxError('policy_eval_failed', `policy evaluation returned ${resultSet.length} results; a decision rule must be complete`);
+    }
+    const first = resultSet[0] as { result?: unknown };
+    return { defined: first.result !== undefined, result: first.result, evalNs, builtinErrors };
+  }
+}
