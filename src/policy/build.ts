@@ -49,8 +49,15 @@ export interface BuiltBundle {
   readonly entrypoints: readonly string[];
 }
 
+export interface BuildOptions {
+  /** Entrypoints given on the command line (opa build -e), for policies without annotations. */
+  readonly entrypoints?: readonly string[];
+  /** Compile Rego v0 syntax (policies written for OPA before 1.0). */
+  readonly v0Compatible?: boolean;
+}
+
 /** Compiles one policy folder into a WASM bundle tarball at `output` (written atomically). */
-export async function buildBundle(sourceDir: string, output: string): Promise<BuiltBundle> {
+export async function buildBundle(sourceDir: string, output: string, options: BuildOptions = {}): Promise<BuiltBundle> {
   const files = (await listFiles(sourceDir)).filter(isBundleSource);
   if (!files.some((f) => f.endsWith('.rego'))) {
     throw new SignalboxError('policy_build_failed', `${sourceDir} holds no .rego files`);
@@ -59,10 +66,10 @@ export async function buildBundle(sourceDir: string, output: string): Promise<Bu
   const { path: capabilities } = await engineCapabilitiesFile();
   await mkdir(join(output, '..'), { recursive: true });
   const partial = `${output}.partial-${process.pid}`;
-  const run = await runOpa(
-    ['build', '-t', 'wasm', '--capabilities', capabilities, '--revision', revision, '--ignore', '*_test.rego', '-o', partial, '-b', '.'],
-    { cwd: sourceDir },
-  );
+  const args = ['build', '-t', 'wasm', '--capabilities', capabilities, '--revision', revision, '--ignore', '*_test.rego', '-o', partial];
+  for (const entrypoint of options.entrypoints ?? []) args.push('-e', entrypoint);
+  if (options.v0Compatible) args.push('--v0-compatible');
+  const run = await runOpa([...args, '-b', '.'], { cwd: sourceDir });
   if (run.exitCode !== 0) {
     const detail = `${run.stdout}\n${run.stderr}`.trim();
     const unsupported = /undefined function ([\w.]+)/.exec(detail);

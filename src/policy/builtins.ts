@@ -6,6 +6,7 @@
  * default, and what opa-envoy-plugin runs), an error makes the call undefined rather than failing
  * the whole query; the error is recorded on the evaluation context for `signalbox eval`.
  */
+import { decodeJws, decodeVerify, VERIFY_BUILTINS, verifyWithAlgorithm } from './jwt-builtins.js';
 import { SDK_BUILTINS } from './sdk-builtins.js';
 
 /** Per-evaluation state the builtins read: OPA fixes `time.now_ns()` for one whole query. */
@@ -31,13 +32,13 @@ function exactInteger(value: bigint): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
-function requireString(value: unknown, name: string): string {
-  if (typeof value !== 'string') throw new BuiltinError(`${name}: operand must be a string`);
+function requireString(value: unknown): string {
+  if (typeof value !== 'string') throw new BuiltinError(`operand must be a string`);
   return value;
 }
 
-function requireInteger(value: unknown, name: string): bigint {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new BuiltinError(`${name}: operand must be a number`);
+function requireInteger(value: unknown): bigint {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new BuiltinError(`operand must be a number`);
   return BigInt(Math.trunc(value));
 }
 
@@ -46,10 +47,10 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9
 /** Parses an RFC 3339 timestamp to nanoseconds since the Unix epoch, exactly. */
 export function parseRfc3339Ns(text: string): bigint {
   const m = RFC3339.exec(text);
-  if (!m) throw new BuiltinError(`time.parse_rfc3339_ns: cannot parse "${text.slice(0, 64)}" as RFC 3339`);
+  if (!m) throw new BuiltinError(`cannot parse "${text.slice(0, 64)}" as RFC 3339`);
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
-    throw new BuiltinError(`time.parse_rfc3339_ns: "${text.slice(0, 64)}" is out of range`);
+    throw new BuiltinError(`"${text.slice(0, 64)}" is out of range`);
   }
   const epochMs = Date.UTC(year, month - 1, day, hour, minute, second);
   let ns = BigInt(epochMs) * NS_PER_MS + BigInt((m[7] ?? '').padEnd(9, '0') || '0');
@@ -66,7 +67,7 @@ const DURATION_UNITS: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, 'μ
 export function parseDurationNs(text: string): bigint {
   const m = /^([+-])?((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/.exec(text);
   if (text === '0') return 0n;
-  if (!m) throw new BuiltinError(`time.parse_duration_ns: invalid duration "${text.slice(0, 64)}"`);
+  if (!m) throw new BuiltinError(`invalid duration "${text.slice(0, 64)}"`);
   let total = 0;
   for (const part of text.replace(/^[+-]/, '').matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) {
     total += Number(part[1]) * (DURATION_UNITS[part[2] as string] as number);
@@ -115,19 +116,19 @@ function zoneFormatter(zone: string): Intl.DateTimeFormat {
 }
 
 /** Reads OPA's time operand: a number of ns, or `[ns, "Zone"]` (""/"UTC" = UTC, "Local" = host zone). */
-function civilTime(operand: unknown, name: string): CivilTime {
+function civilTime(operand: unknown): CivilTime {
   let ns: bigint;
   let zone = 'UTC';
   if (Array.isArray(operand)) {
-    if (operand.length !== 2) throw new BuiltinError(`${name}: operand must be a number or [ns, zone]`);
-    ns = requireInteger(operand[0], name);
-    zone = requireString(operand[1], name) || 'UTC';
+    if (operand.length !== 2) throw new BuiltinError(`operand must be a number or [ns, zone]`);
+    ns = requireInteger(operand[0]);
+    zone = requireString(operand[1]) || 'UTC';
   } else {
-    ns = requireInteger(operand, name);
+    ns = requireInteger(operand);
   }
   const ms = Number(ns / NS_PER_MS - (ns % NS_PER_MS < 0n ? 1n : 0n));
   const date = new Date(ms);
-  if (Number.isNaN(date.getTime())) throw new BuiltinError(`${name}: time out of range`);
+  if (Number.isNaN(date.getTime())) throw new BuiltinError(`time out of range`);
   if (zone === 'UTC') {
     return {
       year: date.getUTCFullYear(),
@@ -155,8 +156,8 @@ function civilTime(operand: unknown, name: string): CivilTime {
 
 /** OPA's time.diff: calendar difference [y, m, d, h, min, s] between two instants, order-independent. */
 function timeDiff(a: unknown, b: unknown): number[] {
-  let t1 = civilTime(a, 'time.diff');
-  let t2 = civilTime(b, 'time.diff');
+  let t1 = civilTime(a);
+  let t2 = civilTime(b);
   const key = (t: CivilTime): number[] => [t.year, t.month, t.day, t.hour, t.minute, t.second];
   const k1 = key(t1);
   const k2 = key(t2);
@@ -180,57 +181,46 @@ function timeDiff(a: unknown, b: unknown): number[] {
   return [years, months, days, hours, minutes, seconds];
 }
 
-function decodeBase64UrlJson(segment: string, what: string): unknown {
-  try {
-    return JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
-  } catch {
-    throw new BuiltinError(`io.jwt.decode: ${what} is not base64url-encoded JSON`);
-  }
-}
-
 /** OPA's io.jwt.decode: [header, payload, signature as hex]. Does not verify anything. */
 function jwtDecode(token: unknown): unknown[] {
-  const parts = requireString(token, 'io.jwt.decode').split('.');
-  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) {
-    throw new BuiltinError('io.jwt.decode: token is not a compact JWS');
-  }
-  const header = decodeBase64UrlJson(parts[0] as string, 'header');
-  const payload = decodeBase64UrlJson(parts[1] as string, 'payload');
-  if (!header || typeof header !== 'object' || Array.isArray(header)) throw new BuiltinError('io.jwt.decode: header is not an object');
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) throw new BuiltinError('io.jwt.decode: payload is not an object');
-  return [header, payload, Buffer.from(parts[2] as string, 'base64url').toString('hex')];
+  const jws = decodeJws(token);
+  return [jws.header, jws.payload, jws.signature.toString('hex')];
 }
 
 /** Implementations keyed by OPA builtin name, closed over the evaluation context accessor. */
 export function createHostBuiltins(context: () => EvaluationContext): Record<string, HostBuiltin> {
   const table: Record<string, HostBuiltin> = {
     'time.now_ns': () => exactInteger(context().nowNs),
-    'time.parse_rfc3339_ns': (value) => exactInteger(parseRfc3339Ns(requireString(value, 'time.parse_rfc3339_ns'))),
-    'time.parse_duration_ns': (value) => exactInteger(parseDurationNs(requireString(value, 'time.parse_duration_ns'))),
+    'time.parse_rfc3339_ns': (value) => exactInteger(parseRfc3339Ns(requireString(value))),
+    'time.parse_duration_ns': (value) => exactInteger(parseDurationNs(requireString(value))),
     'time.date': (value) => {
-      const t = civilTime(value, 'time.date');
+      const t = civilTime(value);
       return [t.year, t.month, t.day];
     },
     'time.clock': (value) => {
-      const t = civilTime(value, 'time.clock');
+      const t = civilTime(value);
       return [t.hour, t.minute, t.second];
     },
-    'time.weekday': (value) => WEEKDAYS[civilTime(value, 'time.weekday').weekday],
+    'time.weekday': (value) => WEEKDAYS[civilTime(value).weekday],
     'time.add_date': (ns, years, months, days) => {
-      const base = requireInteger(ns, 'time.add_date');
+      const base = requireInteger(ns);
       const subMs = ((base % NS_PER_MS) + NS_PER_MS) % NS_PER_MS;
       const date = new Date(Number((base - subMs) / NS_PER_MS));
       date.setUTCFullYear(
-        date.getUTCFullYear() + Number(requireInteger(years, 'time.add_date')),
-        date.getUTCMonth() + Number(requireInteger(months, 'time.add_date')),
-        date.getUTCDate() + Number(requireInteger(days, 'time.add_date')),
+        date.getUTCFullYear() + Number(requireInteger(years)),
+        date.getUTCMonth() + Number(requireInteger(months)),
+        date.getUTCDate() + Number(requireInteger(days)),
       );
-      if (Number.isNaN(date.getTime())) throw new BuiltinError('time.add_date: time out of range');
+      if (Number.isNaN(date.getTime())) throw new BuiltinError("time out of range");
       return exactInteger(BigInt(date.getTime()) * NS_PER_MS + subMs);
     },
     'time.diff': (a, b) => timeDiff(a, b),
     'io.jwt.decode': (token) => jwtDecode(token),
+    'io.jwt.decode_verify': (token, constraints) => decodeVerify(token, constraints, context().nowNs),
   };
+  for (const [name, alg] of Object.entries(VERIFY_BUILTINS)) {
+    table[name] = (token, key) => verifyWithAlgorithm(alg, token, key);
+  }
   const guarded: Record<string, HostBuiltin> = {};
   for (const [name, impl] of Object.entries(table)) {
     guarded[name] = (...args: unknown[]) => {
@@ -238,7 +228,7 @@ export function createHostBuiltins(context: () => EvaluationContext): Record<str
         return impl(...args);
       } catch (error) {
         // Undefined, as OPA's non-strict builtin errors; recorded so `eval` can explain it.
-        context().builtinErrors.push(error instanceof Error ? error.message : `${name}: ${String(error)}`);
+        context().builtinErrors.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
         return undefined;
       }
     };

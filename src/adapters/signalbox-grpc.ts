@@ -1,0 +1,81 @@
+/**
+ * signalbox.v1.DecisionService/Decide: Signalbox's own gateway-neutral request and response.
+ * The request is mapped to the same Envoy-shaped `input.attributes`, so one policy serves every door.
+ */
+import type { Decision, DecisionRequest } from '../pipeline/decide.js';
+import { toStruct } from './struct.js';
+
+export const SIGNALBOX_DOOR = 'signalbox.v1.grpc';
+
+interface DecodedDecideRequest {
+  request?: {
+    method?: string;
+    path?: string;
+    host?: string;
+    scheme?: string;
+    headers?: Record<string, string>;
+    body?: Buffer;
+    protocol?: string;
+  };
+  sourceAddress?: string;
+  sourcePrincipal?: string;
+  contextExtensions?: Record<string, string>;
+}
+
+function socketAddress(address: string | undefined): object | undefined {
+  if (!address) return undefined;
+  const match = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(address);
+  const ip = match?.[1] ?? address;
+  const port = match?.[2];
+  return { address: { socketAddress: { address: ip, ...(port ? { portValue: Number(port) } : {}) } } };
+}
+
+export function fromDecideRequest(message: DecodedDecideRequest): DecisionRequest {
+  const req = message.request ?? {};
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers ?? {})) headers[name.toLowerCase()] = value;
+  const body = req.body ? Buffer.from(req.body) : Buffer.alloc(0);
+  const path = req.path ?? '';
+  const q = path.indexOf('?');
+  const http: Record<string, unknown> = {
+    ...(req.method ? { method: req.method } : {}),
+    headers,
+    ...(path ? { path } : {}),
+    ...(req.host ? { host: req.host } : {}),
+    ...(req.scheme ? { scheme: req.scheme } : {}),
+    ...(q >= 0 ? { query: path.slice(q + 1) } : {}),
+    ...(req.protocol ? { protocol: req.protocol } : {}),
+    ...(body.length > 0 ? { body: body.toString('utf8'), size: body.length } : {}),
+  };
+  const source = socketAddress(message.sourceAddress);
+  const attributes: Record<string, unknown> = {
+    ...(source || message.sourcePrincipal ? { source: { ...(source ?? {}), ...(message.sourcePrincipal ? { principal: message.sourcePrincipal } : {}) } } : {}),
+    request: { http },
+    ...(message.contextExtensions && Object.keys(message.contextExtensions).length > 0 ? { contextExtensions: message.contextExtensions } : {}),
+  };
+  return {
+    door: SIGNALBOX_DOOR,
+    attributes,
+    path,
+    headers,
+    body,
+    ...(message.sourcePrincipal ? { sourcePrincipal: message.sourcePrincipal } : {}),
+  };
+}
+
+export function toDecideResponse(decision: Decision): object {
+  return {
+    decisionId: decision.decisionId,
+    allowed: decision.allowed,
+    httpStatus: decision.allowed ? 200 : decision.httpStatus,
+    headers: decision.headers.map((h) => ({ key: h.key, value: h.value })),
+    requestHeadersToRemove: [...decision.requestHeadersToRemove],
+    responseHeadersToAdd: decision.responseHeadersToAdd.map((h) => ({ key: h.key, value: h.value })),
+    body: decision.body,
+    reasons: [...decision.reasons],
+    policyRevision: decision.revision,
+    dynamicMetadata: toStruct(decision.dynamicMetadata),
+    queryParametersToSet: decision.queryParametersToSet.map((q) => ({ key: q.key, value: q.value })),
+    queryParametersToRemove: [...decision.queryParametersToRemove],
+  };
+}

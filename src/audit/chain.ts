@@ -1,0 +1,83 @@
+/**
+ * The audit hash chain: every record carries `seq`, `prev_hash` and `hash`, where `hash` is the
+ * SHA-256 of the canonical JSON of the record without `hash`. Editing a record breaks its hash;
+ * deleting or reordering records breaks `seq` and `prev_hash`. (Truncating the newest records is
+ * not detectable from the file alone; ship the log or its latest hash elsewhere for that.)
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { canonicalJson } from './canonical.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export interface ChainFields {
+  seq: number;
+  prev_hash: string;
+  hash: string;
+}
+
+export function recordHash(record: Readonly<Record<string, unknown>>): string {
+  const { hash: _ignored, ...rest } = record;
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+export interface ChainBreak {
+  /** 1-based line number of the first record that fails. */
+  readonly line: number;
+  readonly seq: number | null;
+  readonly problem: 'malformed' | 'hash_mismatch' | 'seq_gap' | 'prev_hash_mismatch';
+  readonly detail: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly records: number;
+  readonly lastHash: string;
+  readonly firstBreak?: ChainBreak;
+}
+
+/** Checks one parsed record against the chain state; returns the problem, if any. */
+export function checkLink(
+  record: unknown,
+  expectedSeq: number,
+  expectedPrev: string,
+): { problem: ChainBreak['problem']; detail: string } | undefined {
+  if (!record || typeof record !== 'object' || Array.isArray(record)) return { problem: 'malformed', detail: 'not a JSON object' };
+  const r = record as Partial<ChainFields> & Record<string, unknown>;
+  if (typeof r.seq !== 'number' || typeof r.prev_hash !== 'string' || typeof r.hash !== 'string') {
+    return { problem: 'malformed', detail: 'missing seq, prev_hash or hash' };
+  }
+  if (recordHash(r) !== r.hash) return { problem: 'hash_mismatch', detail: 'record content does not match its hash (edited)' };
+  if (r.seq !== expectedSeq) return { problem: 'seq_gap', detail: `expected seq ${expectedSeq}, found ${r.seq} (deleted or reordered records)` };
+  if (r.prev_hash !== expectedPrev) return { problem: 'prev_hash_mismatch', detail: 'prev_hash does not match the previous record (deleted or reordered records)' };
+  return undefined;
+}
+
+/** Verifies a whole audit file, streaming, and reports the first break. */
+export async function verifyAuditFile(path: string): Promise<VerifyReport> {
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  let lineNo = 0;
+  let expectedSeq = 1;
+  let prev = GENESIS_HASH;
+  for await (const line of lines) {
+    lineNo++;
+    if (line.trim() === '') continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      lines.close();
+      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: { line: lineNo, seq: null, problem: 'malformed', detail: 'not valid JSON' } };
+    }
+    const broken = checkLink(record, expectedSeq, prev);
+    if (broken) {
+      lines.close();
+      const seq = typeof (record as { seq?: unknown })?.seq === 'number' ? (record as { seq: number }).seq : null;
+      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: { line: lineNo, seq, ...broken } };
+    }
+    prev = (record as ChainFields).hash;
+    expectedSeq++;
+  }
+  return { ok: true, records: expectedSeq - 1, lastHash: prev };
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+/**
+ * The `signalbox` command: serve, build, eval, audit verify.
+ */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { verifyAuditFile } from '../audit/chain.js';
+import { loadConfig } from '../config/load.js';
+import { SignalboxError, describeCause } from '../errors.js';
+import { createLogger } from '../log.js';
+import { projectRoot } from '../paths.js';
+import { buildAllBundles, buildBundle } from '../policy/build.js';
+import { readBundle } from '../policy/bundle.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { interpretResult } from '../policy/result.js';
+import { resolveBundlePath, startSignalbox } from '../server/app.js';
+
+const USAGE = `usage: signalbox <command> [options]
+
+commands:
+  serve [--config FILE]                     run the gRPC (9191) and HTTP (8181) servers
+  build [--policies DIR] [--bundles DIR]    compile every policies/<name>/ to bundles/<name>.tar.gz
+  build --src DIR --out FILE [--entrypoint PATH ...] [--v0-compatible]
+                                            compile one policy folder (entrypoints from -e or annotations)
+  eval --input FILE [--config FILE] [--bundle FILE] [--decision PATH]
+                                            evaluate one policy input document and print the decision
+  audit verify FILE                         verify an audit log's hash chain; exit 1 at the first break
+
+The config file may also be given as SIGNALBOX_CONFIG.`;
+
+class UsageError extends Error {}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
+  const config = loadConfig(values.config ?? process.env.SIGNALBOX_CONFIG);
+  const logger = createLogger(config.log.level);
+  const running = await startSignalbox(config, logger);
+  await new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'shutting down: draining in-flight calls');
+      running.close().then(done, done);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+async function build(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      policies: { type: 'string' },
+      bundles: { type: 'string' },
+      src: { type: 'string' },
+      out: { type: 'string' },
+      entrypoint: { type: 'string', short: 'e', multiple: true },
+      'v0-compatible': { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.src || values.out) {
+    if (!values.src || !values.out) throw new UsageError('build --src needs --out (and the other way round)');
+    const built = await buildBundle(resolve(values.src), resolve(values.out), {
+      entrypoints: values.entrypoint ?? [],
+      v0Compatible: values['v0-compatible'] ?? false,
+    });
+    print(built);
+    return 0;
+  }
+  const root = projectRoot();
+  const built = await buildAllBundles(resolve(values.policies ?? join(root, 'policies')), resolve(values.bundles ?? join(root, 'bundles')));
+  print(built);
+  return 0;
+}
+
+async function evaluate(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { input: { type: 'string' }, config: { type: 'string' }, bundle: { type: 'string' }, decision: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.input) throw new UsageError('eval needs --input FILE');
+  const config = loadConfig(values.config ?? process.env.SIGNALBOX_CONFIG);
+  let input: unknown;
+  try {
+    input = JSON.parse(await readFile(values.input, 'utf8'));
+  } catch (error) {
+    throw new SignalboxError('request_malformed', `--input ${values.input} is not a readable JSON document`, { cause: error });
+  }
+  const bundle = await readBundle(resolveBundlePath(values.bundle ?? config.policy.bundle));
+  const engine = await PolicyEngine.create(bundle, { entrypoint: values.decision ?? config.policy.decision });
+  const evaluation = engine.evaluate(input, BigInt(Date.now()) * 1_000_000n);
+  let verdict: ReturnType<typeof interpretResult> | undefined;
+  let error: { code: string; message: string } | undefined;
+  try {
+    verdict = interpretResult(evaluation);
+  } catch (caught) {
+    const e = caught as SignalboxError;
+    error = { code: e.code, message: e.message };
+  }
+  print({
+    decision: engine.entrypoint,
+    revision: engine.revision,
+    allowed: verdict?.allowed ?? false,
+    http_status: verdict ? (verdict.allowed ? 200 : verdict.httpStatus) : 403,
+    reasons: verdict ? verdict.reasons : [error?.code],
+    ...(error ? { error } : {}),
+    result: evaluation.result ?? null,
+    builtin_errors: evaluation.builtinErrors,
+    eval_ns: evaluation.evalNs,
+  });
+  return 0;
+}
+
+async function audit(args: string[]): Promise<number> {
+  const [sub, file, ...rest] = args;
+  if (sub !== 'verify' || !file || rest.length > 0) throw new UsageError('usage: signalbox audit verify FILE');
+  let report;
+  try {
+    report = await verifyAuditFile(file);
+  } catch (error) {
+    throw new SignalboxError('audit_chain_broken', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? describeCause(error)}`, { cause: error });
+  }
+  if (report.ok) {
+    process.stdout.write(`ok: ${report.records} records, chain intact, last hash ${report.lastHash}\n`);
+    return 0;
+  }
+  const brk = report.firstBreak!;
+  process.stdout.write(
+    `audit_chain_broken: line ${brk.line}${brk.seq === null ? '' : ` (seq ${brk.seq})`}: ${brk.problem}: ${brk.detail}; ${report.records} records verified before it\n`,
+  );
+  return 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(args);
+      case 'build':
+        return await build(args);
+      case 'eval':
+        return await evaluate(args);
+      case 'audit':
+        return await audit(args);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`signalbox: ${(error as Error).message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof SignalboxError) {
+      process.stderr.write(`signalbox: ${error.code}: ${error.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`signalbox: internal_error: ${describeCause(error)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  () => {
+    process.exitCode = 1;
+  },
+);

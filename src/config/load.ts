@@ -1,0 +1,100 @@
+/**
+ * Loading the configuration: one YAML file (optional) with ${ENV} expansion, then the
+ * per-deployment environment overrides, then validation against the schema. A bad config is a
+ * `config_invalid` error naming the key and the problem.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { SignalboxError } from '../errors.js';
+import { configSchema, type SignalboxConfig } from './schema.js';
+
+/** Environment variables that override one config key each, for settings operators change per deployment. */
+export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, string]>> = Object.freeze({
+  SIGNALBOX_GRPC_ADDR: ['server', 'grpc_addr'],
+  SIGNALBOX_HTTP_ADDR: ['server', 'http_addr'],
+  SIGNALBOX_BUNDLE: ['policy', 'bundle'],
+  SIGNALBOX_DECISION: ['policy', 'decision'],
+  SIGNALBOX_JWKS_URL: ['identity', 'jwks_url'],
+  SIGNALBOX_JWKS_FILE: ['identity', 'jwks_file'],
+  SIGNALBOX_JWT_ISSUER: ['identity', 'issuer'],
+  SIGNALBOX_JWT_AUDIENCE: ['identity', 'audience'],
+  SIGNALBOX_AUDIT_PATH: ['audit', 'path'],
+  SIGNALBOX_LOG_LEVEL: ['log', 'level'],
+});
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Replaces ${NAME} and ${NAME:-default} in every string of a parsed document. */
+export function expandEnv(value: unknown, env: Env, path: string[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      throw new SignalboxError('config_invalid', `${path.join('.') || '(root)'}: environment variable ${name} is not set (use \${${name}:-default})`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => expandEnv(item, env, [...path, String(i)]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k])]));
+  }
+  return value;
+}
+
+function applyOverrides(document: Record<string, unknown>, env: Env): void {
+  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const existing = document[section];
+    const target = existing && typeof existing === 'object' && !Array.isArray(existing) ? (existing as Record<string, unknown>) : {};
+    target[key] = value;
+    document[section] = target;
+  }
+}
+
+/** Parses, expands, overrides and validates; the result is deeply frozen. */
+export function parseConfig(yamlText: string | undefined, env: Env = process.env, source = 'config'): SignalboxConfig {
+  let raw: unknown = {};
+  if (yamlText !== undefined) {
+    try {
+      raw = parseYaml(yamlText) ?? {};
+    } catch (error) {
+      throw new SignalboxError('config_invalid', `${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+    }
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new SignalboxError('config_invalid', `${source}: the top level must be a mapping`);
+  }
+  const document = expandEnv(raw, env) as Record<string, unknown>;
+  applyOverrides(document, env);
+  const parsed = configSchema.safeParse(document);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = issue?.path.length ? issue.path.join('.') : '(root)';
+    const problem = issue?.code === 'unrecognized_keys' ? `unknown key(s) ${(issue as { keys: string[] }).keys.join(', ')}` : issue?.message;
+    throw new SignalboxError('config_invalid', `${source}: ${key}: ${problem ?? 'invalid'}`, {
+      details: { issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
+    });
+  }
+  return deepFreeze(parsed.data);
+}
+
+/** Loads the file at `path` (or only defaults and environment when there is none). */
+export function loadConfig(path: string | undefined, env: Env = process.env): SignalboxConfig {
+  if (!path) return parseConfig(undefined, env, 'defaults');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new SignalboxError('config_invalid', `cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
+  }
+  return parseConfig(text, env, path);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,112 @@
+/**
+ * The configuration schema. Each section belongs to one module; the whole document is validated
+ * once at start-up and then frozen. Unknown keys are errors, so a typo is caught, not ignored.
+ */
+import { z } from 'zod';
+import { DEFAULT_ALGORITHMS } from '../identity/verifier.js';
+
+const ASYMMETRIC_ALGORITHMS = new Set<string>(DEFAULT_ALGORITHMS);
+
+const listOrString = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) => (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean));
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port (for example 0.0.0.0:9191)');
+
+export const serverSchema = z
+  .object({
+    grpc_addr: hostPort.default('0.0.0.0:9191'),
+    http_addr: hostPort.default('0.0.0.0:8181'),
+    /** Largest gRPC message accepted (a Check carrying a request body), in bytes. */
+    max_request_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+    /** How long SIGTERM waits for in-flight calls before closing connections. */
+    shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
+  })
+  .strict();
+
+export const policySchema = z
+  .object({
+    bundle: z.string().min(1).default('bundles/signalbox.tar.gz'),
+    /** The decision path: an entrypoint of the bundle (opa-envoy-plugin calls this `path`). */
+    decision: z
+      .string()
+      .regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a slash-separated rule path such as signalbox/authz/decision')
+      .default('signalbox/authz/decision'),
+    max_memory_mib: z.number().int().min(8).max(4096).default(512),
+  })
+  .strict();
+
+export const identitySchema = z
+  .object({
+    header: z.string().min(1).transform((h) => h.toLowerCase()).default('authorization'),
+    /** The scheme before the token ("Bearer"); empty when the header holds the bare token. */
+    scheme: z.string().default('Bearer'),
+    jwks_url: z.string().url().optional(),
+    jwks_file: z.string().min(1).optional(),
+    issuer: listOrString.default([]),
+    audience: listOrString.default([]),
+    algorithms: listOrString
+      .default([...DEFAULT_ALGORITHMS])
+      .refine((algs) => algs.length > 0 && algs.every((a) => ASYMMETRIC_ALGORITHMS.has(a)), {
+        message: `only asymmetric algorithms are allowed (${DEFAULT_ALGORITHMS.join(', ')}); none and HS* never are`,
+      }),
+    clock_tolerance_s: z.number().int().min(0).max(600).default(30),
+    required_claims: listOrString.default(['exp', 'sub']),
+    jwks_cache_max_age_ms: z.number().int().min(1000).default(600_000),
+    jwks_cooldown_ms: z.number().int().min(0).default(30_000),
+    jwks_timeout_ms: z.number().int().min(100).max(60_000).default(5_000),
+    claims: z
+      .object({
+        subject: z.string().default('sub'),
+        roles: z.string().default('roles'),
+        scopes: z.string().default('scope'),
+        team: z.string().default('team'),
+        tenant: z.string().default('tenant'),
+        client_id: z.string().default('azp'),
+      })
+      .strict()
+      .default({ subject: 'sub', roles: 'roles', scopes: 'scope', team: 'team', tenant: 'tenant', client_id: 'azp' }),
+  })
+  .strict()
+  .superRefine((identity, ctx) => {
+    if (identity.jwks_url && identity.jwks_file) {
+      ctx.addIssue({ code: 'custom', path: ['jwks_file'], message: 'set either jwks_url or jwks_file, not both' });
+    }
+    if (identity.jwks_url || identity.jwks_file) {
+      if (identity.issuer.length === 0) ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'required when a JWKS is configured' });
+      if (identity.audience.length === 0) ctx.addIssue({ code: 'custom', path: ['audience'], message: 'required when a JWKS is configured' });
+    }
+  });
+
+export const auditSchema = z
+  .object({
+    /** JSON-lines file the hash-chained decision records are appended to. */
+    path: z.string().min(1).default('audit/decisions.jsonl'),
+    /** Request headers whose values are replaced by a marker in the audited input. */
+    mask_headers: listOrString
+      .default(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'api-key'])
+      .transform((headers) => headers.map((h) => h.toLowerCase())),
+  })
+  .strict();
+
+export const logSchema = z
+  .object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    server: serverSchema.default(serverSchema.parse({})),
+    policy: policySchema.default(policySchema.parse({})),
+    identity: identitySchema.default(identitySchema.parse({})),
+    audit: auditSchema.default(auditSchema.parse({})),
+    log: logSchema.default(logSchema.parse({})),
+  })
+  .strict();
+
+export type SignalboxConfig = z.output<typeof configSchema>;
+export type ServerConfig = SignalboxConfig['server'];
+export type PolicyConfig = SignalboxConfig['policy'];
+export type IdentityConfig = SignalboxConfig['identity'];
+export type AuditConfig = SignalboxConfig['audit'];

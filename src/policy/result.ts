@@ -1,0 +1,114 @@
+/**
+ * Interpreting what the decision rule returned. The shape is defined once, in
+ * schema/result.schema.json (documented in README, used by the tests too); anything outside it
+ * is `policy_result_invalid`, and the caller denies.
+ */
+import { Ajv } from 'ajv';
+import { SignalboxError } from '../errors.js';
+import resultSchema from './schema/result.schema.json' with { type: 'json' };
+import type { Evaluation } from './engine.js';
+
+export interface HeaderEntry {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** The policy's answer, normalised; what the adapters map back to their wire formats. */
+export interface PolicyVerdict {
+  readonly allowed: boolean;
+  /** True when the policy returned a bare boolean (opa-envoy-plugin attaches no HTTP response). */
+  readonly bare: boolean;
+  /** Deny status; 403 when the policy did not choose one. */
+  readonly httpStatus: number;
+  readonly body: string;
+  readonly headers: readonly HeaderEntry[];
+  readonly requestHeadersToRemove: readonly string[];
+  readonly responseHeadersToAdd: readonly HeaderEntry[];
+  readonly queryParametersToSet: readonly HeaderEntry[];
+  readonly queryParametersToRemove: readonly string[];
+  readonly dynamicMetadata: Readonly<Record<string, unknown>>;
+  readonly reasons: readonly string[];
+}
+
+type HeaderMap = Record<string, string | string[]>;
+
+interface ResultObject {
+  allowed: boolean;
+  headers?: HeaderMap | HeaderMap[];
+  request_headers_to_remove?: string[];
+  response_headers_to_add?: HeaderMap | HeaderMap[];
+  query_parameters_to_set?: HeaderMap;
+  query_parameters_to_remove?: string[];
+  body?: string;
+  http_status?: number;
+  dynamic_metadata?: Record<string, unknown>;
+  reasons?: string[];
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validateResult = ajv.compile<boolean | ResultObject>(resultSchema);
+
+export const DEFAULT_DENY_STATUS = 403;
+
+function headerEntries(value: HeaderMap | HeaderMap[] | undefined): HeaderEntry[] {
+  if (value === undefined) return [];
+  const maps = Array.isArray(value) ? value : [value];
+  const entries: HeaderEntry[] = [];
+  for (const map of maps) {
+    for (const [key, v] of Object.entries(map)) {
+      for (const item of Array.isArray(v) ? v : [v]) entries.push({ key, value: item });
+    }
+  }
+  return entries;
+}
+
+/** Describes the first schema violation without echoing result values (they may hold secrets). */
+function violation(): string {
+  const error = validateResult.errors?.[0];
+  if (!error) return 'result does not match the schema';
+  return `${error.instancePath || '(result)'} ${error.message ?? 'is invalid'}`;
+}
+
+/** Turns an evaluation into a verdict, or throws `policy_result_invalid`. */
+export function interpretResult(evaluation: Evaluation): PolicyVerdict {
+  if (!evaluation.defined) {
+    throw new SignalboxError('policy_result_invalid', 'the decision rule is undefined for this input (add a default)');
+  }
+  const result = evaluation.result;
+  if (!validateResult(result)) {
+    throw new SignalboxError('policy_result_invalid', `the policy result is not of the documented shape: ${violation()}`);
+  }
+  if (typeof result === 'boolean') {
+    return {
+      allowed: result,
+      bare: true,
+      httpStatus: DEFAULT_DENY_STATUS,
+      body: '',
+      headers: [],
+      requestHeadersToRemove: [],
+      responseHeadersToAdd: [],
+      queryParametersToSet: [],
+      queryParametersToRemove: [],
+      dynamicMetadata: {},
+      reasons: [],
+    };
+  }
+  for (const entry of [...headerEntries(result.headers), ...headerEntries(result.response_headers_to_add)]) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(entry.key) || /[\r\n\0]/.test(entry.value)) {
+      throw new SignalboxError('policy_result_invalid', 'the policy result names a header that is not a valid HTTP header');
+    }
+  }
+  return {
+    allowed: result.allowed,
+    bare: false,
+    httpStatus: result.http_status ?? DEFAULT_DENY_STATUS,
+    body: result.body ?? '',
+    headers: headerEntries(result.headers),
+    requestHeadersToRemove: result.request_headers_to_remove ?? [],
+    responseHeadersToAdd: headerEntries(result.response_headers_to_add),
+    queryParametersToSet: headerEntries(result.query_parameters_to_set),
+    queryParametersToRemove: result.query_parameters_to_remove ?? [],
+    dynamicMetadata: result.dynamic_metadata ?? {},
+    reasons: result.reasons ?? [],
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Wiring: config → bundle, engine, identity, audit, pipeline → gRPC and HTTP listeners.
+ */
+import { hostname } from 'node:os';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Server as HttpServer } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import { FileAuditLog, type AuditSink } from '../audit/log.js';
+import type { SignalboxConfig } from '../config/schema.js';
+import { SignalboxError } from '../errors.js';
+import { IdentityVerifier } from '../identity/verifier.js';
+import type { Logger } from '../log.js';
+import { DecisionPipeline } from '../pipeline/decide.js';
+import { projectRoot } from '../paths.js';
+import { readBundle } from '../policy/bundle.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from './grpc.js';
+import { createHttpServer, listenHttp } from './http.js';
+
+export interface RunningSignalbox {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly engine: PolicyEngine;
+  readonly pipeline: DecisionPipeline;
+  readonly audit: AuditSink;
+  /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly clock?: () => bigint;
+  /** Replace the file audit log (tests). */
+  readonly audit?: AuditSink;
+}
+
+/**
+ * A relative bundle path is looked up in the working directory first, then in the Signalbox
+ * installation, so the embedded default works from any directory.
+ */
+export function resolveBundlePath(path: string): string {
+  if (isAbsolute(path)) return path;
+  const fromCwd = resolve(path);
+  return existsSync(fromCwd) ? fromCwd : join(projectRoot(), path);
+}
+
+/** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
+export async function createPipeline(
+  config: SignalboxConfig,
+  logger: Logger,
+  audit: AuditSink,
+  clock?: () => bigint,
+): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine }> {
+  const bundle = await readBundle(resolveBundlePath(config.policy.bundle));
+  const engine = await PolicyEngine.create(bundle, { entrypoint: config.policy.decision, maxMemoryMiB: config.policy.max_memory_mib });
+  const identity = await IdentityVerifier.create(config.identity, logger);
+  const pipeline = new DecisionPipeline({
+    engine: () => engine,
+    identity,
+    audit,
+    logger,
+    maskHeaders: new Set([...config.audit.mask_headers, config.identity.header]),
+    ...(clock ? { clock } : {}),
+    labels: { id: hostname(), service: 'signalbox' },
+  });
+  return { pipeline, engine };
+}
+
+export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
+  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger));
+  const { pipeline, engine } = await createPipeline(config, logger, audit, options.clock);
+  const health = new HealthState();
+  const grpcServer: grpc.Server = createGrpcServer({ pipeline, logger, health, maxRequestBytes: config.server.max_request_bytes });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision });
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr);
+    httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
+      throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });
+    });
+  } catch (error) {
+    grpcServer.forceShutdown();
+    httpServer.close();
+    await audit.close();
+    throw error;
+  }
+  health.set('SERVING');
+  logger.info({ grpc_port: grpcPort, http_port: httpPort, revision: engine.revision, decision: engine.entrypoint }, 'signalbox serving');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      health.set('NOT_SERVING');
+      health.endWatches();
+      await shutdownGrpc(grpcServer, config.server.shutdown_grace_ms);
+      await new Promise<void>((done) => {
+        httpServer.close(() => done());
+        httpServer.closeAllConnections();
+      });
+      await audit.close();
+      logger.info('signalbox stopped');
+    })();
+    return closing;
+  };
+  return { grpcPort, httpPort, engine, pipeline, audit, close };
+}
