@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): installs what the tests need, type-checks,
+# then runs every test. Nothing is skipped for a missing tool: a missing tool is installed or
+# the run fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install-opa.sh
+npx tsc --noEmit -p tsconfig.json
+npx vitest run "$@"
