@@ -1,0 +1,163 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from '../src/audit/canonical.js';
+import { GENESIS_HASH, verifyAuditFile } from '../src/audit/chain.js';
+import { FileAuditLog } from '../src/audit/log.js';
+import { maskInput } from '../src/audit/mask.js';
+import { capturedLogger } from './helpers/logs.js';
+
+const run = promisify(execFile);
+
+async function writeLog(records: number): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'signalbox-audit-'));
+  const path = join(dir, 'audit.jsonl');
+  const log = await FileAuditLog.open(path, capturedLogger().logger);
+  for (let i = 0; i < records; i++) log.append({ decision_id: `d${i}`, decision: { allowed: i % 2 === 0 } });
+  await log.close();
+  return path;
+}
+
+async function lines(path: string): Promise<string[]> {
+  return (await readFile(path, 'utf8')).trim().split('\n');
+}
+
+/** Runs the real CLI, as an operator would. */
+async function cliVerify(path: string): Promise<{ code: number; stdout: string }> {
+  try {
+    const { stdout } = await run('npx', ['tsx', 'src/cli/main.ts', 'audit', 'verify', path], { cwd: join(import.meta.dirname, '..') });
+    return { code: 0, stdout };
+  } catch (error) {
+    const e = error as { code: number; stdout: string };
+    return { code: e.code, stdout: e.stdout };
+  }
+}
+
+describe('audit hash chain', () => {
+  it('canonical JSON sorts keys at every depth', () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}');
+  });
+
+  it('chains records from the genesis hash and verifies a clean log', async () => {
+    const path = await writeLog(5);
+    const records = (await lines(path)).map((l) => JSON.parse(l) as { seq: number; prev_hash: string; hash: string });
+    expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(records[0]!.prev_hash).toBe(GENESIS_HASH);
+    expect(records[1]!.prev_hash).toBe(records[0]!.hash);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 5 });
+    const cli = await cliVerify(path);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^ok: 5 records/);
+  });
+
+  it('reports an edited record at its line and exits non-zero', async () => {
+    const path = await writeLog(5);
+    const all = await lines(path);
+    all[2] = all[2]!.replace('"allowed":true', '"allowed":false');
+    await writeFile(path, `${all.join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, seq: 3, problem: 'hash_mismatch' });
+    const cli = await cliVerify(path);
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toMatch(/^audit_chain_broken: line 3 \(seq 3\): hash_mismatch/);
+  });
+
+  it('reports a deleted record where the gap starts', async () => {
+    const path = await writeLog(5);
+    const all = await lines(path);
+    all.splice(1, 1);
+    await writeFile(path, `${all.join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 2, seq: 3, problem: 'seq_gap' });
+    expect((await cliVerify(path)).code).toBe(1);
+  });
+
+  it('reports the deletion of the first record', async () => {
+    const path = await writeLog(3);
+    const all = await lines(path);
+    await writeFile(path, `${all.slice(1).join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 1, problem: 'seq_gap' });
+  });
+
+  it('reports two swapped records', async () => {
+    const path = await writeLog(5);
+    const all = await lines(path);
+    [all[3], all[4]] = [all[4]!, all[3]!];
+    await writeFile(path, `${all.join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 4, seq: 5, problem: 'seq_gap' });
+  });
+
+  it('reports a record whose seq was rewritten to hide a swap (prev_hash still breaks)', async () => {
+    const path = await writeLog(4);
+    const records = (await lines(path)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const { recordHash } = await import('../src/audit/chain.js');
+    // Swap records 2 and 3 and recompute their seq and own hash, as a careful forger would.
+    const swapped = [records[0]!, { ...records[2]!, seq: 2 }, { ...records[1]!, seq: 3 }, records[3]!];
+    for (const r of swapped.slice(1, 3)) r.hash = recordHash(r);
+    await writeFile(path, `${swapped.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 2, problem: 'prev_hash_mismatch' });
+  });
+
+  it('reports a line that is not JSON', async () => {
+    const path = await writeLog(2);
+    await appendFile(path, 'garbage\n');
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'malformed' });
+  });
+
+  it('continues the chain across restarts', async () => {
+    const path = await writeLog(3);
+    const log = await FileAuditLog.open(path, capturedLogger().logger);
+    log.append({ decision_id: 'after-restart' });
+    await log.close();
+    const report = await verifyAuditFile(path);
+    expect(report).toMatchObject({ ok: true, records: 4 });
+  });
+
+  it('after a torn last line, logs audit_chain_broken and keeps appending; verify points at the torn line', async () => {
+    const path = await writeLog(2);
+    await appendFile(path, '{"decision_id":"torn","se');
+    const captured = capturedLogger();
+    const log = await FileAuditLog.open(path, captured.logger);
+    log.append({ decision_id: 'next' });
+    await log.close();
+    expect(captured.lines().some((l) => l.code === 'audit_chain_broken')).toBe(true);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'malformed' });
+  });
+
+  it('does not throw when the file cannot be written; the failure is logged with its code', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-audit-'));
+    const captured = capturedLogger();
+    // A directory where the file should be: open() fails with a clear code.
+    await expect(FileAuditLog.open(dir, captured.logger)).rejects.toMatchObject({ code: 'audit_write_failed' });
+  });
+});
+
+describe('input masking', () => {
+  const input = {
+    attributes: {
+      request: {
+        http: {
+          headers: { authorization: 'Bearer secret.token.value', 'content-type': 'application/json', 'x-api-key': 'sk-live-123' },
+          path: '/v1/chat?api_key=sk-abc&model=x',
+          query: 'api_key=sk-abc&model=x',
+          body: '{"messages":[{"content":"private prompt"}]}',
+        },
+      },
+    },
+    parsed_query: { api_key: ['sk-abc'], model: ['x'] },
+    parsed_body: { messages: [{ content: 'private prompt' }] },
+  };
+
+  it('masks credentials, bodies and secret query values, and leaves the original untouched', () => {
+    const masked = maskInput(input, new Set(['authorization', 'x-api-key']));
+    const text = JSON.stringify(masked);
+    expect(text).not.toContain('secret.token.value');
+    expect(text).not.toContain('sk-live-123');
+    expect(text).not.toContain('sk-abc');
+    expect(text).not.toContain('private prompt');
+    expect(text).toContain('"model":["x"]');
+    expect(text).toContain('application/json');
+    expect(input.attributes.request.http.headers.authorization).toBe('Bearer secret.token.value');
+  });
+});

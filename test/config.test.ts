@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { expandEnv, parseConfig } from '../src/config/load.js';
+
+describe('configuration', () => {
+  it('has working embedded defaults', () => {
+    const config = parseConfig(undefined, {});
+    expect(config.server).toMatchObject({ grpc_addr: '0.0.0.0:9191', http_addr: '0.0.0.0:8181' });
+    expect(config.policy.decision).toBe('signalbox/authz/decision');
+    expect(config.identity.algorithms).not.toContain('HS256');
+    expect(Object.isFrozen(config.identity)).toBe(true);
+  });
+
+  it('expands ${ENV} and ${ENV:-default} in strings', () => {
+    const config = parseConfig('identity:\n  jwks_url: ${URL}\n  issuer: ${ISS:-https://fallback}\n  audience: [a, "${AUD}"]\n', {
+      URL: 'https://idp/jwks',
+      AUD: 'b',
+    });
+    expect(config.identity.jwks_url).toBe('https://idp/jwks');
+    expect(config.identity.issuer).toEqual(['https://fallback']);
+    expect(config.identity.audience).toEqual(['a', 'b']);
+  });
+
+  it('names the key when an environment variable is missing', () => {
+    expect(() => expandEnv({ audit: { path: '${NOPE}' } }, {})).toThrow(/audit\.path: environment variable NOPE is not set/);
+  });
+
+  it('applies the SIGNALBOX_* overrides over the file', () => {
+    const config = parseConfig('server:\n  grpc_addr: 0.0.0.0:1\n', {
+      SIGNALBOX_GRPC_ADDR: '127.0.0.1:9999',
+      SIGNALBOX_HTTP_ADDR: '127.0.0.1:8888',
+      SIGNALBOX_JWKS_URL: 'https://idp/jwks',
+      SIGNALBOX_JWT_ISSUER: 'https://a,https://b',
+      SIGNALBOX_JWT_AUDIENCE: 'signalbox',
+      SIGNALBOX_AUDIT_PATH: '/var/log/sb.jsonl',
+    });
+    expect(config.server.grpc_addr).toBe('127.0.0.1:9999');
+    expect(config.server.http_addr).toBe('127.0.0.1:8888');
+    expect(config.identity.issuer).toEqual(['https://a', 'https://b']);
+    expect(config.audit.path).toBe('/var/log/sb.jsonl');
+  });
+
+  it.each([
+    ['an unknown key', 'server:\n  grpc_adr: 1\n', /config_invalid|server: unknown key\(s\) grpc_adr/],
+    ['a bad address', 'server:\n  grpc_addr: nine\n', /server\.grpc_addr: must be host:port/],
+    ['HMAC algorithms', 'identity:\n  algorithms: [RS256, HS256]\n', /identity\.algorithms: only asymmetric algorithms/],
+    ['alg none', 'identity:\n  algorithms: none\n', /identity\.algorithms/],
+    ['a JWKS without issuer', 'identity:\n  jwks_url: https://idp/jwks\n  audience: x\n', /identity\.issuer: required when a JWKS is configured/],
+    ['a JWKS without audience', 'identity:\n  jwks_file: /k.json\n  issuer: x\n', /identity\.audience: required when a JWKS is configured/],
+    ['both JWKS sources', 'identity:\n  jwks_url: https://idp/jwks\n  jwks_file: /k\n  issuer: x\n  audience: y\n', /identity\.jwks_file: set either/],
+    ['a wrong type', 'server:\n  shutdown_grace_ms: soon\n', /server\.shutdown_grace_ms/],
+    ['a bad decision path', 'policy:\n  decision: data.x.y\n', /policy\.decision: must be a slash-separated rule path/],
+    ['broken YAML', 'server: [\n', /not valid YAML/],
+    ['a list at the top', '- a\n', /top level must be a mapping/],
+  ])('rejects %s with config_invalid naming the key', (_name, yaml, message) => {
+    let caught: unknown;
+    try {
+      parseConfig(yaml, {});
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'config_invalid' });
+    expect((caught as Error).message).toMatch(message);
+  });
+});
