@@ -1,0 +1,143 @@
+import { createHmac } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config/load.js';
+import { IdentityVerifier } from '../src/identity/verifier.js';
+import { AUDIENCE, ISSUER, JwksServer, mint, signingKey } from './helpers/keys.js';
+import { capturedLogger } from './helpers/logs.js';
+
+function identityConfig(extra: Record<string, string>, yaml = ''): ReturnType<typeof parseConfig>['identity'] {
+  return parseConfig(yaml, { SIGNALBOX_JWT_ISSUER: ISSUER, SIGNALBOX_JWT_AUDIENCE: AUDIENCE, ...extra }).identity;
+}
+
+const servers: JwksServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+describe('identity verification', () => {
+  it.each(['RS256', 'ES256', 'EdDSA'] as const)('verifies %s tokens and maps claims', async (alg) => {
+    const key = await signingKey(alg, `k-${alg}`);
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }), capturedLogger().logger);
+    const token = await mint(key, { claims: { roles: 'llm-user admin', scope: 'chat:write tools:call', act: { sub: 'agent-7' }, azp: 'cli' } });
+    const { identity, actor } = await verifier.verify({ authorization: `Bearer ${token}` }, Date.now());
+    expect(identity).toMatchObject({ verified: true, subject: 'alice', issuer: ISSUER, team: 'search', tenant: 'acme', roles: ['llm-user', 'admin'], scopes: ['chat:write', 'tools:call'] });
+    expect(actor).toEqual({ subject: 'agent-7', client_id: 'cli' });
+    expect(JSON.stringify(identity)).not.toContain(token);
+  });
+
+  it('maps claims through dotted paths from the config', async () => {
+    const key = await signingKey('ES256', 'k');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const config = identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }, 'identity:\n  claims:\n    roles: realm_access.roles\n    team: org.team\n');
+    const verifier = await IdentityVerifier.create(config, capturedLogger().logger);
+    const token = await mint(key, { claims: { realm_access: { roles: ['agent'] }, org: { team: 'infra' } } });
+    const { identity } = await verifier.verify({ authorization: `Bearer ${token}` }, Date.now());
+    expect(identity).toMatchObject({ roles: ['agent'], team: 'infra' });
+  });
+
+  it('refetches the JWKS for an unknown kid (key rotation), at most once per cooldown', async () => {
+    const oldKey = await signingKey('RS256', 'old');
+    const newKey = await signingKey('RS256', 'new');
+    const jwks = await JwksServer.start([oldKey.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(
+      identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }, 'identity:\n  jwks_cooldown_ms: 0\n'),
+      capturedLogger().logger,
+    );
+    expect((await verifier.verify({ authorization: `Bearer ${await mint(oldKey)}` }, Date.now())).identity.verified).toBe(true);
+    expect(jwks.fetches).toBe(1);
+    // The IdP rotates: a token with the new kid triggers one refetch and verifies.
+    jwks.setKeys([oldKey.publicJwk, newKey.publicJwk]);
+    expect((await verifier.verify({ authorization: `Bearer ${await mint(newKey)}` }, Date.now())).identity.verified).toBe(true);
+    expect(jwks.fetches).toBe(2);
+  });
+
+  it('does not hammer the JWKS endpoint with unknown kids during the cooldown', async () => {
+    const key = await signingKey('RS256', 'known');
+    const stranger = await signingKey('RS256', 'unknown');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(
+      identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }, 'identity:\n  jwks_cooldown_ms: 60000\n'),
+      capturedLogger().logger,
+    );
+    await verifier.verify({ authorization: `Bearer ${await mint(key)}` }, Date.now());
+    for (let i = 0; i < 5; i++) {
+      const { identity } = await verifier.verify({ authorization: `Bearer ${await mint(stranger, { subject: `s${i}` })}` }, Date.now());
+      expect(identity.error?.code).toBe('token_key_not_found');
+    }
+    expect(jwks.fetches).toBe(1);
+  });
+
+  it('reports jwks_unavailable when the endpoint is down, and logs it without the token', async () => {
+    const key = await signingKey('RS256', 'k');
+    const log = capturedLogger();
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: 'http://127.0.0.1:1/jwks.json' }), log.logger);
+    const token = await mint(key);
+    const { identity } = await verifier.verify({ authorization: `Bearer ${token}` }, Date.now());
+    expect(identity.error?.code).toBe('jwks_unavailable');
+    expect(log.lines().some((l) => l.code === 'jwks_unavailable')).toBe(true);
+    expect(log.text()).not.toContain(token);
+  });
+
+  it('reads keys from a local JWKS file', async () => {
+    const key = await signingKey('EdDSA', 'file-key');
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-jwks-'));
+    const file = join(dir, 'jwks.json');
+    await writeFile(file, JSON.stringify({ keys: [key.publicJwk] }));
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_FILE: file }), capturedLogger().logger);
+    expect((await verifier.verify({ authorization: `Bearer ${await mint(key)}` }, Date.now())).identity.verified).toBe(true);
+  });
+
+  it('refuses a JWKS file that is not a key set, naming the key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-jwks-'));
+    const file = join(dir, 'jwks.json');
+    await writeFile(file, '{"nope": true}');
+    await expect(IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_FILE: file }), capturedLogger().logger)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringMatching(/identity\.jwks_file/),
+    });
+  });
+
+  it('rejects an HS256 token signed with the public key as the HMAC secret (algorithm confusion)', async () => {
+    const key = await signingKey('RS256', 'k');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }), capturedLogger().logger);
+    const header = Buffer.from(JSON.stringify({ alg: 'HS256', kid: 'k', typ: 'JWT' })).toString('base64url');
+    const now = Math.floor(Date.now() / 1000);
+    const payload = Buffer.from(JSON.stringify({ sub: 'mallory', iss: ISSUER, aud: AUDIENCE, exp: now + 300 })).toString('base64url');
+    const signature = createHmac('sha256', JSON.stringify(key.publicJwk)).update(`${header}.${payload}`).digest('base64url');
+    const { identity } = await verifier.verify({ authorization: `Bearer ${header}.${payload}.${signature}` }, Date.now());
+    expect(identity.verified).toBe(false);
+    expect(identity.error?.code).toBe('token_algorithm_not_allowed');
+  });
+
+  it('requires exp and sub by default', async () => {
+    const key = await signingKey('RS256', 'k');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }), capturedLogger().logger);
+    const { SignJWT } = await import('jose');
+    const noExp = await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'RS256', kid: 'k' }).setIssuer(ISSUER).setAudience(AUDIENCE).sign(key.privateKey);
+    expect((await verifier.verify({ authorization: `Bearer ${noExp}` }, Date.now())).identity.error?.code).toBe('token_claims_invalid');
+  });
+
+  it('honours the clock tolerance and a frozen clock', async () => {
+    const key = await signingKey('RS256', 'k');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }), capturedLogger().logger);
+    const issuedAt = 1_900_000_000;
+    const token = await mint(key, { now: issuedAt, expiresIn: 60 });
+    const at = (seconds: number) => verifier.verify({ authorization: `Bearer ${token}` }, seconds * 1000);
+    expect((await at(issuedAt + 60 + 29)).identity.verified).toBe(true);
+    expect((await at(issuedAt + 60 + 31)).identity.error?.code).toBe('token_expired');
+  });
+});
