@@ -1,0 +1,174 @@
+/**
+ * npm run bench: drives Envoy's Check over gRPC at a fixed concurrency, against Signalbox and,
+ * in the same run, against a bare grpc-js server answering OK without work, and prints
+ * decisions/s, p50/p99 latency and server CPU µs per decision for both, and their ratios.
+ *
+ * Rounds alternate (bare, signalbox, bare, signalbox, …) so drift on a noisy machine hits both
+ * sides; the median round is reported. Settings: BENCH_SECONDS (default 8), BENCH_CONCURRENCY
+ * (default 32), BENCH_ROUNDS (default 3), BENCH_USERS (distinct tokens, default 100).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadServices } from '../src/server/protos.js';
+import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
+import { checkRequest } from '../test/helpers/signalbox.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const USERS = Number(process.env.BENCH_USERS ?? 100);
+const WARMUP_SECONDS = 2;
+
+interface Result {
+  mode: string;
+  decisions: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuMicrosPerDecision: number;
+  denied: number;
+}
+
+type CheckClient = grpc.Client & { Check: (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number } }) => void) => void };
+
+function startServer(mode: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(join(import.meta.dirname, 'server.ts'), [mode], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env } });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`${mode} server exited with ${code}`)));
+    child.on('message', (m: { type: string; port?: number }) => {
+      if (m.type === 'ready') resolve({ child, port: m.port! });
+    });
+  });
+}
+
+function serverCpu(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const onMessage = (m: { type: string; micros?: number }): void => {
+      if (m.type === 'cpu') {
+        child.off('message', onMessage);
+        resolve(m.micros!);
+      }
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'cpu' });
+  });
+}
+
+async function drive(client: CheckClient, requests: object[], seconds: number): Promise<{ latencies: number[]; denied: number }> {
+  const latencies: number[] = [];
+  let denied = 0;
+  const end = performance.now() + seconds * 1000;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      const request = requests[next++ % requests.length]!;
+      const started = performance.now();
+      await new Promise<void>((resolve, reject) =>
+        client.Check(request, (error, response) => {
+          if (error) reject(error);
+          else {
+            if ((response.status?.code ?? 0) !== 0) denied++;
+            resolve();
+          }
+        }),
+      );
+      latencies.push(performance.now() - started);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  return { latencies, denied };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+async function measure(mode: string, env: Record<string, string>, requests: object[]): Promise<Result> {
+  const { child, port } = await startServer(mode, env);
+  const client = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as CheckClient;
+  try {
+    await drive(client, requests, WARMUP_SECONDS);
+    const cpuBefore = await serverCpu(child);
+    const started = performance.now();
+    const { latencies, denied } = await drive(client, requests, SECONDS);
+    const elapsed = (performance.now() - started) / 1000;
+    const cpuAfter = await serverCpu(child);
+    latencies.sort((a, b) => a - b);
+    return {
+      mode,
+      decisions: latencies.length,
+      perSecond: latencies.length / elapsed,
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      cpuMicrosPerDecision: (cpuAfter - cpuBefore) / latencies.length,
+      denied,
+    };
+  } finally {
+    client.close();
+    child.send({ type: 'stop' });
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+}
+
+function median(results: Result[], key: keyof Result): number {
+  const values = results.map((r) => r[key] as number).sort((a, b) => a - b);
+  return values[Math.floor(values.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'signalbox-bench-'));
+  try {
+    const key = await signingKey('ES256', 'bench');
+    const jwksFile = join(dir, 'jwks.json');
+    await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
+    const body = JSON.stringify({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: 'You are a helpful assistant. '.repeat(10) },
+        { role: 'user', content: 'Summarise the quarterly report in three bullet points. '.repeat(8) },
+      ],
+      tools: [{ type: 'function', function: { name: 'web_search', parameters: { type: 'object' } } }],
+      max_tokens: 512,
+    });
+    const requests: object[] = [];
+    for (let i = 0; i < USERS; i++) {
+      requests.push(checkRequest({ token: await mint(key, { subject: `user-${i}`, expiresIn: 3600 }), body }));
+    }
+    const env = { BENCH_JWKS_FILE: jwksFile, BENCH_ISSUER: ISSUER, BENCH_AUDIENCE: AUDIENCE, BENCH_AUDIT_PATH: join(dir, 'audit.jsonl') };
+    process.stdout.write(
+      `Check over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, body ${body.length} bytes\n`,
+    );
+    const all: Record<string, Result[]> = { bare: [], signalbox: [] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const mode of ['bare', 'signalbox']) {
+        const result = await measure(mode, env, requests);
+        if (mode === 'signalbox' && result.denied > 0) throw new Error(`signalbox denied ${result.denied} benchmark requests; the benchmark must measure allows`);
+        all[mode]!.push(result);
+        process.stdout.write(
+          `  round ${round} ${mode.padEnd(9)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision\n`,
+        );
+      }
+    }
+    const row = (mode: string): string => {
+      const r = all[mode]!;
+      return `| ${mode} | ${median(r, 'perSecond').toFixed(0)} | ${median(r, 'p50Ms').toFixed(2)} | ${median(r, 'p99Ms').toFixed(2)} | ${median(r, 'cpuMicrosPerDecision').toFixed(0)} |`;
+    };
+    const ratio = (key: keyof Result): string => (median(all.signalbox!, key) / median(all.bare!, key)).toFixed(2);
+    process.stdout.write('\nmedian of rounds:\n| server | decisions/s | p50 ms | p99 ms | server CPU µs/decision |\n|---|---|---|---|---|\n');
+    process.stdout.write(`${row('bare')}\n${row('signalbox')}\n`);
+    process.stdout.write(
+      `| signalbox / bare | ${ratio('perSecond')}x | ${ratio('p50Ms')}x | ${ratio('p99Ms')}x | ${ratio('cpuMicrosPerDecision')}x |\n`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+void main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${String(error)}\n`);
+  process.exitCode = 1;
+});
