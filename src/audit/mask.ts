@@ -45,28 +45,36 @@ function maskPath(path: unknown): unknown {
   return q < 0 ? path : `${path.slice(0, q)}?${maskQueryString(path.slice(q + 1))}`;
 }
 
-/** Returns a masked deep copy of a decision input; the original is not touched. */
+/**
+ * Returns a masked copy of a decision input; the original is not touched. Only the branches that
+ * change are copied (the rest is shared), because this runs for every decision.
+ */
 export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>): Record<string, unknown> {
-  const copy = structuredClone(input) as Record<string, unknown>;
-  const http = (copy.attributes as { request?: { http?: Record<string, unknown> } } | undefined)?.request?.http;
-  if (http) {
-    http.headers = maskHeaderRecord(http.headers, maskHeaders);
+  const copy: Record<string, unknown> = { ...input };
+  const attributes = input.attributes as { request?: { http?: Record<string, unknown> } } | undefined;
+  const http = attributes?.request?.http;
+  if (attributes && http) {
+    const masked: Record<string, unknown> = { ...http, headers: maskHeaderRecord(http.headers, maskHeaders), path: maskPath(http.path) };
     const headerMap = http.headerMap as { headers?: { key?: string; value?: string; rawValue?: string }[] } | undefined;
-    for (const entry of headerMap?.headers ?? []) {
-      if (entry.key && maskHeaders.has(entry.key.toLowerCase())) {
-        if (entry.value !== undefined) entry.value = MASK;
-        if (entry.rawValue !== undefined) entry.rawValue = MASK;
-      }
+    if (headerMap?.headers) {
+      masked.headerMap = {
+        ...headerMap,
+        headers: headerMap.headers.map((entry) =>
+          entry.key && maskHeaders.has(entry.key.toLowerCase())
+            ? { ...entry, ...(entry.value !== undefined ? { value: MASK } : {}), ...(entry.rawValue !== undefined ? { rawValue: MASK } : {}) }
+            : entry,
+        ),
+      };
     }
-    if (http.body !== undefined) http.body = maskBody(http.body);
-    if (http.rawBody !== undefined) http.rawBody = maskBody(http.rawBody);
-    if (typeof http.query === 'string') http.query = maskQueryString(http.query);
-    http.path = maskPath(http.path);
+    if (http.body !== undefined) masked.body = maskBody(http.body);
+    if (http.rawBody !== undefined) masked.rawBody = maskBody(http.rawBody);
+    if (typeof http.query === 'string') masked.query = maskQueryString(http.query);
+    copy.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
   }
-  if (copy.parsed_body !== undefined && copy.parsed_body !== null) copy.parsed_body = maskBody(copy.parsed_body);
-  const query = copy.parsed_query as Record<string, unknown> | undefined;
+  if (input.parsed_body !== undefined && input.parsed_body !== null) copy.parsed_body = maskBody(input.parsed_body);
+  const query = input.parsed_query as Record<string, unknown> | undefined;
   if (query && typeof query === 'object') {
-    for (const key of Object.keys(query)) if (SENSITIVE_QUERY_KEY.test(key)) query[key] = [MASK];
+    copy.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, SENSITIVE_QUERY_KEY.test(key) ? [MASK] : value]));
   }
   return copy;
 }
