@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyAuditFile } from '../src/audit/chain.js';
+import { loadServices } from '../src/server/protos.js';
+import { AUDIENCE, ISSUER, mint, signingKey, type SigningKey } from './helpers/keys.js';
+import { capturedLogger } from './helpers/logs.js';
+import { checkRequest, startTestSignalbox } from './helpers/signalbox.js';
+
+const root = join(import.meta.dirname, '..');
+
+type CheckFn = (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number }; okResponse?: object }) => void) => void;
+
+function client(port: number): { check: (req: object) => Promise<{ status?: { code?: number }; okResponse?: object }>; close: () => void } {
+  const c = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as { Check: CheckFn; close: () => void };
+  return { check: (req) => new Promise((resolve, reject) => c.Check(req, (e, r) => (e ? reject(e) : resolve(r)))), close: () => c.close() };
+}
+
+/** A JWKS endpoint that answers after `delayMs`, to hold a Check in flight. */
+async function slowJwks(key: SigningKey, delayMs: number): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.publicJwk] })), delayMs);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/jwks.json`, server };
+}
+
+describe('lifecycle', () => {
+  let key: SigningKey;
+  let jwks: { url: string; server: Server };
+  beforeAll(async () => {
+    key = await signingKey('ES256', 'slow');
+    jwks = await slowJwks(key, 800);
+  });
+  afterAll(() => {
+    jwks.server.closeAllConnections();
+    jwks.server.close();
+  });
+
+  it('drains an in-flight Check on shutdown and refuses new ones', async () => {
+    const sb = await startTestSignalbox(capturedLogger().logger, { jwksUrl: jwks.url });
+    const c = client(sb.running.grpcPort);
+    const inFlight = c.check(checkRequest({ token: await mint(key), body: '{"model":"gpt-4o-mini"}' }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closing = sb.running.close();
+    const response = await inFlight;
+    expect(response.okResponse).toBeDefined();
+    await closing;
+    await expect(c.check(checkRequest({}))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    c.close();
+    expect((await verifyAuditFile(sb.auditPath)).ok).toBe(true);
+  });
+
+  it('signalbox serve exits cleanly on SIGTERM after answering the call in flight', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-serve-'));
+    const auditPath = join(dir, 'audit.jsonl');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        SIGNALBOX_GRPC_ADDR: '127.0.0.1:0',
+        SIGNALBOX_HTTP_ADDR: '127.0.0.1:0',
+        SIGNALBOX_AUDIT_PATH: auditPath,
+        SIGNALBOX_JWKS_URL: jwks.url,
+        SIGNALBOX_JWT_ISSUER: ISSUER,
+        SIGNALBOX_JWT_AUDIENCE: AUDIENCE,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const match = /"grpc_port":(\d+)/.exec(output);
+        if (match) resolve(Number(match[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited early (${code}): ${output}`)));
+    });
+    const c = client(port);
+    const inFlight = c.check(checkRequest({ token: await mint(key), body: '{"model":"gpt-4o-mini"}' }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect((await inFlight).okResponse).toBeDefined();
+    c.close();
+    expect(await exited).toBe(0);
+    expect(output).toContain('signalbox stopped');
+    expect((await verifyAuditFile(auditPath)).records).toBe(1);
+  });
+
+  it('signalbox serve refuses a bad config with the key and a non-zero exit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-cfg-'));
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, 'identity:\n  algorithms: [HS256]\n');
+    const child = spawn('npx', ['tsx', 'src/cli/main.ts', 'serve', '--config', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/signalbox: config_invalid: .*identity\.algorithms/);
+  });
+});
