@@ -35,7 +35,9 @@ interface Result {
 type CheckClient = grpc.Client & { Check: (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number } }) => void) => void };
 
 function startServer(mode: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(join(import.meta.dirname, 'server.ts'), [mode], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env } });
+  // BENCH_PROFILE=dir writes a V8 CPU profile of each server process there, for chrome://inspect.
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = fork(join(import.meta.dirname, 'server.ts'), [mode], { execArgv: [...profile, '--import', 'tsx'], env: { ...process.env, ...env } });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${mode} server exited with ${code}`)));
