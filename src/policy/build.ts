@@ -76,7 +76,7 @@ export async function buildBundle(sourceDir: string, output: string, options: Bu
     if (unsupported) {
       throw new SignalboxError(
         'policy_unsupported_builtin',
-        `${sourceDir}: the policy calls ${unsupported[1]}, which the WASM engine does not provide (see README "Builtins"):\n${detail}`,
+        `${sourceDir}: the policy calls ${unsupported[1]}, which the WASM engine does not provide (README, "Policies and bundles", lists what it does):\n${detail}`,
         { details: { builtin: unsupported[1] } },
       );
     }
