@@ -8,7 +8,7 @@
  * host. Everything imported but not provided is left out, so a policy that calls it fails at
  * build time with OPA's "undefined function" error instead of failing at request time.
  */
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -128,9 +128,12 @@ export async function engineCapabilitiesFile(): Promise<{ path: string; capabili
     });
     const capabilities: Capabilities = { ...full, builtins: supported };
     await mkdir(cacheDir, { recursive: true });
-    await writeFile(path, `${JSON.stringify(capabilities, null, 1)}\n`);
+    // Written aside and renamed, so a concurrent build never reads a half-written file.
+    const partial = `${path}.${process.pid}.partial`;
+    await writeFile(partial, `${JSON.stringify(capabilities, null, 1)}\n`);
+    await rename(partial, path);
     return { path, capabilities };
   } finally {
-    if (!process.env.SIGNALBOX_KEEP_PROBE) await rm(workDir, { recursive: true, force: true });
+    await rm(workDir, { recursive: true, force: true });
   }
 }
