@@ -5,154 +5,624 @@
  *
  * These serve the policy author's explicit choice of key or secret. They are separate from
  * Signalbox's identity stage, which never accepts HMAC.
+ *
+ * The reference is OPA v1 topdown/tokens.go. Two signature checks coexist there, and both are
+ * reproduced: io.jwt.verify_<alg> runs OPA's own check for the builtin's algorithm, while
+ * io.jwt.decode_verify hands the token header's algorithm to jwx (jwsbb.Verify), which differs in
+ * details (RSA-PSS salt length, ECDSA signature length, private and symmetric JWKs).
  */
-import { createHmac, createPublicKey, timingSafeEqual, verify as verifySignature, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  createHmac,
+  createPublicKey,
+  timingSafeEqual,
+  verify as verifySignature,
+  X509Certificate,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 
 export class JwtBuiltinError extends Error {}
 
-interface DecodedJws {
-  header: Record<string, unknown>;
-  payload: Record<string, unknown>;
-  signingInput: Buffer;
-  signature: Buffer;
+// ---------------------------------------------------------------------------------------------
+// JSON as OPA reads JWT segments: Go's encoding/json with UseNumber.
+// ---------------------------------------------------------------------------------------------
+
+/** A JSON number kept as its source text, so claims such as 12345678901234567890 stay exact. */
+class JsonNumber {
+  constructor(readonly text: string) {}
 }
 
-function decodeSegment(segment: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
-  } catch {
-    throw new JwtBuiltinError(`${what} is not base64url-encoded JSON`);
+type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
+/** A Map, not a plain object: a "__proto__" claim must stay an ordinary key. */
+type JsonObject = Map<string, JsonValue>;
+
+const JSON_STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const JSON_SPACE = /[ \t\n\r]*/y;
+const JSON_LITERALS: readonly (readonly [string, JsonValue])[] = [
+  ['true', true],
+  ['false', false],
+  ['null', null],
+];
+/** Go decodes a lone UTF-16 surrogate escape as U+FFFD. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** Strict JSON (RFC 8259, as Go's decoder): exact numbers, the last of duplicate keys wins. */
+class JsonReader {
+  private pos = 0;
+
+  constructor(private readonly text: string) {}
+
+  document(): JsonValue {
+    const value = this.value();
+    this.skipSpace();
+    if (this.pos !== this.text.length) throw new SyntaxError('trailing data after JSON value');
+    return value;
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new JwtBuiltinError(`${what} is not a JSON object`);
-  return value as Record<string, unknown>;
+
+  private value(): JsonValue {
+    this.skipSpace();
+    const c = this.text[this.pos];
+    if (c === '{') return this.object();
+    if (c === '[') return this.array();
+    if (c === '"') return this.string();
+    for (const [literal, value] of JSON_LITERALS) {
+      if (this.text.startsWith(literal, this.pos)) {
+        this.pos += literal.length;
+        return value;
+      }
+    }
+    return new JsonNumber(this.match(JSON_NUMBER));
+  }
+
+  private object(): JsonObject {
+    const object: JsonObject = new Map();
+    this.pos++;
+    if (this.consume('}')) return object;
+    do {
+      this.skipSpace();
+      const key = this.string();
+      this.expect(':');
+      object.set(key, this.value());
+    } while (this.consume(','));
+    this.expect('}');
+    return object;
+  }
+
+  private array(): JsonValue[] {
+    const array: JsonValue[] = [];
+    this.pos++;
+    if (this.consume(']')) return array;
+    do {
+      array.push(this.value());
+    } while (this.consume(','));
+    this.expect(']');
+    return array;
+  }
+
+  private string(): string {
+    return (JSON.parse(this.match(JSON_STRING)) as string).replace(LONE_SURROGATE, '\uFFFD');
+  }
+
+  private match(pattern: RegExp): string {
+    pattern.lastIndex = this.pos;
+    const m = pattern.exec(this.text);
+    if (!m || m[0] === '') throw new SyntaxError(`invalid JSON at offset ${this.pos}`);
+    this.pos += m[0].length;
+    return m[0];
+  }
+
+  private consume(c: string): boolean {
+    this.skipSpace();
+    if (this.text[this.pos] !== c) return false;
+    this.pos++;
+    return true;
+  }
+
+  private expect(c: string): void {
+    if (!this.consume(c)) throw new SyntaxError(`expected "${c}" at offset ${this.pos}`);
+  }
+
+  private skipSpace(): void {
+    JSON_SPACE.lastIndex = this.pos;
+    JSON_SPACE.exec(this.text);
+    this.pos = JSON_SPACE.lastIndex;
+  }
 }
 
-/** Splits and decodes a compact JWS without verifying it. */
-export function decodeJws(token: unknown): DecodedJws {
+/** Serialises a JsonValue; numbers are written as their source text. */
+function jsonText(value: JsonValue): string {
+  if (value instanceof JsonNumber) return value.text;
+  if (value instanceof Map) return `{${[...value].map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
+  if (Array.isArray(value)) return `[${value.map(jsonText).join(',')}]`;
+  return JSON.stringify(value);
+}
+
+function parseObject(bytes: Buffer, what: string): JsonObject {
+  let value: JsonValue;
+  try {
+    value = new JsonReader(bytes.toString('utf8')).document();
+  } catch {
+    throw new JwtBuiltinError(`${what} is not valid JSON`);
+  }
+  if (!(value instanceof Map)) throw new JwtBuiltinError(`${what} is not a JSON object`);
+  return value;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token structure.
+// ---------------------------------------------------------------------------------------------
+
+const BASE64URL_PADDED = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$/;
+
+/**
+ * OPA's base64url.decode: unpadded input is padded first (a length of 1 mod 4 is invalid), input
+ * already ending in "=" is taken as is; then Go's padded URL alphabet decoder, which skips CR/LF.
+ */
+function base64UrlDecode(segment: string, what: string): Buffer {
+  let text = segment;
+  if (!text.endsWith('=')) {
+    if (text.length % 4 === 1) throw new JwtBuiltinError(`${what} is not valid base64url`);
+    text += '='.repeat((4 - (text.length % 4)) % 4);
+  }
+  text = text.replace(/[\r\n]/g, '');
+  if (!BASE64URL_PADDED.test(text)) throw new JwtBuiltinError(`${what} is not valid base64url`);
+  return Buffer.from(text, 'base64url');
+}
+
+interface TokenParts {
+  readonly header: string;
+  readonly payload: string;
+  readonly signature: string;
+}
+
+function splitToken(token: unknown): TokenParts {
   if (typeof token !== 'string') throw new JwtBuiltinError('token must be a string');
   const parts = token.split('.');
-  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) throw new JwtBuiltinError('token is not a compact JWS');
-  const [h, p, s] = parts as [string, string, string];
-  return {
-    header: decodeSegment(h, 'header'),
-    payload: decodeSegment(p, 'payload'),
-    signingInput: Buffer.from(`${h}.${p}`),
-    signature: Buffer.from(s, 'base64url'),
-  };
+  if (parts.length !== 3) throw new JwtBuiltinError(`encoded JWT must have 3 sections, found ${parts.length}`);
+  const [header, payload, signature] = parts as [string, string, string];
+  return { header, payload, signature };
 }
 
-const HMAC_HASH: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
-const ASYMMETRIC: Record<string, { hash: string | null; padding?: 'pss'; ieee?: boolean }> = {
-  RS256: { hash: 'sha256' },
-  RS384: { hash: 'sha384' },
-  RS512: { hash: 'sha512' },
-  PS256: { hash: 'sha256', padding: 'pss' },
-  PS384: { hash: 'sha384', padding: 'pss' },
-  PS512: { hash: 'sha512', padding: 'pss' },
-  ES256: { hash: 'sha256', ieee: true },
-  ES384: { hash: 'sha384', ieee: true },
-  ES512: { hash: 'sha512', ieee: true },
-  EdDSA: { hash: null },
-};
+function signingInput(parts: TokenParts): Buffer {
+  return Buffer.from(`${parts.header}.${parts.payload}`);
+}
 
-/** Parses OPA's `cert` operand: a PEM certificate or public key, a JWK, or a JWK Set (JSON). */
-function publicKeys(cert: string, kid: unknown): KeyObject[] {
-  const text = cert.trim();
-  if (text.startsWith('{')) {
-    let parsed: { keys?: unknown[] } & Record<string, unknown>;
-    try {
-      parsed = JSON.parse(text) as typeof parsed;
-    } catch {
-      throw new JwtBuiltinError('cert is not valid JSON');
+/** The JOSE header object; a JWE (an "enc" member) is not supported, as in OPA. */
+function decodeHeader(parts: TokenParts): JsonObject {
+  const header = parseObject(base64UrlDecode(parts.header, 'header'), 'header');
+  if (header.has('enc')) throw new JwtBuiltinError('JWT is a JWE object, which is not supported');
+  return header;
+}
+
+/** OPA's parseTokenHeader: the header parameters it understands, type-checked. */
+interface HeaderFields {
+  alg: string;
+  kid: string;
+  typ: string;
+  cty: string;
+  crit: ReadonlySet<string>;
+  unknown: string[];
+}
+
+function headerFields(header: JsonObject): HeaderFields {
+  const fields: HeaderFields = { alg: '', kid: '', typ: '', cty: '', crit: new Set(), unknown: [] };
+  for (const [name, value] of header) {
+    if (name === 'alg' || name === 'kid' || name === 'typ' || name === 'cty') {
+      if (typeof value !== 'string') throw new JwtBuiltinError(`${name}: must be a string`);
+      fields[name] = value;
+    } else if (name === 'crit') {
+      fields.crit = critNames(value);
+    } else {
+      fields.unknown.push(name);
     }
-    const jwks = Array.isArray(parsed.keys) ? (parsed.keys as Record<string, unknown>[]) : [parsed];
-    const byKid = typeof kid === 'string' ? jwks.filter((k) => k.kid === kid) : [];
-    return (byKid.length > 0 ? byKid : jwks).flatMap((jwk) => {
-      try {
-        return [createPublicKey({ key: jwk as never, format: 'jwk' })];
-      } catch {
-        return [];
-      }
-    });
   }
+  return fields;
+}
+
+function critNames(value: JsonValue): ReadonlySet<string> {
+  if (!Array.isArray(value)) throw new JwtBuiltinError('crit: must be a list');
+  const names = new Set<string>();
+  // OPA stops at the first non-string element and drops that error, keeping the names before it.
+  for (const item of value) {
+    if (typeof item !== 'string') break;
+    names.add(item);
+  }
+  if (names.size === 0) throw new JwtBuiltinError('crit: must be a nonempty list');
+  return names;
+}
+
+/** RFC 7515: "alg" is required, and a critical parameter OPA does not understand invalidates the JWS. */
+function headerValid(fields: HeaderFields): boolean {
+  return fields.alg !== '' && !fields.unknown.some((name) => fields.crit.has(name));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: OPA's parseKeysFromCertOrJWK.
+// ---------------------------------------------------------------------------------------------
+
+/** What Go would hold: an RSA, ECDSA or Ed25519 key, another key it parses but cannot verify with, or JWK "oct" bytes. */
+type KeyMaterial =
+  | { readonly kind: 'rsa' | 'ec' | 'ed25519' | 'other'; readonly key: KeyObject; readonly isPrivate: boolean }
+  | { readonly kind: 'secret'; readonly secret: Buffer };
+
+interface VerificationKey {
+  readonly alg: string;
+  readonly kid: string;
+  readonly material: KeyMaterial;
+}
+
+/** Algorithms OPA knows; JWKS keys declaring any other alg are skipped. */
+const TOKEN_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'EdDSA']);
+/** Curves Go's crypto/x509 and jwx parse (OpenSSL names); others (e.g. secp256k1) are errors. */
+const GO_CURVES = new Set(['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1']);
+const MAX_JWKS_KEYS = 1000;
+
+function keyMaterial(key: KeyObject, isPrivate: boolean): KeyMaterial {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+    case 'ed25519':
+      return { kind: key.asymmetricKeyType, key, isPrivate };
+    case 'ec':
+      if (!GO_CURVES.has(key.asymmetricKeyDetails?.namedCurve ?? '')) throw new JwtBuiltinError('unsupported elliptic curve');
+      return { kind: 'ec', key, isPrivate };
+    case 'x25519':
+    case 'dsa':
+      return { kind: 'other', key, isPrivate };
+    default:
+      throw new JwtBuiltinError(`unsupported key type ${key.asymmetricKeyType ?? 'unknown'}`);
+  }
+}
+
+/**
+ * Go's pem.Decode, closely enough: the block ending at the first END line and starting at the last
+ * BEGIN line before it (so the scan stays linear), with optional "Name: value" header lines.
+ * After the block OPA accepts nothing at all, not even a blank line. Undefined when there is no
+ * block, so the text is tried as a JWK.
+ */
+const PEM_BLOCK = /-----BEGIN ([^\n]*?)-----[ \t]*\r?\n(?:[^\n:]*:[^\n]*\n)*([\s\S]*?)\n-----END \1-----[ \t]*(?:\r?\n|$)/y;
+const BASE64_PADDED = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Index of the last "-----BEGIN " at the start of a line before `end`, or -1. */
+function lastBeginBefore(text: string, end: number): number {
+  let at = text.lastIndexOf('-----BEGIN ', end);
+  while (at > 0 && text[at - 1] !== '\n') at = text.lastIndexOf('-----BEGIN ', at - 1);
+  return at;
+}
+
+function decodePem(text: string): { type: string; der: Buffer } | undefined {
+  const end = text.indexOf('\n-----END ');
+  const begin = end < 0 ? -1 : lastBeginBefore(text, end);
+  if (begin < 0) return undefined;
+  PEM_BLOCK.lastIndex = begin;
+  const m = PEM_BLOCK.exec(text);
+  if (!m) return undefined;
+  if (PEM_BLOCK.lastIndex !== text.length) throw new JwtBuiltinError('extra data after a PEM certificate block');
+  const body = (m[2] ?? '').replace(/[ \t\r\n]/g, '');
+  if (!BASE64_PADDED.test(body)) throw new JwtBuiltinError('invalid PEM body');
+  return { type: m[1] ?? '', der: Buffer.from(body, 'base64') };
+}
+
+function pemKey(type: string, der: Buffer): KeyMaterial {
   try {
-    return [createPublicKey(text)];
+    if (type === 'CERTIFICATE') return keyMaterial(new X509Certificate(der).publicKey, false);
+    if (type === 'PUBLIC KEY') return keyMaterial(createPublicKey({ key: der, format: 'der', type: 'spki' }), false);
+  } catch (error) {
+    if (error instanceof JwtBuiltinError) throw error;
+    throw new JwtBuiltinError(`failed to parse a PEM ${type.toLowerCase()}`);
+  }
+  throw new JwtBuiltinError('failed to extract a Key from the PEM certificate');
+}
+
+/** One JWK, as jwx parses it: RSA/EC/OKP keys (public or private) and "oct" secrets. */
+function jwkKey(jwk: unknown): VerificationKey {
+  if (!isPlainObject(jwk)) throw new JwtBuiltinError('a JWK must be an object');
+  const { alg = '', kid = '', kty, k } = jwk;
+  if (typeof alg !== 'string' || typeof kid !== 'string') throw new JwtBuiltinError('JWK alg and kid must be strings');
+  if (kty === 'oct') {
+    if (typeof k !== 'string') throw new JwtBuiltinError('oct JWK without k');
+    return { alg, kid, material: { kind: 'secret', secret: base64UrlDecode(k, 'JWK k') } };
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
   } catch {
-    throw new JwtBuiltinError('cert is not a PEM certificate, PEM public key or JWK');
+    throw new JwtBuiltinError('failed to parse a JWK key');
+  }
+  return { alg, kid, material: keyMaterial(key, 'd' in jwk) };
+}
+
+/** A JWK Set if the JSON object has "keys", else a single JWK; any invalid key fails the whole set (jwx strict parsing). */
+function parseJwks(text: string): VerificationKey[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new JwtBuiltinError('failed to parse a JWK key (set)');
+  }
+  const set = isPlainObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
+  if (set !== undefined && (!Array.isArray(set) || set.length > MAX_JWKS_KEYS)) throw new JwtBuiltinError('invalid JWK set');
+  const keys = set === undefined ? [jwkKey(parsed)] : set.map(jwkKey);
+  return keys.filter((key) => key.alg === '' || TOKEN_ALGORITHMS.has(key.alg));
+}
+
+/** OPA's `cert`: a PEM certificate or public key (one block), a JWK, or a JWK Set. */
+function parseKeys(cert: string): VerificationKey[] {
+  const pem = decodePem(cert);
+  return pem ? [{ alg: '', kid: '', material: pemKey(pem.type, pem.der) }] : parseJwks(cert);
+}
+
+/**
+ * OPA's key selection: the first key whose kid equals the token's decides alone; otherwise any key
+ * that declares no alg, or the token header's alg, may verify.
+ */
+function verifyWithKeys(keys: readonly VerificationKey[], header: HeaderFields, check: (key: KeyMaterial) => boolean): boolean {
+  const byKid = header.kid === '' ? undefined : keys.find((key) => key.kid === header.kid);
+  if (byKid) return check(byKid.material);
+  return keys.some((key) => (key.alg === '' || key.alg === header.alg) && check(key.material));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signature checks.
+// ---------------------------------------------------------------------------------------------
+
+const HASH_OF_BITS: Readonly<Record<string, string>> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
+/** Go's crypto/rsa refuses keys below 1024 bits (GODEBUG rsa1024min), so verification fails. */
+const MIN_RSA_BITS = 1024;
+
+function hmacEqual(hash: string, secret: Buffer, input: Buffer, signature: Buffer): boolean {
+  const expected = createHmac(hash, secret).update(input).digest();
+  return expected.length === signature.length && timingSafeEqual(expected, signature);
+}
+
+function rsaVerify(key: KeyObject, hash: string, input: Buffer, signature: Buffer, padding: 'pkcs1' | 'pss-auto' | 'pss-digest'): boolean {
+  if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) return false;
+  const pss = padding === 'pkcs1' ? {} : { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: padding === 'pss-auto' ? constants.RSA_PSS_SALTLEN_AUTO : constants.RSA_PSS_SALTLEN_DIGEST };
+  return verifySignature(hash, input, { key, ...pss }, signature);
+}
+
+function derLength(length: number): Buffer {
+  if (length < 0x80) return Buffer.from([length]);
+  const bytes: number[] = [];
+  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+function derInteger(bigEndian: Buffer): Buffer {
+  let start = 0;
+  while (start < bigEndian.length - 1 && bigEndian[start] === 0) start++;
+  const trimmed = bigEndian.subarray(start);
+  const value = trimmed.length === 0 ? Buffer.from([0]) : (trimmed[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed;
+  return Buffer.concat([Buffer.from([0x02]), derLength(value.length), value]);
+}
+
+/** OPA's verifyES: r and s are the two halves of the signature, whatever its length. */
+function ecdsaVerifyHalves(key: KeyObject, hash: string, input: Buffer, signature: Buffer): boolean {
+  const half = Math.floor(signature.length / 2);
+  const body = Buffer.concat([derInteger(signature.subarray(0, half)), derInteger(signature.subarray(half))]);
+  const der = Buffer.concat([Buffer.from([0x30]), derLength(body.length), body]);
+  return verifySignature(hash, input, { key, dsaEncoding: 'der' }, der);
+}
+
+/** Runs a signature check, treating any crypto error as "not verified", as OPA does. */
+function safely(check: () => boolean): boolean {
+  try {
+    return check();
+  } catch {
+    return false;
   }
 }
 
-function verifyAsymmetric(jws: DecodedJws, alg: string, keys: KeyObject[]): boolean {
-  const spec = ASYMMETRIC[alg];
-  if (!spec) return false;
-  return keys.some((key) => {
-    try {
-      return verifySignature(
-        spec.hash,
-        jws.signingInput,
-        {
-          key,
-          ...(spec.padding === 'pss' ? { padding: 6, saltLength: -1 } : {}),
-          ...(spec.ieee ? { dsaEncoding: 'ieee-p1363' as const } : {}),
-        },
-        jws.signature,
-      );
-    } catch {
-      return false;
-    }
+/** OPA's own check behind io.jwt.verify_<alg>: the builtin's algorithm, public keys only (Go type-asserts *rsa.PublicKey etc.). */
+function builtinSignatureValid(alg: string, material: KeyMaterial, input: Buffer, signature: Buffer): boolean {
+  if (material.kind === 'secret' || material.isPrivate) return false;
+  const { kind, key } = material;
+  const hash = HASH_OF_BITS[alg.slice(2)] ?? 'sha256';
+  return safely(() => {
+    if (alg.startsWith('RS')) return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pkcs1');
+    if (alg.startsWith('PS')) return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pss-auto');
+    if (alg.startsWith('ES')) return kind === 'ec' && ecdsaVerifyHalves(key, hash, input, signature);
+    return kind === 'ed25519' && verifySignature(null, input, key, signature);
   });
 }
 
-function verifyHmac(jws: DecodedJws, alg: string, secret: string): boolean {
-  const hash = HMAC_HASH[alg];
-  if (!hash) return false;
-  const expected = createHmac(hash, secret).update(jws.signingInput).digest();
-  return expected.length === jws.signature.length && timingSafeEqual(expected, jws.signature);
+/**
+ * jwx's jwsbb.Verify behind io.jwt.decode_verify: the token header's algorithm; RSA-PSS with a
+ * digest-length salt; ECDSA as r||s of exactly the curve's size; any key of the right type,
+ * private JWKs included; HMAC with the secret or an "oct" JWK.
+ */
+function jwsSignatureValid(alg: string, material: KeyMaterial, input: Buffer, signature: Buffer): boolean {
+  const family = alg.slice(0, 2);
+  const hash = HASH_OF_BITS[alg.slice(2)];
+  if (material.kind === 'secret') return family === 'HS' && hash !== undefined && hmacEqual(hash, material.secret, input, signature);
+  const { kind, key } = material;
+  return safely(() => {
+    if (alg === 'EdDSA' || alg === 'Ed25519') return kind === 'ed25519' && verifySignature(null, input, key, signature);
+    if (hash === undefined) return false;
+    if (family === 'RS') return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pkcs1');
+    if (family === 'PS') return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pss-digest');
+    if (family === 'ES') return kind === 'ec' && verifySignature(hash, input, { key, dsaEncoding: 'ieee-p1363' }, signature);
+    return false;
+  });
 }
 
-/** io.jwt.verify_<alg>(token, certOrSecret): the signature check alone. */
+// ---------------------------------------------------------------------------------------------
+// The builtins.
+// ---------------------------------------------------------------------------------------------
+
+/** io.jwt.verify_hs<bits>(token, secret): the MAC over the raw segments; OPA never decodes the header here. */
+function verifyHmacBuiltin(alg: string, token: unknown, secret: unknown): boolean {
+  if (typeof token !== 'string' || typeof secret !== 'string') throw new JwtBuiltinError('token and secret must be strings');
+  const parts = splitToken(token);
+  const signature = base64UrlDecode(parts.signature, 'signature');
+  return hmacEqual(HASH_OF_BITS[alg.slice(2)] ?? 'sha256', Buffer.from(secret), signingInput(parts), signature);
+}
+
+/** io.jwt.verify_<alg>(token, cert): the signature alone, with the builtin's algorithm whatever the header says. */
+function verifyAsymmetricBuiltin(alg: string, token: unknown, cert: unknown): boolean {
+  const parts = splitToken(token);
+  if (typeof cert !== 'string') throw new JwtBuiltinError('certificate must be a string');
+  const keys = parseKeys(cert);
+  const signature = base64UrlDecode(parts.signature, 'signature');
+  const header = headerFields(decodeHeader(parts));
+  const input = signingInput(parts);
+  return verifyWithKeys(keys, header, (material) => builtinSignatureValid(alg, material, input, signature));
+}
+
+/** io.jwt.verify_<alg>(token, certOrSecret). */
 export function verifyWithAlgorithm(alg: string, token: unknown, key: unknown): boolean {
-  if (typeof key !== 'string') throw new JwtBuiltinError('key must be a string');
-  const jws = decodeJws(token);
-  if (jws.header.alg !== alg) return false;
-  return alg in HMAC_HASH ? verifyHmac(jws, alg, key) : verifyAsymmetric(jws, alg, publicKeys(key, jws.header.kid));
+  return alg.startsWith('HS') ? verifyHmacBuiltin(alg, token, key) : verifyAsymmetricBuiltin(alg, token, key);
 }
 
-const CONSTRAINT_KEYS = new Set(['cert', 'secret', 'alg', 'iss', 'aud', 'time']);
-const INVALID: readonly [false, Record<string, never>, Record<string, never>] = [false, {}, {}];
+/** io.jwt.decode(token) as JSON text: [header, payload, signature as hex]. Verifies nothing. */
+export function decodeJson(token: unknown): string {
+  return jsonText(decodeUnverified(token));
+}
 
-/** OPA's io.jwt.decode_verify(token, constraints) → [valid, header, payload]. */
-export function decodeVerify(token: unknown, constraints: unknown, nowNs: bigint): unknown[] {
-  if (!constraints || typeof constraints !== 'object' || Array.isArray(constraints)) throw new JwtBuiltinError('constraints must be an object');
-  const c = constraints as Record<string, unknown>;
-  for (const key of Object.keys(c)) if (!CONSTRAINT_KEYS.has(key)) throw new JwtBuiltinError(`unknown constraint "${key}"`);
-  if ((c.cert === undefined) === (c.secret === undefined)) throw new JwtBuiltinError('exactly one of cert or secret is required');
-  const jws = decodeJws(token);
-  const alg = jws.header.alg;
-  if (typeof alg !== 'string' || (c.alg !== undefined && c.alg !== alg)) return [...INVALID];
-  let valid: boolean;
-  if (c.secret !== undefined) {
-    if (typeof c.secret !== 'string') throw new JwtBuiltinError('secret must be a string');
-    valid = alg in HMAC_HASH && verifyHmac(jws, alg, c.secret);
-  } else {
-    if (typeof c.cert !== 'string') throw new JwtBuiltinError('cert must be a string');
-    valid = alg in ASYMMETRIC && verifyAsymmetric(jws, alg, publicKeys(c.cert, jws.header.kid));
-  }
-  if (!valid) return [...INVALID];
+function decodeUnverified(token: unknown): JsonValue[] {
+  const parts = splitToken(token);
+  const header = decodeHeader(parts);
+  const payload = base64UrlDecode(parts.payload, 'payload');
+  const cty = header.get('cty');
+  // OPA crashes (a Go panic) on a non-string cty; an error is the closest safe equivalent.
+  if (cty !== undefined && typeof cty !== 'string') throw new JwtBuiltinError('cty: must be a string');
+  // A nested token (RFC 7519 5.2): OPA decodes the inner one instead, after trimming any quotes.
+  if (cty === 'JWT') return decodeUnverified(payload.toString('utf8').replace(/^["']+|["']+$/g, ''));
+  return [header, parseObject(payload, 'payload'), base64UrlDecode(parts.signature, 'signature').toString('hex')];
+}
 
-  const now = typeof c.time === 'number' ? c.time : Number(nowNs);
-  const { exp, nbf, iss, aud } = jws.payload;
-  if (exp !== undefined && (typeof exp !== 'number' || now >= exp * 1e9)) return [...INVALID];
-  if (nbf !== undefined && (typeof nbf !== 'number' || now < nbf * 1e9)) return [...INVALID];
-  if (c.iss !== undefined && iss !== c.iss) return [...INVALID];
-  if (c.aud === undefined) {
-    if (aud !== undefined) return [...INVALID];
-  } else {
-    const audiences = Array.isArray(aud) ? aud : [aud];
-    if (!audiences.includes(c.aud)) return [...INVALID];
+interface Constraints {
+  keys: VerificationKey[] | undefined;
+  secret: string;
+  alg: string;
+  iss: string;
+  aud: string;
+  /** Nanoseconds, as a float64 (OPA's tokenConstraints.time). */
+  time: number;
+}
+
+function stringConstraint(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw new JwtBuiltinError(`${name} constraint: must be a string`);
+  return value;
+}
+
+function timeConstraint(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new JwtBuiltinError('token time constraint: must be a number');
+  if (value < 0) throw new JwtBuiltinError('token time constraint: must not be negative');
+  return value;
+}
+
+/**
+ * OPA's parseTokenConstraints and validate: "" means absent for the string constraints, so an
+ * empty secret is no key at all and the call fails rather than verifying with an empty key.
+ */
+function parseConstraints(value: unknown, nowNs: bigint): Constraints {
+  if (!isPlainObject(value)) throw new JwtBuiltinError('constraints must be an object');
+  const c: Constraints = { keys: undefined, secret: '', alg: '', iss: '', aud: '', time: 0 };
+  let time: number | undefined;
+  for (const [name, v] of Object.entries(value)) {
+    if (name === 'cert') c.keys = parseKeys(stringConstraint(name, v));
+    else if (name === 'secret' || name === 'alg' || name === 'iss' || name === 'aud') c[name] = stringConstraint(name, v);
+    else if (name === 'time') time = timeConstraint(v);
+    else throw new JwtBuiltinError(`unknown token validation constraint: ${name.slice(0, 64)}`);
   }
-  return [true, jws.header, jws.payload];
+  // Without a time constraint OPA uses the query's time.now_ns(), with the same checks.
+  c.time = time ?? timeConstraint(Number(nowNs));
+  const keyConstraints = (c.keys ? 1 : 0) + (c.secret !== '' ? 1 : 0);
+  if (keyConstraints !== 1) throw new JwtBuiltinError(keyConstraints === 0 ? 'no key constraint' : 'duplicate key constraints');
+  return c;
+}
+
+function constraintsVerify(c: Constraints, header: HeaderFields, input: Buffer, signature: Buffer): boolean {
+  const check = (material: KeyMaterial): boolean => jwsSignatureValid(header.alg, material, input, signature);
+  return c.keys ? verifyWithKeys(c.keys, header, check) : check({ kind: 'secret', secret: Buffer.from(c.secret) });
+}
+
+/** Header and payload of a token whose signature verifies; nested tokens (cty "JWT", any case) are verified in turn. */
+function verifiedToken(token: unknown, c: Constraints): { header: JsonObject; payload: JsonObject } | undefined {
+  let current = token;
+  for (;;) {
+    const parts = splitToken(current);
+    const header = decodeHeader(parts);
+    const fields = headerFields(header);
+    if (!headerValid(fields) || (c.alg !== '' && c.alg !== fields.alg)) return undefined;
+    const signature = base64UrlDecode(parts.signature, 'signature');
+    if (!constraintsVerify(c, fields, signingInput(parts), signature)) return undefined;
+    const payload = base64UrlDecode(parts.payload, 'payload');
+    if (fields.cty.toLowerCase() !== 'jwt') return { header, payload: parseObject(payload, 'payload') };
+    current = payload.toString('utf8');
+  }
+}
+
+/** A decimal number as 0.<digits> × 10^point, digits without leading or trailing zeros ("" for zero). */
+interface Decimal {
+  readonly sign: -1 | 0 | 1;
+  readonly digits: string;
+  readonly point: number;
+}
+
+function parseDecimal(text: string): Decimal {
+  const m = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  const whole = m?.[2] ?? '';
+  const all = whole + (m?.[3] ?? '');
+  const lead = all.search(/[1-9]/);
+  if (lead < 0) return { sign: 0, digits: '', point: 0 };
+  return { sign: m?.[1] === '-' ? -1 : 1, digits: all.slice(lead).replace(/0+$/, ''), point: whole.length + Number(m?.[4] ?? 0) - lead };
+}
+
+/** Exact comparison of two decimal texts, as OPA's NumberCompare: no rounding through a double. */
+function compareDecimal(a: string, b: string): number {
+  const x = parseDecimal(a);
+  const y = parseDecimal(b);
+  if (x.sign !== y.sign || x.sign === 0) return Math.sign(x.sign - y.sign);
+  const magnitude = x.point !== y.point ? Math.sign(x.point - y.point) : x.digits === y.digits ? 0 : x.digits < y.digits ? -1 : 1;
+  return x.sign * magnitude;
+}
+
+/** Compares the time constraint with a NumericDate claim; non-numbers are errors. */
+function compareWithClaim(nowSeconds: string, value: JsonValue, name: string): number {
+  if (!(value instanceof JsonNumber)) throw new JwtBuiltinError(`${name} value must be a number`);
+  return compareDecimal(nowSeconds, value.text);
+}
+
+function audienceMatches(aud: JsonValue, wanted: string): boolean {
+  if (typeof aud === 'string') return aud === wanted;
+  return Array.isArray(aud) && aud.some((item) => item === wanted);
+}
+
+/** OPA's claim checks, in its order: iss, aud, then exp and nbf against the time constraint. */
+function claimsValid(payload: JsonObject, c: Constraints): boolean {
+  if (c.iss !== '') {
+    const iss = payload.get('iss');
+    if (iss === undefined) return false;
+    // OPA crashes (a Go panic) on a non-string iss here; an error is the closest safe equivalent.
+    if (typeof iss !== 'string') throw new JwtBuiltinError('iss value must be a string');
+    if (iss !== c.iss) return false;
+  }
+  const aud = payload.get('aud');
+  if (aud === undefined ? c.aud !== '' : !audienceMatches(aud, c.aud)) return false;
+  // OPA compares the shortest decimal form of the float64 time/1e9 (Go's FormatFloat 'g' -1,
+  // the same digits as String()) with the claim's own digits.
+  const now = String(c.time / 1e9);
+  const exp = payload.get('exp');
+  if (exp !== undefined && compareWithClaim(now, exp, 'exp') >= 0) return false;
+  const nbf = payload.get('nbf');
+  return nbf === undefined || compareWithClaim(now, nbf, 'nbf') >= 0;
+}
+
+const INVALID_JSON = '[false,{},{}]';
+
+/** io.jwt.decode_verify(token, constraints) as JSON text: [valid, header, payload]. */
+export function decodeVerifyJson(token: unknown, constraints: unknown, nowNs: bigint): string {
+  const c = parseConstraints(constraints, nowNs);
+  const verified = verifiedToken(token, c);
+  if (!verified || !claimsValid(verified.payload, c)) return INVALID_JSON;
+  return jsonText([true, verified.header, verified.payload]);
 }
 
 /** The io.jwt.verify_* family: builtin name → algorithm. */
