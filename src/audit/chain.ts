@@ -17,9 +17,25 @@ export interface ChainFields {
   hash: string;
 }
 
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The hash a record must carry: SHA-256 of its canonical JSON without `hash`. */
 export function recordHash(record: Readonly<Record<string, unknown>>): string {
   const { hash: _ignored, ...rest } = record;
-  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+  return sha256Hex(canonicalJson(rest));
+}
+
+/**
+ * Links a record into the chain and returns its JSON line. The line is the canonical JSON itself,
+ * so a record is serialised once; `hash` is appended last (its place in the line does not matter:
+ * verification re-canonicalises the record without it, as recordHash does).
+ */
+export function chainRecord(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): { line: string; hash: string } {
+  const canonical = canonicalJson({ ...record, seq, prev_hash: prevHash });
+  const hash = sha256Hex(canonical);
+  return { line: `${canonical.slice(0, -1)},"hash":"${hash}"}\n`, hash };
 }
 
 export interface ChainBreak {

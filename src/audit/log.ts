@@ -9,9 +9,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { SignalboxError, describeCause } from '../errors.js';
 import type { Logger } from '../log.js';
-import { createHash } from 'node:crypto';
-import { canonicalJson } from './canonical.js';
-import { GENESIS_HASH, recordHash } from './chain.js';
+import { GENESIS_HASH, chainRecord, recordHash } from './chain.js';
 
 /** Where decision records go; the pipeline depends on this, not on files. */
 export interface AuditSink {
@@ -95,17 +93,14 @@ export class FileAuditLog implements AuditSink {
       return;
     }
     this.seq += 1;
-    // The line is the canonical JSON itself, so it is serialised once: hash it, then add `hash`
-    // (where it sits in the line does not matter: verification re-canonicalises without it).
-    const canonical = canonicalJson({ ...record, seq: this.seq, prev_hash: this.lastHash });
-    const hash = createHash('sha256').update(canonical).digest('hex');
+    const { line, hash } = chainRecord(record, this.seq, this.lastHash);
     this.lastHash = hash;
     if (this.queue.length >= MAX_QUEUED_LINES) {
       // The disk has been failing for a long time; dropping makes the gap visible to `audit verify`.
       this.logger.error({ code: 'audit_write_failed', dropped: this.queue.length }, 'audit queue full; dropping queued records');
       this.queue = [];
     }
-    this.queue.push(`${canonical.slice(0, -1)},"hash":"${hash}"}\n`);
+    this.queue.push(line);
     this.schedule();
   }
 
