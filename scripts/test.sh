@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-opa.sh
+bash scripts/install-test-deps.sh
 npx tsc --noEmit -p tsconfig.json
 npx vitest run "$@"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs, from Debian packages, when they are missing:
+#   redis-server (package redis-server) and redis-cli (package redis-tools)
+# The Redis tests start real redis-server processes (test/helpers/redis.ts) and never skip, so a
+# machine without Redis must either get it here or fail loudly. Quick and silent apart from one
+# line when everything is already on PATH, so it is cheap to run before every test run.
+set -euo pipefail
+
+log() { echo "install-test-deps: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# command -> Debian package that provides it.
+declare -A package_for=(
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
+)
+
+missing=()
+for cmd in redis-server redis-cli; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("${package_for[$cmd]}")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  log "already installed: $(redis-server --version | head -1); redis-cli $(redis-cli --version | awk '{print $2}')"
+  exit 0
+fi
+
+log "missing packages: ${missing[*]}"
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  die "apt-get not found; install ${missing[*]} (Redis >= 7 with redis-server and redis-cli) with your system's package manager"
+fi
+
+# CI runs as root; on a developer machine fall back to sudo rather than failing halfway.
+as_root=()
+sudo_note=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+    sudo_note="sudo "
+  else
+    die "not root and sudo is not available; run as root: apt-get install -y --no-install-recommends ${missing[*]}"
+  fi
+fi
+
+# DEBIAN_FRONTEND goes through env so it survives sudo's environment reset: never stop on a
+# debconf prompt in CI.
+log "running: ${sudo_note}apt-get update"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+  || die "apt-get update failed (no network or broken sources?); cannot install ${missing[*]}"
+log "running: ${sudo_note}apt-get install -y --no-install-recommends ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+  || die "apt-get install ${missing[*]} failed"
+
+# Verify rather than trust the exit code: a package with another name or a broken PATH would
+# otherwise only show up later as a confusing test failure.
+for cmd in redis-server redis-cli; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still not on PATH after installing ${missing[*]}"
+done
+log "installed: $(redis-server --version | head -1); redis-cli $(redis-cli --version | awk '{print $2}')"
