@@ -30,6 +30,10 @@ export const ERROR_CATALOGUE = {
   identity_not_configured: 'A token was presented but no JWKS source is configured, so it cannot be verified.',
   audit_write_failed: 'An audit record could not be written; the decision stands and the failure is logged.',
   audit_chain_broken: 'An audit file fails hash-chain verification (edited, deleted or reordered record).',
+  budget_store_unavailable: 'The budget store (Redis) did not answer; requests that need a reservation are denied with 503 unless the policy opts to fail open.',
+  budget_estimate_unavailable: 'The policy named budgets but the request cost could not be estimated (unpriced model or unknown API); the request is denied.',
+  report_malformed: 'A usage report or spend query is missing a field or has a value of the wrong type.',
+  hold_not_found: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
   internal_error: 'An unexpected error inside Signalbox; the request is denied and the cause is logged.',
 } as const;
 

@@ -158,7 +158,7 @@ describe('fail closed on policy failures', () => {
     ['a string', '"yes"'],
     ['an object without allowed', '{"headers": {"a": "b"}}'],
     ['allowed of the wrong type', '{"allowed": "true"}'],
-    ['an unknown key', '{"allowed": true, "budgets": []}'],
+    ['an unknown key', '{"allowed": true, "budget": []}'],
     ['an http_status Envoy does not know', '{"allowed": false, "http_status": 418}'],
     ['a header value that is a number', '{"allowed": true, "headers": {"x-a": 1}}'],
   ])('denies when the result is %s', async (_name, value) => {

@@ -2,6 +2,7 @@
  * signalbox.v1.DecisionService/Decide: Signalbox's own gateway-neutral request and response.
  * The request is mapped to the same Envoy-shaped `input.attributes`, so one policy serves every door.
  */
+import type { BudgetView } from '../enforce/enforcer.js';
 import type { Decision, DecisionRequest } from '../pipeline/decide.js';
 import { toStruct } from './struct.js';
 
@@ -77,5 +78,58 @@ export function toDecideResponse(decision: Decision): object {
     dynamicMetadata: toStruct(decision.dynamicMetadata),
     queryParametersToSet: decision.queryParametersToSet.map((q) => ({ key: q.key, value: q.value })),
     queryParametersToRemove: [...decision.queryParametersToRemove],
+  };
+}
+
+/** signalbox.v1.ReportRequest as proto-loader decodes it (camelCase, defaults filled in). */
+export interface ReportMessage {
+  decisionId?: string;
+  usage?: { inputTokens?: number; cachedInputTokens?: number; outputTokens?: number } | null;
+  model?: string;
+  costUsd?: number;
+  outcome?: string;
+}
+
+/** Maps a ReportRequest to the JSON report both doors share (validated there). */
+export function fromReportMessage(message: ReportMessage): unknown {
+  return {
+    decision_id: message.decisionId ?? '',
+    ...(message.usage
+      ? {
+          usage: {
+            input_tokens: Number(message.usage.inputTokens ?? 0),
+            cached_input_tokens: Number(message.usage.cachedInputTokens ?? 0),
+            output_tokens: Number(message.usage.outputTokens ?? 0),
+          },
+        }
+      : {}),
+    ...(message.model ? { model: message.model } : {}),
+    ...(message.costUsd !== undefined && message.costUsd !== null ? { cost_usd: message.costUsd } : {}),
+    ...(message.outcome ? { outcome: message.outcome } : {}),
+  };
+}
+
+export function toReportResponse(outcome: { decision_id: string; outcome: string; cost_usd: number; held_usd?: number; late?: boolean }): object {
+  return {
+    decisionId: outcome.decision_id,
+    outcome: outcome.outcome,
+    costUsd: outcome.cost_usd,
+    heldUsd: outcome.held_usd ?? 0,
+    late: outcome.late ?? false,
+  };
+}
+
+export function toSpendResponse(budgets: ReadonlyArray<BudgetView>): object {
+  return {
+    budgets: budgets.map((b) => ({
+      scope: b.scope,
+      window: b.window,
+      period: b.period,
+      limitUsd: b.limit_usd,
+      spentUsd: b.spent_usd,
+      heldUsd: b.held_usd,
+      remainingUsd: b.remaining_usd,
+      holds: b.holds,
+    })),
   };
 }

@@ -20,6 +20,10 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, string]>> 
   SIGNALBOX_JWT_AUDIENCE: ['identity', 'audience'],
   SIGNALBOX_AUDIT_PATH: ['audit', 'path'],
   SIGNALBOX_LOG_LEVEL: ['log', 'level'],
+  SIGNALBOX_STORE: ['store', 'type'],
+  SIGNALBOX_REDIS_URL: ['store', 'redis_url'],
+  SIGNALBOX_REDIS_CLUSTER: ['store', 'redis_cluster'],
+  SIGNALBOX_REDIS_PASSWORD: ['store', 'redis_password'],
 });
 
 type Env = Readonly<Record<string, string | undefined>>;

@@ -55,6 +55,10 @@ export const identitySchema = z
     jwks_cache_max_age_ms: z.number().int().min(1000).default(600_000),
     jwks_cooldown_ms: z.number().int().min(0).default(30_000),
     jwks_timeout_ms: z.number().int().min(100).max(60_000).default(5_000),
+    /** Request headers naming the agent session (`input.session`), first present wins. */
+    session_headers: listOrString
+      .default(['x-signalbox-session', 'mcp-session-id'])
+      .transform((headers) => headers.map((h) => h.toLowerCase())),
     claims: z
       .object({
         subject: z.string().default('sub'),
@@ -89,6 +93,65 @@ export const auditSchema = z
   })
   .strict();
 
+const redisNode = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port');
+
+export const storeSchema = z
+  .object({
+    /** memory: one process (the embedded default). redis: shared by every replica. */
+    type: z.enum(['memory', 'redis']).default('memory'),
+    /** redis://[user:password@]host:port[/db] (or rediss://) of a standalone Redis. */
+    redis_url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+    /** Seed nodes of a Redis Cluster, instead of redis_url. */
+    redis_cluster: listOrString.pipe(z.array(redisNode)).optional(),
+    redis_password: z.string().optional(),
+    /** Every key starts with this hash tag, so several deployments can share one Redis. */
+    key_prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only').default('signalbox'),
+    /** none: all counters in one slot (always correct). tenant: one slot per tenant (Cluster scale-out; every budget scope must belong to one tenant). */
+    partition: z.enum(['none', 'tenant']).default('none'),
+    command_timeout_ms: z.number().int().min(10).max(60_000).default(500),
+    connect_timeout_ms: z.number().int().min(100).max(60_000).default(2_000),
+  })
+  .strict()
+  .superRefine((store, ctx) => {
+    if (store.type !== 'redis') return;
+    if (!store.redis_url && !store.redis_cluster?.length) {
+      ctx.addIssue({ code: 'custom', path: ['redis_url'], message: 'set redis_url or redis_cluster when type is redis' });
+    }
+    if (store.redis_url && store.redis_cluster?.length) {
+      ctx.addIssue({ code: 'custom', path: ['redis_cluster'], message: 'set either redis_url or redis_cluster, not both' });
+    }
+  });
+
+const budgetWindow = z.string().regex(/^(day|week|month|[1-9][0-9]{0,8}s)$/, 'must be day, week, month or <seconds>s');
+
+export const budgetsSchema = z
+  .object({
+    /** How long a reservation waits for its usage report before it expires. */
+    hold_ttl_ms: z.number().int().min(1_000).max(86_400_000).default(600_000),
+    /** charge: an expired hold costs its full estimate (a late report corrects it). release: it costs nothing. */
+    expired_holds: z.enum(['charge', 'release']).default('charge'),
+    /** How long counters outlive their window and settled holds are remembered (late and repeated reports). */
+    retention_ms: z.number().int().min(60_000).max(90 * 86_400_000).default(86_400_000),
+    /** How long a `session` window budget lives after its last reservation. */
+    session_ttl_ms: z.number().int().min(60_000).max(90 * 86_400_000).default(86_400_000),
+    /** How long an agent session's tool-call history is kept after its last call. */
+    loop_ttl_ms: z.number().int().min(1_000).max(7 * 86_400_000).default(3_600_000),
+    /** Scopes looked up for `input.spend`; {subject} {team} {tenant} {session} {client_id} are filled in; a scope with an empty field is skipped. */
+    spend_scopes: listOrString.default(['user:{subject}', 'team:{team}', 'org:{tenant}', 'session:{session}']),
+    /** Windows looked up for `input.spend` (session scopes use the session window). */
+    spend_windows: listOrString.pipe(z.array(budgetWindow)).default(['day', 'month']),
+  })
+  .strict();
+
+export const llmSchema = z
+  .object({
+    /** A JSON price table replacing the built-in one (same format as src/inspect/prices.json). */
+    prices_file: z.string().min(1).optional(),
+    /** Output tokens assumed when a request names no max_tokens. */
+    default_max_output_tokens: z.number().int().min(1).max(1_000_000).default(4096),
+  })
+  .strict();
+
 export const logSchema = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -101,6 +164,9 @@ export const configSchema = z
     policy: policySchema.default(policySchema.parse({})),
     identity: identitySchema.default(identitySchema.parse({})),
     audit: auditSchema.default(auditSchema.parse({})),
+    store: storeSchema.default(storeSchema.parse({})),
+    budgets: budgetsSchema.default(budgetsSchema.parse({})),
+    llm: llmSchema.default(llmSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
   .strict();
@@ -110,3 +176,5 @@ export type ServerConfig = SignalboxConfig['server'];
 export type PolicyConfig = SignalboxConfig['policy'];
 export type IdentityConfig = SignalboxConfig['identity'];
 export type AuditConfig = SignalboxConfig['audit'];
+export type StoreConfig = SignalboxConfig['store'];
+export type BudgetsConfig = SignalboxConfig['budgets'];

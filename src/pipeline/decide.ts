@@ -10,8 +10,11 @@ import { randomUUID } from 'node:crypto';
 import { SignalboxError, describeCause, type ErrorCode } from '../errors.js';
 import type { AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
+import type { Enforcer, EnforcementOutcome } from '../enforce/enforcer.js';
+import { microToUsd } from '../enforce/money.js';
 import type { IdentityVerifier, VerifiedCaller } from '../identity/verifier.js';
 import { httpFacts, type HttpFacts } from '../inspect/http.js';
+import { latestToolCalls, llmFacts, type LlmFacts, type LlmOptions, type ToolCallFact } from '../inspect/llm.js';
 import type { Logger } from '../log.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { interpretResult, type HeaderEntry, type PolicyVerdict } from '../policy/result.js';
@@ -52,11 +55,25 @@ export interface PipelineOptions {
   readonly clock?: () => bigint;
   /** Labels stamped on every audit record (instance id, version). */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Budgets, rate limits and loop detection, against the configured store. */
+  readonly enforcer: Enforcer;
+  /** Prices and defaults for the cost estimate (`input.llm`). */
+  readonly llm: LlmOptions;
+  /** Request headers naming the agent session, first present wins (`input.session`). */
+  readonly sessionHeaders: readonly string[];
+}
+
+/** Facts about the request beyond HTTP: what it will cost and which tools it calls. */
+interface RequestFacts {
+  readonly llm: LlmFacts | undefined;
+  readonly toolCalls: ToolCallFact[];
+  readonly session: string | undefined;
 }
 
 const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
   request_malformed: 400,
   body_malformed: 400,
+  budget_store_unavailable: 503,
   internal_error: 500,
 };
 
@@ -65,6 +82,8 @@ const ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
   body_malformed: 'the request body could not be parsed',
   policy_eval_failed: 'the request was denied because the policy could not be evaluated',
   policy_result_invalid: 'the request was denied because the policy returned an invalid result',
+  budget_store_unavailable: 'the request was denied because budgets could not be checked; retry shortly',
+  budget_estimate_unavailable: 'the request was denied because its cost could not be estimated for the budgets that apply',
   internal_error: 'the request was denied because of an internal error',
 };
 
@@ -80,6 +99,20 @@ function rfc3339Nano(ns: bigint): string {
   const ms = Number(ns / 1_000_000n);
   const iso = new Date(ms).toISOString();
   return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+}
+
+/** What the audit trail keeps of enforcement: amounts and counters, never request content. */
+function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown> {
+  switch (outcome.kind) {
+    case 'reserved':
+      return { outcome: 'reserved', reserved_usd: microToUsd(outcome.amountMicroUsd), budgets: outcome.budgets };
+    case 'denied':
+      return { outcome: 'denied', reason: outcome.reason, ...outcome.detail };
+    case 'estimate_unavailable':
+      return { outcome: 'estimate_unavailable' };
+    case 'store_unavailable':
+      return { outcome: 'store_unavailable', fail_open: outcome.failOpen };
+  }
 }
 
 export class DecisionPipeline {
@@ -99,6 +132,7 @@ export class DecisionPipeline {
     let result: unknown = null;
     let evalNs = 0;
     let decision: Decision;
+    let enforcement: EnforcementOutcome | undefined;
     try {
       let facts: HttpFacts;
       try {
@@ -106,8 +140,11 @@ export class DecisionPipeline {
       } catch (error) {
         throw error instanceof SignalboxError ? error : new SignalboxError('request_malformed', 'the request could not be parsed', { cause: error });
       }
-      const caller = await this.options.identity.verify(request.headers, Number(nowNs / 1_000_000n));
-      input = this.buildInput(request, facts, caller);
+      const nowMs = Number(nowNs / 1_000_000n);
+      const caller = await this.options.identity.verify(request.headers, nowMs);
+      const requestFacts = this.requestFacts(request, facts);
+      const spend = await this.spend(caller, requestFacts, nowMs, decisionId);
+      input = this.buildInput(request, facts, caller, requestFacts, spend);
       const evaluation = engine.evaluate(input, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
@@ -115,11 +152,21 @@ export class DecisionPipeline {
         this.options.logger.debug({ decision_id: decisionId, builtin_errors: evaluation.builtinErrors }, 'builtin errors during evaluation');
       }
       const verdict = interpretResult(evaluation);
-      decision = this.finish(verdict, decisionId, engine.revision);
+      if (verdict.allowed && verdict.enforcement) {
+        enforcement = await this.options.enforcer.reserve(
+          decisionId,
+          verdict.enforcement,
+          { llm: requestFacts.llm, toolCalls: requestFacts.toolCalls, tenant: caller.identity.tenant },
+          nowMs,
+        );
+        decision = this.enforced(verdict, enforcement, decisionId, engine.revision);
+      } else {
+        decision = this.finish(verdict, decisionId, engine.revision);
+      }
     } catch (error) {
       decision = this.failClosed(error, decisionId, engine.revision);
     }
-    this.audit(request, engine.entrypoint, input, result, decision, nowNs, {
+    this.audit(request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: Number(process.hrtime.bigint() - started),
     });
@@ -136,12 +183,54 @@ export class DecisionPipeline {
     const cause = error instanceof SignalboxError ? error : new SignalboxError('request_malformed', 'the request could not be mapped', { cause: error });
     const decision = this.failClosed(cause, randomUUID(), engine.revision);
     const request: DecisionRequest = { door, attributes: {}, path: '', headers: {}, body: Buffer.alloc(0) };
-    this.audit(request, engine.entrypoint, {}, null, decision, nowNs, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 });
+    this.audit(request, engine.entrypoint, {}, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 });
     return decision;
   }
 
+  private requestFacts(request: DecisionRequest, facts: HttpFacts): RequestFacts {
+    const body = facts.parsed_body;
+    const path = request.path.split('?', 1)[0] ?? '';
+    const llm = body === undefined ? undefined : llmFacts(path, body, this.options.llm);
+    const toolCalls = body === undefined ? [] : latestToolCalls(path, body);
+    let session: string | undefined;
+    for (const name of this.options.sessionHeaders) {
+      const value = request.headers[name];
+      if (value) {
+        session = value;
+        break;
+      }
+    }
+    return { llm, toolCalls, session };
+  }
+
+  /**
+   * The caller's current spend, so a policy can route by remaining budget. Only for verified
+   * callers (an unverified one is denied anyway). A store failure leaves `input.spend` out: the
+   * reservation that follows meets the same failure and decides.
+   */
+  private async spend(caller: VerifiedCaller, facts: RequestFacts, nowMs: number, decisionId: string): Promise<Record<string, unknown> | undefined> {
+    if (!caller.identity.verified) return undefined;
+    const identity = caller.identity;
+    try {
+      return await this.options.enforcer.spendFor(
+        { subject: identity.subject, team: identity.team, tenant: identity.tenant, session: facts.session, client_id: caller.actor.client_id },
+        identity.tenant,
+        nowMs,
+      );
+    } catch (error) {
+      this.options.logger.warn({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(error) }, 'spend lookup failed');
+      return undefined;
+    }
+  }
+
   /** The policy input: opa-envoy-plugin's document plus Signalbox's own facts. */
-  private buildInput(request: DecisionRequest, facts: HttpFacts, caller: VerifiedCaller): Record<string, unknown> {
+  private buildInput(
+    request: DecisionRequest,
+    facts: HttpFacts,
+    caller: VerifiedCaller,
+    requestFacts: RequestFacts,
+    spend: Record<string, unknown> | undefined,
+  ): Record<string, unknown> {
     return {
       attributes: request.attributes,
       parsed_path: facts.parsed_path,
@@ -152,7 +241,60 @@ export class DecisionPipeline {
       ...(request.sourcePrincipal ? { source_principal: request.sourcePrincipal } : {}),
       identity: caller.identity,
       actor: { ...caller.actor, ...(request.sourcePrincipal ? { principal: request.sourcePrincipal } : {}) },
+      ...(requestFacts.llm ? { llm: requestFacts.llm } : {}),
+      ...(requestFacts.toolCalls.length > 0
+        ? { tool_calls: requestFacts.toolCalls.map((c) => ({ name: c.name, source: c.source })) }
+        : {}),
+      ...(requestFacts.session ? { session: { id: requestFacts.session } } : {}),
+      ...(spend ? { spend } : {}),
     };
+  }
+
+  /** An allowed verdict after enforcement: kept, turned into a 429, or failed closed. */
+  private enforced(verdict: PolicyVerdict, outcome: EnforcementOutcome, decisionId: string, revision: string): Decision {
+    switch (outcome.kind) {
+      case 'reserved': {
+        const decision = this.finish(verdict, decisionId, revision);
+        if (outcome.budgets.length === 0) return decision;
+        return {
+          ...decision,
+          dynamicMetadata: { ...decision.dynamicMetadata, reserved_usd: microToUsd(outcome.amountMicroUsd) },
+        };
+      }
+      case 'denied': {
+        const headers = [{ key: 'content-type', value: 'application/json' }];
+        if (outcome.retryAfterS !== null) headers.push({ key: 'retry-after', value: String(outcome.retryAfterS) });
+        const code = outcome.reason.replace('.', '_');
+        return this.finish(
+          {
+            ...verdict,
+            allowed: false,
+            httpStatus: outcome.status,
+            headers,
+            body: JSON.stringify({ error: { code, message: outcome.message, ...outcome.detail, decision_id: decisionId } }),
+            reasons: [outcome.reason],
+            requestHeadersToRemove: [],
+            responseHeadersToAdd: [],
+            queryParametersToSet: [],
+            queryParametersToRemove: [],
+          },
+          decisionId,
+          revision,
+        );
+      }
+      case 'estimate_unavailable':
+        return this.failClosed(
+          new SignalboxError('budget_estimate_unavailable', 'the policy named budgets but the request cost could not be estimated'),
+          decisionId,
+          revision,
+        );
+      case 'store_unavailable': {
+        if (!outcome.failOpen) return this.failClosed(outcome.error instanceof SignalboxError && outcome.error.code === 'internal_error' ? outcome.error : new SignalboxError('budget_store_unavailable', 'the budget store did not answer', { cause: outcome.error }), decisionId, revision);
+        this.options.logger.warn({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(outcome.error) }, 'budget store unavailable; allowed unenforced as the policy chose');
+        const decision = this.finish(verdict, decisionId, revision);
+        return { ...decision, reasons: [...decision.reasons, 'budget_store_unavailable'] };
+      }
+    }
   }
 
   private finish(verdict: PolicyVerdict, decisionId: string, revision: string): Decision {
@@ -200,6 +342,7 @@ export class DecisionPipeline {
     result: unknown,
     decision: Decision,
     nowNs: bigint,
+    enforcement: EnforcementOutcome | undefined,
     metrics: Record<string, number>,
   ): void {
     try {
@@ -213,6 +356,7 @@ export class DecisionPipeline {
         result: result === undefined ? null : result,
         decision: { allowed: decision.allowed, http_status: decision.allowed ? 200 : decision.httpStatus, reasons: decision.reasons },
         ...(decision.error ? { error: { code: decision.error } } : {}),
+        ...(enforcement ? { enforcement: auditedEnforcement(enforcement) } : {}),
         metrics,
         labels: this.options.labels ?? {},
       });

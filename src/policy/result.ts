@@ -28,7 +28,22 @@ export interface PolicyVerdict {
   readonly queryParametersToRemove: readonly string[];
   readonly dynamicMetadata: Readonly<Record<string, unknown>>;
   readonly reasons: readonly string[];
+  /** What the policy asked the enforcer to reserve on allow; undefined when nothing. */
+  readonly enforcement?: EnforcementClaims;
 }
+
+/** The budgets, rate limits and loop check a policy named, in its own units. */
+export interface EnforcementClaims {
+  readonly budgets: ReadonlyArray<{ readonly scope: string; readonly window: string; readonly limitUsd: number }>;
+  readonly rateLimits: ReadonlyArray<{ readonly scope: string; readonly requestsPerMinute?: number; readonly tokensPerMinute?: number }>;
+  readonly loop?: { readonly session: string; readonly maxRepeats: number; readonly pingPong: number; readonly window: number };
+  /** The policy's own price for the request, replacing the estimate. */
+  readonly costUsd?: number;
+  /** True when the policy opted to allow unenforced if the store is down. */
+  readonly failOpen: boolean;
+}
+
+export const DEFAULT_LOOP_WINDOW = 20;
 
 type HeaderMap = Record<string, string | string[]>;
 
@@ -43,6 +58,35 @@ interface ResultObject {
   http_status?: number;
   dynamic_metadata?: Record<string, unknown>;
   reasons?: string[];
+  budgets?: { scope: string; window: string; limit_usd: number }[];
+  rate_limits?: { scope: string; requests_per_minute?: number; tokens_per_minute?: number }[];
+  loop?: { session: string; max_repeats?: number; ping_pong?: number; window?: number };
+  cost_usd?: number;
+  on_store_error?: 'deny' | 'allow';
+}
+
+function enforcementClaims(result: ResultObject): EnforcementClaims | undefined {
+  if (!result.budgets?.length && !result.rate_limits?.length && !result.loop) return undefined;
+  return {
+    budgets: (result.budgets ?? []).map((b) => ({ scope: b.scope, window: b.window, limitUsd: b.limit_usd })),
+    rateLimits: (result.rate_limits ?? []).map((r) => ({
+      scope: r.scope,
+      ...(r.requests_per_minute !== undefined ? { requestsPerMinute: r.requests_per_minute } : {}),
+      ...(r.tokens_per_minute !== undefined ? { tokensPerMinute: r.tokens_per_minute } : {}),
+    })),
+    ...(result.loop
+      ? {
+          loop: {
+            session: result.loop.session,
+            maxRepeats: result.loop.max_repeats ?? 0,
+            pingPong: result.loop.ping_pong ?? 0,
+            window: result.loop.window ?? DEFAULT_LOOP_WINDOW,
+          },
+        }
+      : {}),
+    ...(result.cost_usd !== undefined ? { costUsd: result.cost_usd } : {}),
+    failOpen: result.on_store_error === 'allow',
+  };
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true });
@@ -98,6 +142,7 @@ export function interpretResult(evaluation: Evaluation): PolicyVerdict {
       throw new SignalboxError('policy_result_invalid', 'the policy result names a header that is not a valid HTTP header');
     }
   }
+  const enforcement = enforcementClaims(result);
   return {
     allowed: result.allowed,
     bare: false,
@@ -110,5 +155,6 @@ export function interpretResult(evaluation: Evaluation): PolicyVerdict {
     queryParametersToRemove: result.query_parameters_to_remove ?? [],
     dynamicMetadata: result.dynamic_metadata ?? {},
     reasons: result.reasons ?? [],
+    ...(enforcement ? { enforcement } : {}),
   };
 }

@@ -12,6 +12,12 @@ import { SignalboxError } from '../errors.js';
 import { IdentityVerifier } from '../identity/verifier.js';
 import type { Logger } from '../log.js';
 import { DecisionPipeline } from '../pipeline/decide.js';
+import { Enforcer } from '../enforce/enforcer.js';
+import { MemoryStore } from '../enforce/memory-store.js';
+import { RedisStore } from '../enforce/redis-store.js';
+import type { EnforcementStore } from '../enforce/store.js';
+import { PriceTable } from '../inspect/prices.js';
+import { ReportService } from '../pipeline/report.js';
 import { projectRoot } from '../paths.js';
 import { readBundle } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -23,6 +29,8 @@ export interface RunningSignalbox {
   readonly httpPort: number;
   readonly engine: PolicyEngine;
   readonly pipeline: DecisionPipeline;
+  readonly enforcer: Enforcer;
+  readonly reports: ReportService;
   readonly audit: AuditSink;
   /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
   close(): Promise<void>;
@@ -32,6 +40,8 @@ export interface StartOptions {
   readonly clock?: () => bigint;
   /** Replace the file audit log (tests). */
   readonly audit?: AuditSink;
+  /** Replace the configured enforcement store (tests). */
+  readonly store?: EnforcementStore;
 }
 
 /**
@@ -44,16 +54,53 @@ export function resolveBundlePath(path: string): string {
   return existsSync(fromCwd) ? fromCwd : join(projectRoot(), path);
 }
 
+/** The configured enforcement store: in-memory by default, Redis when configured. */
+export function createStore(config: SignalboxConfig, logger: Logger): EnforcementStore {
+  const store = config.store;
+  if (store.type === 'memory') return new MemoryStore(config.budgets.expired_holds);
+  return RedisStore.create(
+    {
+      ...(store.redis_url ? { url: store.redis_url } : {}),
+      ...(store.redis_cluster ? { cluster: store.redis_cluster } : {}),
+      ...(store.redis_password ? { password: store.redis_password } : {}),
+      keyPrefix: store.key_prefix,
+      commandTimeoutMs: store.command_timeout_ms,
+      connectTimeoutMs: store.connect_timeout_ms,
+      expiredHolds: config.budgets.expired_holds,
+      partitioned: store.partition === 'tenant',
+    },
+    logger,
+  );
+}
+
+export function createEnforcer(config: SignalboxConfig, store: EnforcementStore, prices: PriceTable): Enforcer {
+  const budgets = config.budgets;
+  return new Enforcer({
+    store,
+    prices,
+    holdTtlMs: budgets.hold_ttl_ms,
+    retentionMs: budgets.retention_ms,
+    loopTtlMs: budgets.loop_ttl_ms,
+    sessionTtlMs: budgets.session_ttl_ms,
+    partition: config.store.partition,
+    spendScopes: budgets.spend_scopes,
+    spendWindows: budgets.spend_windows,
+  });
+}
+
 /** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
 export async function createPipeline(
   config: SignalboxConfig,
   logger: Logger,
   audit: AuditSink,
   clock?: () => bigint,
-): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine }> {
+  store: EnforcementStore = createStore(config, logger),
+): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; enforcer: Enforcer }> {
   const bundle = await readBundle(resolveBundlePath(config.policy.bundle));
   const engine = await PolicyEngine.create(bundle, { entrypoint: config.policy.decision, maxMemoryMiB: config.policy.max_memory_mib });
   const identity = await IdentityVerifier.create(config.identity, logger);
+  const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
+  const enforcer = createEnforcer(config, store, prices);
   const pipeline = new DecisionPipeline({
     engine: () => engine,
     identity,
@@ -62,16 +109,22 @@ export async function createPipeline(
     maskHeaders: new Set([...config.audit.mask_headers, config.identity.header]),
     ...(clock ? { clock } : {}),
     labels: { id: hostname(), service: 'signalbox' },
+    enforcer,
+    llm: { prices, defaultMaxOutputTokens: config.llm.default_max_output_tokens },
+    sessionHeaders: config.identity.session_headers,
   });
-  return { pipeline, engine };
+  return { pipeline, engine, enforcer };
 }
 
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
   const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger));
-  const { pipeline, engine } = await createPipeline(config, logger, audit, options.clock);
+  const store = options.store ?? createStore(config, logger);
+  const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, options.clock, store);
+  const clock = options.clock;
+  const reports = new ReportService({ enforcer, audit, logger, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
-  const grpcServer: grpc.Server = createGrpcServer({ pipeline, logger, health, maxRequestBytes: config.server.max_request_bytes });
-  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision });
+  const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, logger });
   let grpcPort: number;
   let httpPort: number;
   try {
@@ -83,6 +136,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     grpcServer.forceShutdown();
     httpServer.close();
     await audit.close();
+    await store.close();
     throw error;
   }
   health.set('SERVING');
@@ -99,9 +153,10 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
         httpServer.closeAllConnections();
       });
       await audit.close();
+      await store.close();
       logger.info('signalbox stopped');
     })();
     return closing;
   };
-  return { grpcPort, httpPort, engine, pipeline, audit, close };
+  return { grpcPort, httpPort, engine, pipeline, enforcer, reports, audit, close };
 }

@@ -6,8 +6,17 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ENVOY_DOOR, fromCheckRequest, toCheckResponse } from '../adapters/envoy-grpc.js';
-import { SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse } from '../adapters/signalbox-grpc.js';
-import { SignalboxError, describeCause } from '../errors.js';
+import {
+  SIGNALBOX_DOOR,
+  fromDecideRequest,
+  fromReportMessage,
+  toDecideResponse,
+  toReportResponse,
+  toSpendResponse,
+  type ReportMessage,
+} from '../adapters/signalbox-grpc.js';
+import { SignalboxError, describeCause, type ErrorCode } from '../errors.js';
+import type { ReportService } from '../pipeline/report.js';
 import type { Logger } from '../log.js';
 import type { Decision, DecisionPipeline, DecisionRequest } from '../pipeline/decide.js';
 import { loadServices } from './protos.js';
@@ -42,8 +51,16 @@ export class HealthState {
   }
 }
 
+/** gRPC status per error code the native calls can answer with. */
+const GRPC_STATUS: Partial<Record<ErrorCode, grpc.status>> = {
+  report_malformed: grpc.status.INVALID_ARGUMENT,
+  hold_not_found: grpc.status.NOT_FOUND,
+  budget_store_unavailable: grpc.status.UNAVAILABLE,
+};
+
 export interface GrpcServerOptions {
   readonly pipeline: DecisionPipeline;
+  readonly reports: ReportService;
   readonly logger: Logger;
   readonly health: HealthState;
   readonly maxRequestBytes: number;
@@ -84,7 +101,29 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   };
 
   server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse) });
-  server.addService(services.decision, { Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse) });
+  const native = <Req, Res>(name: string, run: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      run(call.request).then(
+        (response) => callback(null, response),
+        (error: unknown) => {
+          if (error instanceof SignalboxError && GRPC_STATUS[error.code] !== undefined) {
+            callback({ code: GRPC_STATUS[error.code] as grpc.status, details: `${error.code}: ${error.code === 'budget_store_unavailable' ? 'the budget store did not answer; retry' : error.message}` });
+            return;
+          }
+          options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
+          callback({ code: grpc.status.INTERNAL, details: 'internal_error' });
+        },
+      );
+    };
+  };
+
+  server.addService(services.decision, {
+    Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse),
+    Report: native('Report', (request: ReportMessage) => options.reports.report(SIGNALBOX_DOOR, fromReportMessage(request)).then(toReportResponse)),
+    GetSpend: native('GetSpend', async (request: { scope?: string; window?: string }) =>
+      toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
+    ),
+  });
   server.addService(services.health, {
     Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service ?? '';

@@ -1,0 +1,264 @@
+/**
+ * The in-memory enforcement store: the embedded default for a single Signalbox process.
+ *
+ * Node runs each call to completion on one thread, so every operation here is atomic by
+ * construction. The algorithm is the Redis store's Lua script, step for step (sweep expired
+ * holds, check the loop, the budgets and the rate limits, then commit everything); the shared
+ * store test suite holds the two to the same behaviour.
+ */
+import type {
+  BudgetBalance,
+  BudgetKey,
+  EnforcementStore,
+  ExpiredHoldPolicy,
+  Reservation,
+  ReserveResult,
+  SettleResult,
+  Settlement,
+} from './store.js';
+import { RATE_WINDOW_MS, budgetIdentity } from './keys.js';
+
+interface BudgetState {
+  scope: string;
+  window: string;
+  slot: string;
+  limit: number;
+  spent: number;
+  held: number;
+  /** holdId → [amount, expiresAtMs] */
+  holds: Map<string, [number, number]>;
+  expireAtMs: number;
+}
+
+interface HoldRecord {
+  state: 'held' | 'settled';
+  amount: number;
+  settledAmount: number;
+  budgets: string[];
+  /** Token buckets charged: [key, weight, interval ms]. */
+  tokenRates: [string, number, number][];
+  meta: Readonly<Record<string, string | number | null>>;
+  expireAtMs: number;
+}
+
+export class MemoryStore implements EnforcementStore {
+  readonly kind = 'memory' as const;
+  private readonly budgets = new Map<string, BudgetState>();
+  private readonly holds = new Map<string, HoldRecord>();
+  /** Token bucket key → theoretical arrival time (GCRA), with its expiry. */
+  private readonly rates = new Map<string, { tat: number; expireAtMs: number }>();
+  private readonly loops = new Map<string, { calls: string[]; expireAtMs: number }>();
+  private readonly pruneTimer: NodeJS.Timeout;
+
+  constructor(private readonly expiredHolds: ExpiredHoldPolicy, private readonly clock: () => number = Date.now) {
+    // Forget counters whose window has passed, so a long-running process does not grow forever.
+    this.pruneTimer = setInterval(() => this.prune(this.clock()), 60_000);
+    this.pruneTimer.unref();
+  }
+
+  async reserve(r: Reservation): Promise<ReserveResult> {
+    const now = r.nowMs;
+    if (this.liveHold(r.holdId, now)) return { outcome: 'duplicate' };
+    const states = r.budgets.map((b) => {
+      const key = budgetIdentity(b);
+      let state = this.budgets.get(key);
+      if (!state || state.expireAtMs <= now) {
+        state = { scope: b.scope, window: b.window, slot: b.slot, limit: 0, spent: 0, held: 0, holds: new Map(), expireAtMs: b.expireAtMs };
+        this.budgets.set(key, state);
+      }
+      this.sweep(state, now);
+      return state;
+    });
+
+    if (r.loop) {
+      const history = this.liveLoop(r.loop.session, now)?.calls.slice(0, r.loop.window) ?? [];
+      const verdict = loopVerdict(history, r.loop.callHash, r.loop.maxRepeats, r.loop.pingPong);
+      if (verdict) return { outcome: 'loop_detected', reason: verdict.reason, session: r.loop.session, count: verdict.count };
+    }
+
+    for (const [i, b] of r.budgets.entries()) {
+      const state = states[i] as BudgetState;
+      if (state.spent + state.held + r.amount > b.limit) {
+        return { outcome: 'budget_exceeded', budget: balanceOf({ ...state, limit: b.limit }) };
+      }
+    }
+
+    const newTats: number[] = [];
+    for (const rate of r.rates) {
+      const key = rateKey(rate.scope, rate.unit);
+      const interval = RATE_WINDOW_MS / rate.perMinute;
+      const entry = this.rates.get(key);
+      const tat = Math.max(entry && entry.expireAtMs > now ? entry.tat : now, now);
+      const next = tat + rate.weight * interval;
+      if (next - now > RATE_WINDOW_MS) {
+        const never = rate.weight > rate.perMinute;
+        return { outcome: 'rate_limited', scope: rate.scope, unit: rate.unit, perMinute: rate.perMinute, retryAfterMs: never ? null : Math.ceil(next - now - RATE_WINDOW_MS) };
+      }
+      newTats.push(next);
+    }
+
+    // Everything has room: commit all of it.
+    const holdExpiresAt = now + r.holdTtlMs;
+    for (const [i, b] of r.budgets.entries()) {
+      const state = states[i] as BudgetState;
+      state.limit = b.limit;
+      state.held += r.amount;
+      state.holds.set(r.holdId, [r.amount, holdExpiresAt]);
+      state.expireAtMs = Math.max(state.expireAtMs, b.expireAtMs, holdExpiresAt + r.retentionMs);
+    }
+    const tokenRates: [string, number, number][] = [];
+    for (const [j, rate] of r.rates.entries()) {
+      const key = rateKey(rate.scope, rate.unit);
+      const tat = newTats[j] as number;
+      this.rates.set(key, { tat, expireAtMs: tat + RATE_WINDOW_MS });
+      if (rate.unit === 'tokens') tokenRates.push([key, rate.weight, RATE_WINDOW_MS / rate.perMinute]);
+    }
+    if (r.loop) {
+      const history = this.liveLoop(r.loop.session, now)?.calls ?? [];
+      this.loops.set(r.loop.session, { calls: [r.loop.callHash, ...history].slice(0, r.loop.window), expireAtMs: now + r.loop.ttlMs });
+    }
+    this.holds.set(r.holdId, {
+      state: 'held',
+      amount: r.amount,
+      settledAmount: 0,
+      budgets: r.budgets.map(budgetIdentity),
+      tokenRates,
+      meta: r.meta,
+      expireAtMs: holdExpiresAt + r.retentionMs,
+    });
+    return { outcome: 'reserved', budgets: states.map(balanceOf) };
+  }
+
+  async settle(s: Settlement): Promise<SettleResult> {
+    const now = s.nowMs;
+    const hold = this.liveHold(s.holdId, now);
+    if (!hold) return { outcome: 'not_found' };
+    if (hold.state === 'settled') return { outcome: 'already_settled', amount: hold.settledAmount };
+    const amount = s.price(hold.meta);
+    let late = false;
+    for (const key of hold.budgets) {
+      const state = this.budgets.get(key);
+      if (!state || state.expireAtMs <= now) continue; // The counter's window is long gone.
+      const held = state.holds.get(s.holdId);
+      if (held && held[1] > now) {
+        state.holds.delete(s.holdId);
+        state.held -= held[0];
+        state.spent += amount;
+      } else {
+        // The hold expired before this report: sweep it (charged or released per policy), then
+        // correct the spend to the actual cost.
+        this.sweep(state, now);
+        late = true;
+        state.spent += amount - (this.expiredHolds === 'charge' ? hold.amount : 0);
+      }
+    }
+    if (s.tokens !== null) {
+      for (const [key, weight, interval] of hold.tokenRates) {
+        const entry = this.rates.get(key);
+        if (!entry || entry.expireAtMs <= now || s.tokens >= weight) continue;
+        entry.tat = Math.max(now, entry.tat - (weight - s.tokens) * interval);
+      }
+    }
+    hold.state = 'settled';
+    hold.settledAmount = amount;
+    hold.expireAtMs = now + s.retentionMs;
+    return { outcome: 'settled', amount, held: hold.amount, late, meta: hold.meta };
+  }
+
+  async balances(_partition: string, keys: readonly BudgetKey[], nowMs: number): Promise<BudgetBalance[]> {
+    return keys.map((k) => {
+      const state = this.budgets.get(budgetIdentity(k));
+      if (!state || state.expireAtMs <= nowMs) return { scope: k.scope, window: k.window, slot: k.slot, limit: 0, spent: 0, held: 0, holds: 0 };
+      this.sweep(state, nowMs);
+      return balanceOf(state);
+    });
+  }
+
+  async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
+    const out: BudgetBalance[] = [];
+    for (const state of this.budgets.values()) {
+      if (state.expireAtMs <= nowMs) continue;
+      this.sweep(state, nowMs);
+      out.push(balanceOf(state));
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.pruneTimer);
+  }
+
+  /** Applies the expired-hold policy to every hold on this counter that has run out. */
+  private sweep(state: BudgetState, now: number): void {
+    for (const [holdId, [amount, expiresAt]] of state.holds) {
+      if (expiresAt > now) continue;
+      state.holds.delete(holdId);
+      state.held -= amount;
+      if (this.expiredHolds === 'charge') state.spent += amount;
+    }
+  }
+
+  private liveHold(holdId: string, now: number): HoldRecord | undefined {
+    const hold = this.holds.get(holdId);
+    if (hold && hold.expireAtMs <= now) {
+      this.holds.delete(holdId);
+      return undefined;
+    }
+    return hold;
+  }
+
+  private liveLoop(session: string, now: number): { calls: string[]; expireAtMs: number } | undefined {
+    const loop = this.loops.get(session);
+    return loop && loop.expireAtMs > now ? loop : undefined;
+  }
+
+  private prune(now: number): void {
+    for (const [key, state] of this.budgets) {
+      this.sweep(state, now);
+      if (state.expireAtMs <= now) this.budgets.delete(key);
+    }
+    for (const [key, hold] of this.holds) if (hold.expireAtMs <= now) this.holds.delete(key);
+    for (const [key, rate] of this.rates) if (rate.expireAtMs <= now) this.rates.delete(key);
+    for (const [key, loop] of this.loops) if (loop.expireAtMs <= now) this.loops.delete(key);
+  }
+}
+
+function rateKey(scope: string, unit: string): string {
+  return `${unit}\u0000${scope}`;
+}
+
+function balanceOf(state: Pick<BudgetState, 'scope' | 'window' | 'slot' | 'limit' | 'spent' | 'held' | 'holds'>): BudgetBalance {
+  return { scope: state.scope, window: state.window, slot: state.slot, limit: state.limit, spent: state.spent, held: state.held, holds: state.holds.size };
+}
+
+/**
+ * The loop rule, shared by the memory store and mirrored in the Redis script. `history` is most
+ * recent first and does not include the call being made.
+ */
+export function loopVerdict(
+  history: readonly string[],
+  call: string,
+  maxRepeats: number,
+  pingPong: number,
+): { reason: 'repeated_call' | 'ping_pong'; count: number } | undefined {
+  if (maxRepeats > 0) {
+    const seen = history.filter((h) => h === call).length;
+    if (seen >= maxRepeats) return { reason: 'repeated_call', count: seen + 1 };
+  }
+  if (pingPong > 0) {
+    // With this call, the last 2N calls must alternate: call, other, call, other, ... (newest first).
+    const needed = 2 * pingPong - 1;
+    const other = history[0];
+    if (history.length >= needed && other !== undefined && other !== call) {
+      let alternates = true;
+      for (let i = 0; i < needed; i++) {
+        if (history[i] !== (i % 2 === 0 ? other : call)) {
+          alternates = false;
+          break;
+        }
+      }
+      if (alternates) return { reason: 'ping_pong', count: pingPong };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,198 @@
+/**
+ * The Redis store's scripts. Each runs atomically inside Redis, so a reservation across several
+ * budgets, rate limits and a loop check is all-or-nothing even with many Signalbox replicas.
+ * They mirror MemoryStore step for step; the shared store tests hold them to the same results.
+ *
+ * Amounts are integers far below 2^53, exact in Lua's doubles; they are formatted with %.0f
+ * before HINCRBY so large values never turn into exponent notation.
+ */
+
+/** Sweeps the expired holds of one budget counter (hash + sorted set). */
+const SWEEP = `
+local function int(x) return string.format('%.0f', x) end
+local function sweep(bk, zk, now, charge)
+  local ids = redis.call('ZRANGEBYSCORE', zk, '-inf', now)
+  for _, id in ipairs(ids) do
+    local amount = tonumber(redis.call('HGET', bk, 'h:' .. id) or '0')
+    redis.call('HDEL', bk, 'h:' .. id)
+    redis.call('HINCRBY', bk, 'held', int(-amount))
+    if charge then redis.call('HINCRBY', bk, 'spent', int(amount)) end
+    redis.call('ZREM', zk, id)
+  end
+end
+local function balance(bk, zk)
+  local v = redis.call('HMGET', bk, 'spent', 'held', 'limit')
+  return { spent = tonumber(v[1] or '0'), held = tonumber(v[2] or '0'), limit = tonumber(v[3] or '0'), holds = redis.call('ZCARD', zk) }
+end
+`;
+
+/**
+ * KEYS: hold record, then (budget hash, holds zset) per budget, then one key per rate limit,
+ * then the loop list when there is a loop check.
+ * ARGV[1]: JSON { id, now, amount, charge, hold_ttl, retention, budgets: [{scope, window, slot,
+ * limit, expire_at}], rates: [{per_minute, weight, unit}], loop: {hash, max_repeats, ping_pong,
+ * window, ttl} | null, meta }
+ */
+export const RESERVE_SCRIPT = `${SWEEP}
+local p = cjson.decode(ARGV[1])
+local now = p.now
+if redis.call('EXISTS', KEYS[1]) == 1 then return cjson.encode({ outcome = 'duplicate' }) end
+local nb = #p.budgets
+local nr = #p.rates
+local balances = {}
+for i = 1, nb do
+  local bk, zk = KEYS[2 * i], KEYS[2 * i + 1]
+  sweep(bk, zk, now, p.charge)
+  balances[i] = balance(bk, zk)
+end
+
+local lk = KEYS[2 * nb + nr + 2]
+if p.loop ~= cjson.null and p.loop ~= nil then
+  local history = redis.call('LRANGE', lk, 0, p.loop.window - 1)
+  local call = p.loop.hash
+  if p.loop.max_repeats > 0 then
+    local seen = 0
+    for _, h in ipairs(history) do if h == call then seen = seen + 1 end end
+    if seen >= p.loop.max_repeats then
+      return cjson.encode({ outcome = 'loop_detected', reason = 'repeated_call', count = seen + 1 })
+    end
+  end
+  if p.loop.ping_pong > 0 then
+    local needed = 2 * p.loop.ping_pong - 1
+    local other = history[1]
+    if #history >= needed and other ~= call then
+      local alternates = true
+      for i = 1, needed do
+        local expected = call
+        if i % 2 == 1 then expected = other end
+        if history[i] ~= expected then alternates = false break end
+      end
+      if alternates then
+        return cjson.encode({ outcome = 'loop_detected', reason = 'ping_pong', count = p.loop.ping_pong })
+      end
+    end
+  end
+end
+
+for i = 1, nb do
+  local b = balances[i]
+  if b.spent + b.held + p.amount > p.budgets[i].limit then
+    return cjson.encode({ outcome = 'budget_exceeded', index = i, spent = b.spent, held = b.held, holds = b.holds })
+  end
+end
+
+local tats = {}
+for j = 1, nr do
+  local r = p.rates[j]
+  local interval = 60000 / r.per_minute
+  local tat = tonumber(redis.call('GET', KEYS[2 * nb + 1 + j]) or '0')
+  if tat < now then tat = now end
+  local nxt = tat + r.weight * interval
+  if nxt - now > 60000 then
+    local retry = math.ceil(nxt - now - 60000)
+    if r.weight > r.per_minute then retry = -1 end
+    return cjson.encode({ outcome = 'rate_limited', index = j, retry = retry })
+  end
+  tats[j] = nxt
+end
+
+local hold_expires = now + p.hold_ttl
+local budget_keys = {}
+for i = 1, nb do
+  local b = p.budgets[i]
+  local bk, zk = KEYS[2 * i], KEYS[2 * i + 1]
+  redis.call('HINCRBY', bk, 'held', int(p.amount))
+  redis.call('HSET', bk, 'h:' .. p.id, int(p.amount), 'limit', int(b.limit), 'scope', b.scope, 'window', b.window, 'slot', b.slot)
+  redis.call('ZADD', zk, hold_expires, p.id)
+  local expire_at = math.max(b.expire_at, hold_expires + p.retention)
+  redis.call('PEXPIREAT', bk, int(expire_at))
+  redis.call('PEXPIREAT', zk, int(expire_at))
+  budget_keys[#budget_keys + 1] = { bk, zk }
+  balances[i].held = balances[i].held + p.amount
+  balances[i].holds = balances[i].holds + 1
+  balances[i].limit = b.limit
+end
+local token_rates = {}
+for j = 1, nr do
+  local r = p.rates[j]
+  local rk = KEYS[2 * nb + 1 + j]
+  redis.call('SET', rk, string.format('%.6f', tats[j]), 'PX', math.ceil(tats[j] - now + 60000))
+  if r.unit == 'tokens' then token_rates[#token_rates + 1] = { rk, r.weight, 60000 / r.per_minute } end
+end
+if p.loop ~= cjson.null and p.loop ~= nil then
+  redis.call('LPUSH', lk, p.loop.hash)
+  redis.call('LTRIM', lk, 0, p.loop.window - 1)
+  redis.call('PEXPIRE', lk, p.loop.ttl)
+end
+redis.call('HSET', KEYS[1], 'state', 'held', 'amount', int(p.amount), 'budgets', cjson.encode(budget_keys),
+  'token_rates', cjson.encode(token_rates), 'meta', cjson.encode(p.meta))
+redis.call('PEXPIRE', KEYS[1], p.hold_ttl + p.retention)
+local out = {}
+for i = 1, nb do out[i] = { spent = balances[i].spent, held = balances[i].held, holds = balances[i].holds, limit = balances[i].limit } end
+return cjson.encode({ outcome = 'reserved', balances = out })
+`;
+
+/**
+ * KEYS: hold record, then the budget hash + zset pairs and token bucket keys the record names
+ * (read from it first; they never change after the reservation).
+ * ARGV[1]: JSON { id, now, amount, tokens (or -1), charge, retention }
+ */
+export const SETTLE_SCRIPT = `${SWEEP}
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_rates', 'settled')
+if not rec[1] then return cjson.encode({ outcome = 'not_found' }) end
+if rec[1] == 'settled' then return cjson.encode({ outcome = 'already_settled', amount = tonumber(rec[5]) }) end
+local held = tonumber(rec[2])
+local budgets = cjson.decode(rec[3])
+local late = false
+for i = 1, #budgets do
+  local bk, zk = budgets[i][1], budgets[i][2]
+  if redis.call('EXISTS', bk) == 1 then
+    local score = redis.call('ZSCORE', zk, p.id)
+    if score and tonumber(score) > now then
+      local amount = tonumber(redis.call('HGET', bk, 'h:' .. p.id) or '0')
+      redis.call('HDEL', bk, 'h:' .. p.id)
+      redis.call('ZREM', zk, p.id)
+      redis.call('HINCRBY', bk, 'held', int(-amount))
+      redis.call('HINCRBY', bk, 'spent', int(p.amount))
+    else
+      sweep(bk, zk, now, p.charge)
+      late = true
+      local charged = 0
+      if p.charge then charged = held end
+      redis.call('HINCRBY', bk, 'spent', int(p.amount - charged))
+    end
+  end
+end
+if p.tokens >= 0 then
+  local rates = cjson.decode(rec[4])
+  for j = 1, #rates do
+    local rk, weight, interval = rates[j][1], rates[j][2], rates[j][3]
+    local tat = redis.call('GET', rk)
+    if tat and p.tokens < weight then
+      local nxt = math.max(now, tonumber(tat) - (weight - p.tokens) * interval)
+      local ttl = redis.call('PTTL', rk)
+      if ttl > 0 then redis.call('SET', rk, string.format('%.6f', nxt), 'PX', ttl) end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'state', 'settled', 'settled', int(p.amount))
+redis.call('PEXPIRE', KEYS[1], p.retention)
+return cjson.encode({ outcome = 'settled', held = held, late = late })
+`;
+
+/**
+ * KEYS: (budget hash, holds zset) pairs. ARGV[1]: JSON { now, charge }.
+ * Sweeps, then returns each counter's balance.
+ */
+export const BALANCES_SCRIPT = `${SWEEP}
+local p = cjson.decode(ARGV[1])
+local out = {}
+for i = 1, #KEYS / 2 do
+  local bk, zk = KEYS[2 * i - 1], KEYS[2 * i]
+  sweep(bk, zk, p.now, p.charge)
+  out[i] = balance(bk, zk)
+end
+return cjson.encode(out)
+`;

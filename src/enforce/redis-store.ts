@@ -1,0 +1,292 @@
+/**
+ * The Redis enforcement store (ioredis), standalone or Redis Cluster.
+ *
+ * One reservation is one EVALSHA over keys that share a hash tag, so it lands in one Cluster
+ * slot and runs atomically whatever the number of Signalbox replicas. Commands are never queued
+ * while Redis is unreachable (they fail at once, and the caller denies with
+ * budget_store_unavailable); the client keeps reconnecting in the background, so service resumes
+ * without a restart when Redis returns.
+ */
+import { createHash } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import { SignalboxError, describeCause } from '../errors.js';
+import type { Logger } from '../log.js';
+import { RedisKeys } from './keys.js';
+import { BALANCES_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import type {
+  BudgetBalance,
+  BudgetKey,
+  EnforcementStore,
+  ExpiredHoldPolicy,
+  Reservation,
+  ReserveResult,
+  SettleResult,
+  Settlement,
+} from './store.js';
+
+export interface RedisStoreOptions {
+  /** redis://[user:password@]host:port[/db] for a standalone server. */
+  readonly url?: string;
+  /** Seed nodes (host:port) of a Redis Cluster. */
+  readonly cluster?: readonly string[];
+  readonly keyPrefix: string;
+  readonly commandTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly expiredHolds: ExpiredHoldPolicy;
+  /** True when reservations are spread over partitions, so settlements must look one up. */
+  readonly partitioned: boolean;
+  /** Password for Cluster nodes (standalone takes it from the URL). */
+  readonly password?: string;
+}
+
+interface Script {
+  readonly source: string;
+  readonly sha: string;
+}
+
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+const RESERVE = script(RESERVE_SCRIPT);
+const SETTLE = script(SETTLE_SCRIPT);
+const BALANCES = script(BALANCES_SCRIPT);
+
+type Client = Redis | Cluster;
+
+/** Lua's cjson writes an empty table as {} rather than []. */
+function luaList<T>(json: string | null | undefined): T[] {
+  if (!json) return [];
+  const value: unknown = JSON.parse(json);
+  return Array.isArray(value) ? (value as T[]) : [];
+}
+
+/** Errors from the client (refused, timed out, cluster down) become one stable code. */
+function unavailable(error: unknown): SignalboxError {
+  if (error instanceof SignalboxError) return error;
+  return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: error });
+}
+
+interface RawBalance {
+  spent: number;
+  held: number;
+  limit: number;
+  holds: number;
+}
+
+export class RedisStore implements EnforcementStore {
+  readonly kind = 'redis' as const;
+  private readonly keys: RedisKeys;
+
+  private constructor(
+    private readonly client: Client,
+    private readonly options: RedisStoreOptions,
+  ) {
+    this.keys = new RedisKeys(options.keyPrefix);
+  }
+
+  /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
+  static create(options: RedisStoreOptions, logger: Logger): RedisStore {
+    const common = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs,
+      connectTimeout: options.connectTimeoutMs,
+      // Keep trying for ever, backing off to 2 s: the service must recover without a restart.
+      retryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
+      lazyConnect: false,
+    };
+    let client: Client;
+    if (options.cluster && options.cluster.length > 0) {
+      client = new Cluster(
+        options.cluster.map((node) => {
+          const at = node.lastIndexOf(':');
+          return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
+        }),
+        {
+          enableOfflineQueue: false,
+          clusterRetryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
+          slotsRefreshTimeout: options.connectTimeoutMs,
+          redisOptions: { ...common, ...(options.password ? { password: options.password } : {}) },
+        },
+      );
+    } else {
+      client = new Redis(options.url ?? 'redis://127.0.0.1:6379', common);
+    }
+    let down = false;
+    client.on('error', (error: unknown) => {
+      // ioredis emits an error per failed reconnect; log the transition, not every attempt.
+      if (!down) logger.error({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store connection lost');
+      down = true;
+    });
+    client.on('ready', () => {
+      if (down) logger.info('budget store connection restored');
+      down = false;
+    });
+    return new RedisStore(client, options);
+  }
+
+  /** Resolves when the client is connected (tests and start-up checks). */
+  async ready(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.client.ping();
+        return;
+      } catch (error) {
+        if (Date.now() > deadline) throw unavailable(error);
+        await new Promise((done) => setTimeout(done, 50));
+      }
+    }
+  }
+
+  async reserve(r: Reservation): Promise<ReserveResult> {
+    const keys = [this.keys.hold(r.partition, r.holdId)];
+    for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
+    for (const rate of r.rates) keys.push(this.keys.rate(r.partition, rate.unit, rate.scope));
+    if (r.loop) keys.push(this.keys.loop(r.partition, r.loop.session));
+    const payload = {
+      id: r.holdId,
+      now: r.nowMs,
+      amount: r.amount,
+      charge: this.options.expiredHolds === 'charge',
+      hold_ttl: r.holdTtlMs,
+      retention: r.retentionMs,
+      budgets: r.budgets.map((b) => ({ scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, expire_at: Number.isFinite(b.expireAtMs) ? b.expireAtMs : r.nowMs + r.retentionMs })),
+      rates: r.rates.map((rate) => ({ per_minute: rate.perMinute, weight: rate.weight, unit: rate.unit })),
+      loop: r.loop ? { hash: r.loop.callHash, max_repeats: r.loop.maxRepeats, ping_pong: r.loop.pingPong, window: r.loop.window, ttl: r.loop.ttlMs } : null,
+      meta: r.meta,
+    };
+    const pending: Promise<unknown>[] = [this.run(RESERVE, keys, payload)];
+    // Record the partition for settlement in parallel (its own slot); harmless if the
+    // reservation is then refused, since it expires with the hold.
+    if (this.options.partitioned) {
+      pending.push(this.client.set(this.keys.holdIndex(r.holdId), r.partition, 'PX', r.holdTtlMs + r.retentionMs));
+    }
+    const [raw] = await Promise.all(pending).catch((error: unknown) => {
+      throw unavailable(error);
+    });
+    const result = JSON.parse(raw as string) as {
+      outcome: ReserveResult['outcome'];
+      index?: number;
+      spent?: number;
+      held?: number;
+      holds?: number;
+      retry?: number;
+      reason?: 'repeated_call' | 'ping_pong';
+      count?: number;
+      balances?: RawBalance[] | Record<string, never>;
+    };
+    switch (result.outcome) {
+      case 'reserved': {
+        const balances = Array.isArray(result.balances) ? result.balances : [];
+        return { outcome: 'reserved', budgets: r.budgets.map((b, i) => ({ scope: b.scope, window: b.window, slot: b.slot, ...(balances[i] as RawBalance) })) };
+      }
+      case 'budget_exceeded': {
+        const b = r.budgets[(result.index ?? 1) - 1];
+        if (!b) throw new SignalboxError('internal_error', 'budget script returned an unknown index');
+        return { outcome: 'budget_exceeded', budget: { scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, spent: result.spent ?? 0, held: result.held ?? 0, holds: result.holds ?? 0 } };
+      }
+      case 'rate_limited': {
+        const rate = r.rates[(result.index ?? 1) - 1];
+        if (!rate) throw new SignalboxError('internal_error', 'rate script returned an unknown index');
+        return { outcome: 'rate_limited', scope: rate.scope, unit: rate.unit, perMinute: rate.perMinute, retryAfterMs: result.retry === undefined || result.retry < 0 ? null : result.retry };
+      }
+      case 'loop_detected':
+        return { outcome: 'loop_detected', reason: result.reason ?? 'repeated_call', session: r.loop?.session ?? '', count: result.count ?? 0 };
+      case 'duplicate':
+        return { outcome: 'duplicate' };
+      default:
+        throw new SignalboxError('internal_error', 'reserve script returned an unknown outcome');
+    }
+  }
+
+  async settle(s: Settlement): Promise<SettleResult> {
+    try {
+      let partition = '';
+      if (this.options.partitioned) {
+        const found = await this.client.get(this.keys.holdIndex(s.holdId));
+        if (found === null) return { outcome: 'not_found' };
+        partition = found;
+      }
+      const holdKey = this.keys.hold(partition, s.holdId);
+      // The keys a hold touched are fixed when it is made; read them so the script declares
+      // every key it uses (Cluster requires it), then settle atomically.
+      const [budgetsJson, ratesJson, metaJson] = await this.client.hmget(holdKey, 'budgets', 'token_rates', 'meta');
+      if (!budgetsJson) return { outcome: 'not_found' };
+      const meta = metaJson ? (JSON.parse(metaJson) as Record<string, string | number | null>) : {};
+      const amount = s.price(meta);
+      const keys = [holdKey];
+      for (const [bk, zk] of luaList<[string, string]>(budgetsJson)) keys.push(bk, zk);
+      for (const [rk] of luaList<[string]>(ratesJson)) keys.push(rk);
+      const raw = await this.run(SETTLE, keys, {
+        id: s.holdId,
+        now: s.nowMs,
+        amount,
+        tokens: s.tokens ?? -1,
+        charge: this.options.expiredHolds === 'charge',
+        retention: s.retentionMs,
+      });
+      const result = JSON.parse(raw) as { outcome: SettleResult['outcome']; held?: number; late?: boolean; amount?: number };
+      if (result.outcome === 'settled') {
+        return { outcome: 'settled', amount, held: result.held ?? 0, late: result.late ?? false, meta };
+      }
+      if (result.outcome === 'already_settled') return { outcome: 'already_settled', amount: result.amount ?? 0 };
+      return { outcome: 'not_found' };
+    } catch (error) {
+      // A pricing error (the caller's report) passes through; anything else is the store.
+      throw error instanceof SignalboxError ? error : unavailable(error);
+    }
+  }
+
+  async balances(partition: string, keys: readonly BudgetKey[], nowMs: number): Promise<BudgetBalance[]> {
+    if (keys.length === 0) return [];
+    const redisKeys = keys.flatMap((k) => [this.keys.budget(partition, k), this.keys.budgetHolds(partition, k)]);
+    const raw = await this.run(BALANCES, redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
+      throw unavailable(error);
+    });
+    const parsed = JSON.parse(raw) as RawBalance[] | Record<string, never>;
+    const list = Array.isArray(parsed) ? parsed : [];
+    return keys.map((k, i) => ({ scope: k.scope, window: k.window, slot: k.slot, ...(list[i] as RawBalance) }));
+  }
+
+  async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
+    try {
+      const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+      const found: BudgetBalance[] = [];
+      for (const node of nodes) {
+        for (const pattern of this.keys.budgetPatterns()) {
+          let cursor = '0';
+          do {
+            const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+            cursor = next;
+            for (const key of keys) {
+              const [scope, window, slot] = await node.hmget(key, 'scope', 'window', 'slot');
+              if (scope == null || window == null || slot == null) continue;
+              const partition = this.keys.partitionOf(key);
+              if (partition === undefined) continue;
+              found.push(...(await this.balances(partition, [{ scope, window, slot }], nowMs)));
+            }
+          } while (cursor !== '0');
+        }
+      }
+      return found;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.disconnect();
+  }
+
+  private async run(s: Script, keys: readonly string[], payload: unknown): Promise<string> {
+    const arg = JSON.stringify(payload);
+    try {
+      return (await this.client.evalsha(s.sha, keys.length, ...keys, arg)) as string;
+    } catch (error) {
+      if (!describeCause(error).startsWith('NOSCRIPT')) throw error;
+      return (await this.client.eval(s.source, keys.length, ...keys, arg)) as string;
+    }
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Budget windows: which counter a charge made "now" lands in, and when that counter can be
+ * forgotten. Calendar windows are UTC so every replica, whatever its time zone, agrees.
+ */
+import { SignalboxError } from '../errors.js';
+
+/** `day`, `week` (ISO, from Monday), `month`, `session` (never resets) or a fixed length `<N>s`. */
+export type BudgetWindow = string;
+
+export const WINDOW_PATTERN = /^(day|week|month|session|[1-9][0-9]{0,8}s)$/;
+
+export interface WindowSlot {
+  /** Identifies the current period of the window, part of the counter key. */
+  readonly id: string;
+  /** When the period ends (ms since the epoch); Infinity for `session`. */
+  readonly endsAtMs: number;
+}
+
+const DAY_MS = 86_400_000;
+
+function isoDate(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** The period of `window` that contains `nowMs`. */
+export function windowSlot(window: BudgetWindow, nowMs: number): WindowSlot {
+  if (!WINDOW_PATTERN.test(window)) {
+    throw new SignalboxError('policy_result_invalid', `budget window must be day, week, month, session or <seconds>s`);
+  }
+  const dayStart = Math.floor(nowMs / DAY_MS) * DAY_MS;
+  switch (window) {
+    case 'day':
+      return { id: `d${isoDate(dayStart)}`, endsAtMs: dayStart + DAY_MS };
+    case 'week': {
+      // getUTCDay: Sunday = 0; ISO weeks start on Monday.
+      const weekday = (new Date(dayStart).getUTCDay() + 6) % 7;
+      const monday = dayStart - weekday * DAY_MS;
+      return { id: `w${isoDate(monday)}`, endsAtMs: monday + 7 * DAY_MS };
+    }
+    case 'month': {
+      const date = new Date(nowMs);
+      const start = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+      const end = Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+      return { id: `m${new Date(start).toISOString().slice(0, 7)}`, endsAtMs: end };
+    }
+    case 'session':
+      return { id: 'session', endsAtMs: Number.POSITIVE_INFINITY };
+    default: {
+      const lengthMs = Number(window.slice(0, -1)) * 1000;
+      const index = Math.floor(nowMs / lengthMs);
+      return { id: `s${lengthMs / 1000}:${index}`, endsAtMs: (index + 1) * lengthMs };
+    }
+  }
+}

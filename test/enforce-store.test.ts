@@ -1,0 +1,309 @@
+/**
+ * One behaviour, two stores: every case runs against the in-memory store, a real standalone
+ * Redis and a real Redis Cluster (unpartitioned and partitioned by tenant). Time is virtual: each
+ * call carries its own `nowMs`, so expiry and refill are tested without waiting.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../src/enforce/memory-store.js';
+import { RedisStore } from '../src/enforce/redis-store.js';
+import type { BudgetCounter, EnforcementStore, ExpiredHoldPolicy, Reservation } from '../src/enforce/store.js';
+import { silentLogger } from '../src/log.js';
+import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
+
+let redis: RedisServer;
+let cluster: RedisCluster;
+
+beforeAll(async () => {
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all([redis?.stop(), cluster?.stop()]);
+});
+
+type Factory = (expired: ExpiredHoldPolicy) => Promise<{ store: EnforcementStore; partition: string }>;
+
+async function redisStore(expired: ExpiredHoldPolicy, options: { cluster?: boolean; partitioned?: boolean }): Promise<RedisStore> {
+  const store = RedisStore.create(
+    {
+      ...(options.cluster ? { cluster: cluster.nodes.map((n) => `${n.host}:${n.port}`) } : { url: redis.url }),
+      keyPrefix: `t${randomUUID().slice(0, 8)}`,
+      commandTimeoutMs: 2000,
+      connectTimeoutMs: 2000,
+      expiredHolds: expired,
+      partitioned: options.partitioned ?? false,
+    },
+    silentLogger,
+  );
+  await store.ready(10_000);
+  return store;
+}
+
+const stores: [string, Factory][] = [
+  ['memory', async (expired) => ({ store: new MemoryStore(expired), partition: '' })],
+  ['redis', async (expired) => ({ store: await redisStore(expired, {}), partition: '' })],
+  ['redis cluster', async (expired) => ({ store: await redisStore(expired, { cluster: true }), partition: '' })],
+  ['redis cluster, partitioned by tenant', async (expired) => ({ store: await redisStore(expired, { cluster: true, partitioned: true }), partition: 't:acme' })],
+];
+
+const T0 = Date.UTC(2026, 10, 22, 12, 0, 0);
+const HOLD_TTL = 60_000;
+
+function budget(scope: string, limit: number, window = 'day', slot = 'd2026-11-22'): BudgetCounter {
+  return { scope, window, slot, limit, expireAtMs: T0 + 2 * 86_400_000 };
+}
+
+function reservation(partition: string, overrides: Partial<Reservation>): Reservation {
+  return {
+    holdId: randomUUID(),
+    partition,
+    nowMs: T0,
+    amount: 100,
+    budgets: [],
+    rates: [],
+    holdTtlMs: HOLD_TTL,
+    retentionMs: 86_400_000,
+    meta: { model: 'gpt-4o-mini', tokens: 10 },
+    ...overrides,
+  };
+}
+
+const flat = (amount: number) => () => amount;
+
+describe.each(stores)('%s store', (_name, factory) => {
+  async function open(expired: ExpiredHoldPolicy = 'charge'): Promise<{ store: EnforcementStore; partition: string; close: () => Promise<void> }> {
+    const made = await factory(expired);
+    return { ...made, close: () => made.store.close() };
+  }
+
+  it('reserves against every budget and reports the balances', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const result = await store.reserve(reservation(partition, { budgets: [budget('user:alice', 1000), budget('team:search', 5000, 'month', 'm2026-11')] }));
+      expect(result).toMatchObject({ outcome: 'reserved' });
+      if (result.outcome !== 'reserved') return;
+      expect(result.budgets.map((b) => [b.scope, b.spent, b.held, b.holds, b.limit])).toEqual([
+        ['user:alice', 0, 100, 1, 1000],
+        ['team:search', 0, 100, 1, 5000],
+      ]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('is all or nothing: one full budget refuses the whole reservation and charges none', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const roomy = budget('team:search', 10_000);
+      const tight = budget('user:bob', 150);
+      expect((await store.reserve(reservation(partition, { budgets: [roomy, tight] }))).outcome).toBe('reserved');
+      const refused = await store.reserve(reservation(partition, { budgets: [roomy, tight] }));
+      expect(refused).toMatchObject({ outcome: 'budget_exceeded', budget: { scope: 'user:bob', spent: 0, held: 100, limit: 150 } });
+      const [team, user] = await store.balances(partition, [roomy, tight], T0);
+      expect([team!.held, user!.held]).toEqual([100, 100]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('admits a request that exactly fills the budget, and nothing after it', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const b = budget('user:carol', 300);
+      for (let i = 0; i < 3; i++) expect((await store.reserve(reservation(partition, { budgets: [b] }))).outcome).toBe('reserved');
+      expect((await store.reserve(reservation(partition, { budgets: [b] }))).outcome).toBe('budget_exceeded');
+      // A zero-cost request still fits a full budget: it costs nothing.
+      expect((await store.reserve(reservation(partition, { budgets: [b], amount: 0 }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('settles a hold to its actual cost, once', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const b = budget('user:dave', 1000);
+      const r = reservation(partition, { budgets: [b], amount: 400 });
+      await store.reserve(r);
+      const settled = await store.settle({ holdId: r.holdId, nowMs: T0 + 1000, price: flat(123), tokens: null, retentionMs: 86_400_000 });
+      expect(settled).toMatchObject({ outcome: 'settled', amount: 123, held: 400, late: false, meta: { model: 'gpt-4o-mini' } });
+      const again = await store.settle({ holdId: r.holdId, nowMs: T0 + 2000, price: flat(999), tokens: null, retentionMs: 86_400_000 });
+      expect(again).toEqual({ outcome: 'already_settled', amount: 123 });
+      const [balance] = await store.balances(partition, [b], T0 + 3000);
+      expect(balance).toMatchObject({ spent: 123, held: 0, holds: 0 });
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers not_found for a hold it never made', async () => {
+    const { store, close } = await open();
+    try {
+      expect(await store.settle({ holdId: randomUUID(), nowMs: T0, price: flat(1), tokens: null, retentionMs: 1000 })).toEqual({ outcome: 'not_found' });
+    } finally {
+      await close();
+    }
+  });
+
+  it('charges an expired hold its estimate, and a late report corrects it to the actual cost', async () => {
+    const { store, partition, close } = await open('charge');
+    try {
+      const b = budget('user:erin', 1000);
+      const r = reservation(partition, { budgets: [b], amount: 400 });
+      await store.reserve(r);
+      const [before] = await store.balances(partition, [b], T0 + HOLD_TTL - 1);
+      expect(before).toMatchObject({ spent: 0, held: 400, holds: 1 });
+      const [expired] = await store.balances(partition, [b], T0 + HOLD_TTL);
+      expect(expired).toMatchObject({ spent: 400, held: 0, holds: 0 });
+      const late = await store.settle({ holdId: r.holdId, nowMs: T0 + HOLD_TTL + 5000, price: flat(150), tokens: null, retentionMs: 86_400_000 });
+      expect(late).toMatchObject({ outcome: 'settled', amount: 150, late: true });
+      const [after] = await store.balances(partition, [b], T0 + HOLD_TTL + 6000);
+      expect(after).toMatchObject({ spent: 150, held: 0, holds: 0 });
+    } finally {
+      await close();
+    }
+  });
+
+  it('releases an expired hold under the release policy, and a late report charges the actual cost', async () => {
+    const { store, partition, close } = await open('release');
+    try {
+      const b = budget('user:frank', 1000);
+      const r = reservation(partition, { budgets: [b], amount: 400 });
+      await store.reserve(r);
+      const [expired] = await store.balances(partition, [b], T0 + HOLD_TTL + 1);
+      expect(expired).toMatchObject({ spent: 0, held: 0, holds: 0 });
+      await store.settle({ holdId: r.holdId, nowMs: T0 + HOLD_TTL + 2, price: flat(150), tokens: null, retentionMs: 86_400_000 });
+      const [after] = await store.balances(partition, [b], T0 + HOLD_TTL + 3);
+      expect(after).toMatchObject({ spent: 150, held: 0 });
+    } finally {
+      await close();
+    }
+  });
+
+  it('frees an expired hold for the next reservation (no phantom denial)', async () => {
+    const { store, partition, close } = await open('release');
+    try {
+      const b = budget('user:gina', 500);
+      await store.reserve(reservation(partition, { budgets: [b], amount: 500 }));
+      expect((await store.reserve(reservation(partition, { budgets: [b], amount: 100, nowMs: T0 + 1 }))).outcome).toBe('budget_exceeded');
+      expect((await store.reserve(reservation(partition, { budgets: [b], amount: 500, nowMs: T0 + HOLD_TTL }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('limits requests per minute with a refilling bucket', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const rates = [{ scope: 'user:hank', unit: 'requests' as const, perMinute: 3, weight: 1 }];
+      for (let i = 0; i < 3; i++) expect((await store.reserve(reservation(partition, { rates, nowMs: T0 }))).outcome).toBe('reserved');
+      const limited = await store.reserve(reservation(partition, { rates, nowMs: T0 }));
+      expect(limited).toEqual({ outcome: 'rate_limited', scope: 'user:hank', unit: 'requests', perMinute: 3, retryAfterMs: 20_000 });
+      // One request's worth refills every 20 s.
+      expect((await store.reserve(reservation(partition, { rates, nowMs: T0 + 19_999 }))).outcome).toBe('rate_limited');
+      expect((await store.reserve(reservation(partition, { rates, nowMs: T0 + 20_000 }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('refuses a request larger than a token limit outright, and charges nothing when a rate limit refuses', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const b = budget('user:ivy', 10_000);
+      const huge = await store.reserve(reservation(partition, { budgets: [b], rates: [{ scope: 'user:ivy', unit: 'tokens', perMinute: 1000, weight: 1001 }] }));
+      expect(huge).toMatchObject({ outcome: 'rate_limited', unit: 'tokens', retryAfterMs: null });
+      const [balance] = await store.balances(partition, [b], T0);
+      expect(balance).toMatchObject({ spent: 0, held: 0, holds: 0 });
+    } finally {
+      await close();
+    }
+  });
+
+  it('returns unused token capacity when the hold settles', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const rate = (weight: number) => [{ scope: 'user:jack', unit: 'tokens' as const, perMinute: 1000, weight }];
+      const first = reservation(partition, { rates: rate(900) });
+      await store.reserve(first);
+      expect((await store.reserve(reservation(partition, { rates: rate(200) }))).outcome).toBe('rate_limited');
+      await store.settle({ holdId: first.holdId, nowMs: T0, price: flat(1), tokens: 100, retentionMs: 86_400_000 });
+      expect((await store.reserve(reservation(partition, { rates: rate(200) }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('catches a call repeated past the threshold, and only records allowed calls', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const loop = (hash: string) => ({ session: 's1', callHash: hash, maxRepeats: 2, pingPong: 0, window: 10, ttlMs: 60_000 });
+      expect((await store.reserve(reservation(partition, { loop: loop('A') }))).outcome).toBe('reserved');
+      expect((await store.reserve(reservation(partition, { loop: loop('A') }))).outcome).toBe('reserved');
+      const third = await store.reserve(reservation(partition, { loop: loop('A') }));
+      expect(third).toEqual({ outcome: 'loop_detected', reason: 'repeated_call', session: 's1', count: 3 });
+      // Distinct calls pass, and the refused one was not recorded.
+      expect((await store.reserve(reservation(partition, { loop: loop('B') }))).outcome).toBe('reserved');
+      expect((await store.reserve(reservation(partition, { loop: loop('C') }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('catches A→B→A→B ping-pong and lets distinct sequences through', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const loop = (session: string, hash: string) => ({ session, callHash: hash, maxRepeats: 0, pingPong: 2, window: 10, ttlMs: 60_000 });
+      const outcomes = [];
+      for (const call of ['A', 'B', 'A', 'B']) outcomes.push((await store.reserve(reservation(partition, { loop: loop('pp', call) }))).outcome);
+      expect(outcomes).toEqual(['reserved', 'reserved', 'reserved', 'loop_detected']);
+      const distinct = [];
+      for (const call of ['A', 'B', 'C', 'A', 'B', 'C', 'D']) distinct.push((await store.reserve(reservation(partition, { loop: loop('other', call) }))).outcome);
+      expect(distinct.every((o) => o === 'reserved')).toBe(true);
+      // Sessions are separate.
+      expect((await store.reserve(reservation(partition, { loop: loop('fresh', 'B') }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('forgets a session history after its ttl', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const loop = (hash: string) => ({ session: 'ttl', callHash: hash, maxRepeats: 1, pingPong: 0, window: 10, ttlMs: 1_000 });
+      expect((await store.reserve(reservation(partition, { loop: loop('A') }))).outcome).toBe('reserved');
+      expect((await store.reserve(reservation(partition, { loop: loop('A') }))).outcome).toBe('loop_detected');
+      if (store.kind === 'redis') await new Promise((done) => setTimeout(done, 1_100)); // Redis expires keys in real time.
+      expect((await store.reserve(reservation(partition, { loop: loop('A'), nowMs: T0 + 1_001 }))).outcome).toBe('reserved');
+    } finally {
+      await close();
+    }
+  });
+
+  it('lists live budget counters', async () => {
+    const { store, partition, close } = await open();
+    try {
+      await store.reserve(reservation(partition, { budgets: [budget('user:kim', 1000), budget('org:acme', 9000, 'month', 'm2026-11')] }));
+      const listed = (await store.listBudgets(T0)).map((b) => `${b.scope}/${b.window}/${b.slot}/${b.held}`).sort();
+      expect(listed).toEqual(['org:acme/month/m2026-11/100', 'user:kim/day/d2026-11-22/100']);
+    } finally {
+      await close();
+    }
+  });
+
+  it('never overshoots under 300 concurrent reservations', async () => {
+    const { store, partition, close } = await open();
+    try {
+      const b = budget('team:race', 2_550);
+      const results = await Promise.all(
+        Array.from({ length: 300 }, () => store.reserve(reservation(partition, { budgets: [b], amount: 100 }))),
+      );
+      expect(results.filter((r) => r.outcome === 'reserved')).toHaveLength(25);
+      const [balance] = await store.balances(partition, [b], T0);
+      expect(balance).toMatchObject({ held: 2_500, holds: 25, spent: 0 });
+    } finally {
+      await close();
+    }
+  });
+});
