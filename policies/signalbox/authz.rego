@@ -5,9 +5,15 @@
 # Grants are data (data.json), so operators change who may do what without touching Rego.
 # On allow, the verified identity is handed upstream as x-signalbox-* headers and the inbound
 # credential is removed; on deny, the caller gets a JSON error naming machine-readable reasons.
+#
+# Spend is capped per user, team, org and agent session, and rate-limited per user. The policy
+# only names the budgets and limits (from data.signalbox.limits); Signalbox reserves the
+# request's estimated cost against all of them at once and answers 429 when one has no room.
 package signalbox.authz
 
 permissions := data.signalbox.permissions
+
+limits := data.signalbox.limits
 
 identity_headers_all := ["x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor"]
 
@@ -40,6 +46,23 @@ deny_reasons contains "tool.not_allowed" if {
 	input.identity.verified
 	some tool in requested_tools
 	not granted("tools", tool)
+}
+
+# A request whose cost cannot be estimated cannot be held against a budget.
+deny_reasons contains "budget.model_unpriced" if {
+	input.identity.verified
+	input.llm
+	not input.llm.priced
+	count(budgets) > 0
+}
+
+# Past the economy threshold of any of the caller's budgets, only economy models may be used.
+deny_reasons contains "budget.economy_only" if {
+	input.identity.verified
+	some model in requested_models
+	not economy_model(model)
+	some fraction in budget_used_fractions
+	fraction >= limits.economy.threshold
 }
 
 identity_error := input.identity.error.code if input.identity.error.code
@@ -112,6 +135,61 @@ pattern_matches(pattern, value) if {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Budgets, rate limits and loop detection: what Signalbox reserves on allow.
+
+user_scope := sprintf("user:%s", [input.identity.subject])
+
+user_budgets_usd := limits.user_overrides_usd[user_scope] if {
+	limits.user_overrides_usd[user_scope]
+} else := limits.budgets_usd.user
+
+budgets contains {"scope": user_scope, "window": window, "limit_usd": limit} if {
+	input.identity.subject
+	some window, limit in user_budgets_usd
+}
+
+budgets contains {"scope": sprintf("team:%s", [input.identity.team]), "window": window, "limit_usd": limit} if {
+	input.identity.team
+	some window, limit in limits.budgets_usd.team
+}
+
+budgets contains {"scope": sprintf("org:%s", [input.identity.tenant]), "window": window, "limit_usd": limit} if {
+	input.identity.tenant
+	some window, limit in limits.budgets_usd.org
+}
+
+budgets contains {"scope": sprintf("session:%s", [input.session.id]), "window": "session", "limit_usd": limits.budgets_usd.session} if {
+	input.session.id
+}
+
+rate_limits contains object.union({"scope": user_scope}, limits.rate_limits.user) if input.identity.subject
+
+# Agents identify their session (x-signalbox-session or mcp-session-id); their tool calls are
+# checked for repeats and ping-pong within it.
+loop_check := object.union({"session": input.session.id}, limits.loop) if {
+	input.session.id
+	count(object.get(input, "tool_calls", [])) > 0
+}
+
+# How much of each budget that applies is spent or held, from input.spend.
+budget_used_fractions contains (view.spent_usd + view.held_usd) / budget.limit_usd if {
+	some budget in budgets
+	budget.limit_usd > 0
+	view := input.spend[budget.scope][budget.window]
+}
+
+economy_model(model) if {
+	some pattern in limits.economy.models
+	pattern_matches(pattern, model)
+}
+
+enforcement["budgets"] := [b | some b in budgets] if count(budgets) > 0
+
+enforcement["rate_limits"] := [r | some r in rate_limits] if count(rate_limits) > 0
+
+enforcement["loop"] := loop_check
+
+# ---------------------------------------------------------------------------------------------
 # Responses.
 
 identity_header_values := {name: value |
@@ -126,7 +204,7 @@ identity_header_values := {name: value |
 	value != ""
 }
 
-allow_response := {
+allow_response := object.union(enforcement, {
 	"allowed": true,
 	"headers": identity_header_values,
 	# Strip the caller's credential, and any identity header we did not set ourselves, so the
@@ -136,10 +214,14 @@ allow_response := {
 		[h | some h in identity_headers_all; not identity_header_values[h]],
 	),
 	"reasons": ["allowed"],
-}
+})
 
 deny_status := 401 if {
 	not input.identity.verified
+} else := 429 if {
+	every reason in deny_reasons {
+		reason == "budget.economy_only"
+	}
 } else := 403
 
 deny_response := {
@@ -162,4 +244,8 @@ deny_headers := {"content-type": "application/json", "www-authenticate": `Bearer
 
 deny_message := "authentication required: present a valid bearer token" if {
 	deny_status == 401
+} else := "budget nearly spent: only economy models are allowed until it resets" if {
+	deny_status == 429
+} else := "the request cost cannot be estimated for the budgets that apply" if {
+	sorted_reasons == ["budget.model_unpriced"]
 } else := "the caller's roles do not grant this request"
