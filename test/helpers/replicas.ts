@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadServices } from '../../src/server/protos.js';
+import type { CheckResponse } from './signalbox.js';
+
+/** A `signalbox serve` child process: a replica as it runs in production. */
+export interface Replica {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly http: string;
+  check(request: object): Promise<CheckResponse>;
+  /** Everything the process printed (JSON log lines). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** Starts `signalbox serve` with the given YAML config on free loopback ports. */
+export async function startReplica(yaml: string, env: Record<string, string> = {}): Promise<Replica> {
+  const dir = await mkdtemp(join(tmpdir(), 'signalbox-replica-'));
+  const configPath = join(dir, 'signalbox.yaml');
+  await writeFile(configPath, yaml);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], {
+    cwd: process.cwd(),
+    env: {
+      ...process.env,
+      SIGNALBOX_GRPC_ADDR: '127.0.0.1:0',
+      SIGNALBOX_HTTP_ADDR: '127.0.0.1:0',
+      SIGNALBOX_AUDIT_PATH: join(dir, 'audit.jsonl'),
+      SIGNALBOX_LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let output = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const ports = await new Promise<{ grpc: number; http: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`replica did not start in 30 s: ${output}`)), 30_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const grpcPort = /"grpc_port":(\d+)/.exec(output);
+      const httpPort = /"http_port":(\d+)/.exec(output);
+      if (grpcPort && httpPort) {
+        clearTimeout(timer);
+        resolve({ grpc: Number(grpcPort[1]), http: Number(httpPort[1]) });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`replica exited early (${code}): ${output}`));
+    });
+  });
+  const client = new (loadServices().clients.Authorization)(`127.0.0.1:${ports.grpc}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check: (req: object, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+  };
+  return {
+    grpcPort: ports.grpc,
+    httpPort: ports.http,
+    http: `http://127.0.0.1:${ports.http}`,
+    check: (request) =>
+      new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolve(r)))),
+    output: () => output,
+    stop: async () => {
+      client.close();
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      live.delete(child);
+    },
+  };
+}
