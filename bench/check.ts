@@ -1,26 +1,35 @@
 /**
- * npm run bench: drives Envoy's Check over gRPC at a fixed concurrency, against Signalbox and,
- * in the same run, against a bare grpc-js server answering OK without work, and prints
- * decisions/s, p50/p99 latency and server CPU µs per decision for both, and their ratios.
+ * npm run bench: drives Envoy's Check over gRPC at a fixed concurrency and prints decisions/s,
+ * p50/p99 latency and server CPU µs per decision for, in the same run:
+ *   bare            a grpc-js server answering OK without work (the floor);
+ *   signalbox       the default policy with its limits data emptied: no budgets, no rate limits;
+ *   budgets-memory  the default policy as shipped (4 budgets + a rate limit per request), in-memory store;
+ *   budgets-redis   the same against a real Redis: one spend read and one atomic reservation per request;
+ * and the ratios between them, so the cost of exact enforcement is a printed number.
  *
- * Rounds alternate (bare, signalbox, bare, signalbox, …) so drift on a noisy machine hits both
- * sides; the median round is reported. Settings: BENCH_SECONDS (default 8), BENCH_CONCURRENCY
- * (default 32), BENCH_ROUNDS (default 3), BENCH_USERS (distinct tokens, default 100).
+ * Rounds alternate the modes so drift on a noisy machine hits all of them; the median round is
+ * reported. Settings: BENCH_SECONDS (default 8), BENCH_CONCURRENCY (default 32), BENCH_ROUNDS
+ * (default 3), BENCH_USERS (distinct tokens, default 100), BENCH_MODES (comma-separated subset).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { projectRoot } from '../src/paths.js';
 import { loadServices } from '../src/server/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
+import { startRedis } from '../test/helpers/redis.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
+import { withData } from './bundles.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const USERS = Number(process.env.BENCH_USERS ?? 100);
 const WARMUP_SECONDS = 2;
+const ALL_MODES = ['bare', 'signalbox', 'budgets-memory', 'budgets-redis'];
+const MODES = (process.env.BENCH_MODES ?? ALL_MODES.join(',')).split(',').filter((m) => ALL_MODES.includes(m));
 
 interface Result {
   mode: string;
@@ -121,9 +130,26 @@ function median(results: Result[], key: keyof Result): number {
   return values[Math.floor(values.length / 2)]!;
 }
 
+type Limits = Record<string, unknown>;
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-bench-'));
+  const redis = MODES.includes('budgets-redis') ? await startRedis() : undefined;
   try {
+    const shipped = join(projectRoot(), 'bundles', 'signalbox.tar.gz');
+    const unlimited = join(dir, 'no-limits.tar.gz');
+    const budgeted = join(dir, 'budgets.tar.gz');
+    const limitsOf = (data: Record<string, unknown>): Limits => (data.signalbox as { limits: Limits }).limits;
+    await withData(shipped, unlimited, (data) => {
+      const limits = limitsOf(data);
+      limits.budgets_usd = { user: {}, team: {}, org: {} };
+      limits.user_overrides_usd = {};
+      limits.rate_limits = {};
+    });
+    // The shipped budgets, with a rate limit high enough that the benchmark measures allows.
+    await withData(shipped, budgeted, (data) => {
+      limitsOf(data).rate_limits = { user: { requests_per_minute: 100_000_000, tokens_per_minute: 1_000_000_000_000 } };
+    });
     const key = await signingKey('ES256', 'bench');
     const jwksFile = join(dir, 'jwks.json');
     await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
@@ -140,18 +166,25 @@ async function main(): Promise<void> {
     for (let i = 0; i < USERS; i++) {
       requests.push(checkRequest({ token: await mint(key, { subject: `user-${i}`, expiresIn: 3600 }), body }));
     }
-    const env = { BENCH_JWKS_FILE: jwksFile, BENCH_ISSUER: ISSUER, BENCH_AUDIENCE: AUDIENCE, BENCH_AUDIT_PATH: join(dir, 'audit.jsonl') };
+    const common = { BENCH_JWKS_FILE: jwksFile, BENCH_ISSUER: ISSUER, BENCH_AUDIENCE: AUDIENCE, BENCH_AUDIT_PATH: join(dir, 'audit.jsonl') };
+    const envs: Record<string, Record<string, string>> = {
+      bare: common,
+      signalbox: { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory' },
+      'budgets-memory': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'memory' },
+      'budgets-redis': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'redis', BENCH_REDIS_URL: redis?.url ?? '' },
+    };
     process.stdout.write(
       `Check over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, body ${body.length} bytes\n`,
     );
-    const all: Record<string, Result[]> = { bare: [], signalbox: [] };
+    const all: Record<string, Result[]> = Object.fromEntries(MODES.map((m) => [m, []]));
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const mode of ['bare', 'signalbox']) {
-        const result = await measure(mode, env, requests);
-        if (mode === 'signalbox' && result.denied > 0) throw new Error(`signalbox denied ${result.denied} benchmark requests; the benchmark must measure allows`);
+      for (const mode of MODES) {
+        const result = await measure(mode === 'bare' ? 'bare' : 'signalbox', envs[mode]!, requests);
+        result.mode = mode;
+        if (mode !== 'bare' && result.denied > 0) throw new Error(`${mode} denied ${result.denied} benchmark requests; the benchmark must measure allows`);
         all[mode]!.push(result);
         process.stdout.write(
-          `  round ${round} ${mode.padEnd(9)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision\n`,
+          `  round ${round} ${mode.padEnd(14)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision\n`,
         );
       }
     }
@@ -159,13 +192,21 @@ async function main(): Promise<void> {
       const r = all[mode]!;
       return `| ${mode} | ${median(r, 'perSecond').toFixed(0)} | ${median(r, 'p50Ms').toFixed(2)} | ${median(r, 'p99Ms').toFixed(2)} | ${median(r, 'cpuMicrosPerDecision').toFixed(0)} |`;
     };
-    const ratio = (key: keyof Result): string => (median(all.signalbox!, key) / median(all.bare!, key)).toFixed(2);
+    const ratio = (a: string, b: string): string => {
+      const of = (key: keyof Result): string => (median(all[a]!, key) / median(all[b]!, key)).toFixed(2);
+      return `| ${a} / ${b} | ${of('perSecond')}x | ${of('p50Ms')}x | ${of('p99Ms')}x | ${of('cpuMicrosPerDecision')}x |`;
+    };
     process.stdout.write('\nmedian of rounds:\n| server | decisions/s | p50 ms | p99 ms | server CPU µs/decision |\n|---|---|---|---|---|\n');
-    process.stdout.write(`${row('bare')}\n${row('signalbox')}\n`);
-    process.stdout.write(
-      `| signalbox / bare | ${ratio('perSecond')}x | ${ratio('p50Ms')}x | ${ratio('p99Ms')}x | ${ratio('cpuMicrosPerDecision')}x |\n`,
-    );
+    for (const mode of MODES) process.stdout.write(`${row(mode)}\n`);
+    for (const [a, b] of [
+      ['signalbox', 'bare'],
+      ['budgets-memory', 'signalbox'],
+      ['budgets-redis', 'signalbox'],
+    ] as const) {
+      if (all[a] && all[b]) process.stdout.write(`${ratio(a, b)}\n`);
+    }
   } finally {
+    await redis?.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,8 @@
 /**
- * The benchmark's server process: either Signalbox (default policy, verified JWT, audit on) or a
- * bare grpc-js server with the same Authorization service that answers OK without work. It runs
- * in its own process so its CPU time is measured apart from the load generator's.
+ * The benchmark's server process: either Signalbox (default policy, verified JWT, audit on; the
+ * bundle and budget store chosen by BENCH_BUNDLE and BENCH_STORE/BENCH_REDIS_URL) or a bare
+ * grpc-js server with the same Authorization service that answers OK without work. It runs in
+ * its own process so its CPU time is measured apart from the load generator's.
  */
 import * as grpc from '@grpc/grpc-js';
 import { parseConfig } from '../src/config/load.js';
@@ -35,6 +36,9 @@ async function main(): Promise<void> {
       SIGNALBOX_JWT_ISSUER: process.env.BENCH_ISSUER ?? '',
       SIGNALBOX_JWT_AUDIENCE: process.env.BENCH_AUDIENCE ?? '',
       SIGNALBOX_AUDIT_PATH: process.env.BENCH_AUDIT_PATH ?? '',
+      SIGNALBOX_BUNDLE: process.env.BENCH_BUNDLE ?? '',
+      SIGNALBOX_STORE: process.env.BENCH_STORE ?? '',
+      SIGNALBOX_REDIS_URL: process.env.BENCH_REDIS_URL ?? '',
     });
     const running = await startSignalbox(config, silentLogger());
     handle = { port: running.grpcPort, close: running.close };

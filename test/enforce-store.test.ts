@@ -34,7 +34,7 @@ async function redisStore(expired: ExpiredHoldPolicy, options: { cluster?: boole
       expiredHolds: expired,
       partitioned: options.partitioned ?? false,
     },
-    silentLogger,
+    silentLogger(),
   );
   await store.ready(10_000);
   return store;

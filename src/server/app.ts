@@ -16,6 +16,7 @@ import { Enforcer } from '../enforce/enforcer.js';
 import { MemoryStore } from '../enforce/memory-store.js';
 import { RedisStore } from '../enforce/redis-store.js';
 import type { EnforcementStore } from '../enforce/store.js';
+import { warmUpTokenizers } from '../inspect/llm.js';
 import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../pipeline/report.js';
 import { projectRoot } from '../paths.js';
@@ -118,6 +119,8 @@ export async function createPipeline(
 
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
   const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger));
+  // Load the tokenizer encodings now, not on the first request (about half a second).
+  warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);
   const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, options.clock, store);
   const clock = options.clock;
