@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { expandEnv, parseConfig } from '../src/config/load.js';
 
@@ -60,5 +61,37 @@ describe('configuration', () => {
     }
     expect(caught).toMatchObject({ code: 'config_invalid' });
     expect((caught as Error).message).toMatch(message);
+  });
+
+  it('accepts the example configuration', () => {
+    const yaml = readFileSync('examples/config/signalbox.yaml', 'utf8');
+    const config = parseConfig(yaml, { IDP_JWKS_URL: 'https://idp/jwks', IDP_ISSUER: 'https://idp/' }, 'examples/config/signalbox.yaml');
+    expect(config.store).toMatchObject({ type: 'redis', redis_url: 'redis://127.0.0.1:6379', partition: 'none' });
+    expect(config.budgets.spend_scopes).toContain('user:{subject}');
+  });
+
+  it('defaults to the in-memory store and documented budget settings', () => {
+    const config = parseConfig(undefined, {});
+    expect(config.store.type).toBe('memory');
+    expect(config.budgets).toMatchObject({ hold_ttl_ms: 600_000, expired_holds: 'charge', spend_windows: ['day', 'month'] });
+    expect(config.llm.default_max_output_tokens).toBe(4096);
+  });
+
+  it.each([
+    ['store:\n  type: redis\n', /store\.redis_url: set redis_url or redis_cluster/],
+    ['store:\n  type: redis\n  redis_url: redis://a:1\n  redis_cluster: [b:2]\n', /store\.redis_cluster: set either/],
+    ['store:\n  redis_url: http://a:1\n', /store\.redis_url: must start with redis:\/\//],
+    ['store:\n  redis_cluster: [nohostport]\n', /store\.redis_cluster/],
+    ['budgets:\n  expired_holds: forgive\n', /budgets\.expired_holds/],
+    ['budgets:\n  spend_windows: [fortnight]\n', /budgets\.spend_windows/],
+    ['budgets:\n  hold_ttl_ms: 10\n', /budgets\.hold_ttl_ms/],
+    ['llm:\n  default_max_output_tokens: 0\n', /llm\.default_max_output_tokens/],
+  ])('rejects an invalid store or budgets section: %s', (yaml, message) => {
+    expect(() => parseConfig(yaml, {})).toThrow(message);
+  });
+
+  it('takes the Redis settings from SIGNALBOX_STORE and SIGNALBOX_REDIS_*', () => {
+    const config = parseConfig(undefined, { SIGNALBOX_STORE: 'redis', SIGNALBOX_REDIS_CLUSTER: '10.0.0.1:7000,10.0.0.2:7000' });
+    expect(config.store).toMatchObject({ type: 'redis', redis_cluster: ['10.0.0.1:7000', '10.0.0.2:7000'] });
   });
 });
