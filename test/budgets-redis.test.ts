@@ -254,3 +254,74 @@ describe('holds that are never settled', () => {
     }
   });
 });
+
+describe('when the store cannot answer', () => {
+  /** A loopback port nobody listens on. */
+  async function deadPort(): Promise<number> {
+    const { createServer } = await import('node:net');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+
+  async function start(onStoreError: string | null): Promise<Awaited<ReturnType<typeof startTestSignalbox>>> {
+    const bundle = await buildTestBundle(
+      [
+        'package race',
+        '',
+        '# METADATA',
+        '# entrypoint: true',
+        'decision := object.union(base, extra)',
+        'base := {"allowed": true, "budgets": [{"scope": "team:race", "window": "day", "limit_usd": 1}], "reasons": ["allowed"]}',
+        onStoreError === null ? 'extra := {}' : `extra := {"on_store_error": "${onStoreError}"}`,
+        '',
+      ].join('\n'),
+    );
+    const { logger } = capturedLogger();
+    return startTestSignalbox(logger, {
+      bundle,
+      decision: 'race/decision',
+      yaml: `store:\n  type: redis\n  redis_url: redis://127.0.0.1:${await deadPort()}\n  connect_timeout_ms: 200\n`,
+    });
+  }
+
+  it('denies with 503 budget_store_unavailable by default', async () => {
+    const sb = await start(null);
+    try {
+      const response = await sb.check(checkRequest({ body: BODY }));
+      expect(statusOf(response)).toBe(503);
+      expect(JSON.parse(response.deniedResponse!.body!).error.code).toBe('budget_store_unavailable');
+    } finally {
+      await sb.close();
+    }
+  });
+
+  it('allows unenforced, saying so in the reasons, when the policy opts to fail open', async () => {
+    const sb = await start('allow');
+    try {
+      const response = await sb.check(checkRequest({ body: BODY }));
+      expect(response.status.code).toBe(OK);
+      await sb.running.audit.flush();
+      const records = (await import('node:fs/promises')).readFile(sb.auditPath, 'utf8');
+      const last = JSON.parse((await records).trim().split('\n').at(-1)!);
+      expect(last.decision.reasons).toEqual(['allowed', 'budget_store_unavailable']);
+      expect(last.enforcement).toEqual({ outcome: 'store_unavailable', fail_open: true });
+    } finally {
+      await sb.close();
+    }
+  });
+
+  it('denies with 403 budget_estimate_unavailable when budgets apply to a model without a price', async () => {
+    const sb = await start(null);
+    try {
+      const body = JSON.stringify({ model: 'in-house-model-7', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+      const response = await sb.check(checkRequest({ body }));
+      expect(statusOf(response)).toBe(403);
+      expect(JSON.parse(response.deniedResponse!.body!).error.code).toBe('budget_estimate_unavailable');
+    } finally {
+      await sb.close();
+    }
+  });
+});

@@ -218,7 +218,8 @@ export class DecisionPipeline {
         nowMs,
       );
     } catch (error) {
-      this.options.logger.warn({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(error) }, 'spend lookup failed');
+      // Debug only: the reservation that follows fails the same way and logs the decision.
+      this.options.logger.debug({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(error) }, 'spend lookup failed');
       return undefined;
     }
   }
