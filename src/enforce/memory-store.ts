@@ -27,7 +27,53 @@ interface BudgetState {
   held: number;
   /** holdId → [amount, expiresAtMs] */
   holds: Map<string, [number, number]>;
+  /** The same holds ordered by expiry, so a sweep costs O(expired · log n), not O(holds). */
+  expiries: ExpiryHeap;
   expireAtMs: number;
+}
+
+/**
+ * A binary min-heap of [expiresAtMs, holdId]. Settled holds are not removed from it (they are
+ * gone from `holds`, and skipped when they surface), so it stays at most one hold TTL deep.
+ */
+class ExpiryHeap {
+  private readonly items: [number, string][] = [];
+
+  push(expiresAt: number, holdId: string): void {
+    const items = this.items;
+    items.push([expiresAt, holdId]);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]![0] <= items[i]![0]) break;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+  }
+
+  /** Removes and returns every entry with expiresAt <= now. */
+  popExpired(now: number): string[] {
+    const out: string[] = [];
+    const items = this.items;
+    while (items.length > 0 && items[0]![0] <= now) {
+      out.push(items[0]![1]);
+      const last = items.pop()!;
+      if (items.length === 0) break;
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < items.length && items[left]![0] < items[smallest]![0]) smallest = left;
+        if (right < items.length && items[right]![0] < items[smallest]![0]) smallest = right;
+        if (smallest === i) break;
+        [items[smallest], items[i]] = [items[i]!, items[smallest]!];
+        i = smallest;
+      }
+    }
+    return out;
+  }
 }
 
 interface HoldRecord {
@@ -63,7 +109,7 @@ export class MemoryStore implements EnforcementStore {
       const key = budgetIdentity(b);
       let state = this.budgets.get(key);
       if (!state || state.expireAtMs <= now) {
-        state = { scope: b.scope, window: b.window, slot: b.slot, limit: 0, spent: 0, held: 0, holds: new Map(), expireAtMs: b.expireAtMs };
+        state = { scope: b.scope, window: b.window, slot: b.slot, limit: 0, spent: 0, held: 0, holds: new Map(), expiries: new ExpiryHeap(), expireAtMs: b.expireAtMs };
         this.budgets.set(key, state);
       }
       this.sweep(state, now);
@@ -104,6 +150,7 @@ export class MemoryStore implements EnforcementStore {
       state.limit = b.limit;
       state.held += r.amount;
       state.holds.set(r.holdId, [r.amount, holdExpiresAt]);
+      state.expiries.push(holdExpiresAt, r.holdId);
       state.expireAtMs = Math.max(state.expireAtMs, b.expireAtMs, holdExpiresAt + r.retentionMs);
     }
     const tokenRates: [string, number, number][] = [];
@@ -190,11 +237,12 @@ export class MemoryStore implements EnforcementStore {
 
   /** Applies the expired-hold policy to every hold on this counter that has run out. */
   private sweep(state: BudgetState, now: number): void {
-    for (const [holdId, [amount, expiresAt]] of state.holds) {
-      if (expiresAt > now) continue;
+    for (const holdId of state.expiries.popExpired(now)) {
+      const hold = state.holds.get(holdId);
+      if (!hold) continue; // settled before it expired
       state.holds.delete(holdId);
-      state.held -= amount;
-      if (this.expiredHolds === 'charge') state.spent += amount;
+      state.held -= hold[0];
+      if (this.expiredHolds === 'charge') state.spent += hold[0];
     }
   }
 
