@@ -145,11 +145,12 @@ describe('budgets through the default policy (in-memory store)', () => {
 
   it('catches an agent repeating the same MCP tool call, per session', async () => {
     const token = await mint(key, { subject: 'agent-1', claims: { roles: ['agent'] } });
-    const call = (session: string, query: string) =>
+    const otherUser = await mint(key, { subject: 'agent-2', claims: { roles: ['agent'] } });
+    const call = (session: string, query: string, as = token) =>
       sb.check(
         checkRequest({
           path: '/mcp',
-          token,
+          token: as,
           headers: { 'mcp-session-id': session },
           body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'web_search', arguments: { q: query } } }),
         }),
@@ -159,9 +160,11 @@ describe('budgets through the default policy (in-memory store)', () => {
     expect(codes).toEqual([OK, OK, OK, 7]);
     const denied = await call('sess-a', 'same');
     expect(denied.deniedResponse!.status!.code).toBe(429);
-    expect(JSON.parse(denied.deniedResponse!.body!).error).toMatchObject({ code: 'loop_repeated_call', loop: { session: 'sess-a', reason: 'repeated_call', count: 4 } });
-    // A different session, or a different call, is not a loop.
+    expect(JSON.parse(denied.deniedResponse!.body!).error).toMatchObject({ code: 'loop_repeated_call', loop: { session: 'session:agent-1/sess-a', reason: 'repeated_call', count: 4 } });
+    // A different session, or a different call, is not a loop; nor is another user naming the
+    // same session id (sessions are scoped to the verified user).
     expect((await call('sess-b', 'same')).status.code).toBe(OK);
+    expect((await call('sess-a', 'same', otherUser)).status.code).toBe(OK);
     expect((await call('sess-a', 'different')).status.code).toBe(OK);
   });
 

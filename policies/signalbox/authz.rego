@@ -158,16 +158,21 @@ budgets contains {"scope": sprintf("org:%s", [input.identity.tenant]), "window":
 	some window, limit in limits.budgets_usd.org
 }
 
-budgets contains {"scope": sprintf("session:%s", [input.session.id]), "window": "session", "limit_usd": limits.budgets_usd.session} if {
+# Sessions are named by the caller, so they are scoped to the verified user: another user
+# naming the same session id cannot spend from it or poison its loop history.
+session_scope := sprintf("session:%s/%s", [input.identity.subject, input.session.id]) if {
+	input.identity.subject
 	input.session.id
 }
+
+budgets contains {"scope": session_scope, "window": "session", "limit_usd": limits.budgets_usd.session} if session_scope
 
 rate_limits contains object.union({"scope": user_scope}, limits.rate_limits.user) if input.identity.subject
 
 # Agents identify their session (x-signalbox-session or mcp-session-id); their tool calls are
 # checked for repeats and ping-pong within it.
-loop_check := object.union({"session": input.session.id}, limits.loop) if {
-	input.session.id
+loop_check := object.union({"session": session_scope}, limits.loop) if {
+	session_scope
 	count(object.get(input, "tool_calls", [])) > 0
 }
 

@@ -128,8 +128,8 @@ test_user_override_replaces_default_budgets if {
 test_session_budget_and_loop_check_for_agents if {
 	agent := object.union(priced_chat("gpt-4o-mini"), {"session": {"id": "s-42"}, "tool_calls": [{"name": "web_search", "source": "openai.chat"}]})
 	d := authz.decision with input as agent
-	{"scope": "session:s-42", "window": "session", "limit_usd": 2} in d.budgets
-	d.loop == {"session": "s-42", "max_repeats": 3, "ping_pong": 2, "window": 20}
+	{"scope": "session:alice/s-42", "window": "session", "limit_usd": 2} in d.budgets
+	d.loop == {"session": "session:alice/s-42", "max_repeats": 3, "ping_pong": 2, "window": 20}
 }
 
 test_no_loop_check_without_tool_calls if {

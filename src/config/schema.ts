@@ -137,7 +137,7 @@ export const budgetsSchema = z
     /** How long an agent session's tool-call history is kept after its last call. */
     loop_ttl_ms: z.number().int().min(1_000).max(7 * 86_400_000).default(3_600_000),
     /** Scopes looked up for `input.spend`; {subject} {team} {tenant} {session} {client_id} are filled in; a scope with an empty field is skipped. */
-    spend_scopes: listOrString.default(['user:{subject}', 'team:{team}', 'org:{tenant}', 'session:{session}']),
+    spend_scopes: listOrString.default(['user:{subject}', 'team:{team}', 'org:{tenant}', 'session:{subject}/{session}']),
     /** Windows looked up for `input.spend` (session scopes use the session window). */
     spend_windows: listOrString.pipe(z.array(budgetWindow)).default(['day', 'month']),
   })
