@@ -8,7 +8,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OPA_VERSION="${OPA_VERSION:-v$(node -p "require(process.argv[1]).signalbox.opaVersion" "$root/package.json")}"
 bin="$root/.tools/bin"
 opa="$bin/opa"
-if [ -x "$opa" ] && "$opa" version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}\$"; then
+# Read the whole version output before matching: with pipefail, `opa version | grep -q` (or
+# `| head`) fails when the reader exits early and opa dies of SIGPIPE (exit 141).
+installed=""
+if [ -x "$opa" ]; then installed="$("$opa" version 2>/dev/null || true)"; fi
+if [[ "$installed" == *$'\n'"Version: ${OPA_VERSION#v}"$'\n'* || "$installed" == "Version: ${OPA_VERSION#v}"$'\n'* ]]; then
   exit 0
 fi
 if ! command -v go >/dev/null 2>&1; then
@@ -18,4 +22,5 @@ fi
 mkdir -p "$bin"
 echo "install-opa: building OPA ${OPA_VERSION} with go install (first run takes a few minutes)" >&2
 GOBIN="$bin" CGO_ENABLED=0 go install "github.com/open-policy-agent/opa@${OPA_VERSION}"
-"$opa" version | head -1 >&2
+version="$("$opa" version)"
+echo "${version%%$'\n'*}" >&2

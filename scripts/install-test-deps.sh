@@ -23,7 +23,7 @@ for cmd in redis-server redis-cli; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "already installed: $(redis-server --version | head -1); redis-cli $(redis-cli --version | awk '{print $2}')"
+  log "already installed: $(redis-server --version); $(redis-cli --version)"
   exit 0
 fi
 
@@ -59,4 +59,4 @@ log "running: ${sudo_note}apt-get install -y --no-install-recommends ${missing[*
 for cmd in redis-server redis-cli; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still not on PATH after installing ${missing[*]}"
 done
-log "installed: $(redis-server --version | head -1); redis-cli $(redis-cli --version | awk '{print $2}')"
+log "installed: $(redis-server --version); $(redis-cli --version)"
