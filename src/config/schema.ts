@@ -3,6 +3,7 @@
  * once at start-up and then frozen. Unknown keys are errors, so a typo is caught, not ignored.
  */
 import { z } from 'zod';
+import { WINDOW_PATTERN } from '../enforce/windows.js';
 import { DEFAULT_ALGORITHMS } from '../identity/verifier.js';
 
 const ASYMMETRIC_ALGORITHMS = new Set<string>(DEFAULT_ALGORITHMS);
@@ -122,7 +123,10 @@ export const storeSchema = z
     }
   });
 
-const budgetWindow = z.string().regex(/^(day|week|month|[1-9][0-9]{0,8}s)$/, 'must be day, week, month or <seconds>s');
+// Session windows are read per session scope, so they are not listed here.
+const budgetWindow = z
+  .string()
+  .refine((window) => WINDOW_PATTERN.test(window) && window !== 'session', 'must be day, week, month or <seconds>s');
 
 export const budgetsSchema = z
   .object({

@@ -184,8 +184,8 @@ export class Enforcer {
         return { kind: 'store_unavailable', failOpen: false, error: new SignalboxError('internal_error', 'hold id reused') };
       case 'budget_exceeded': {
         const view = budgetView(result.budget);
-        const budget = budgets.find((b) => b.scope === result.budget.scope && b.window === result.budget.window);
-        const resetsAt = budget && Number.isFinite(windowSlot(budget.window, nowMs).endsAtMs) ? windowSlot(budget.window, nowMs).endsAtMs : null;
+        const endsAt = windowSlot(result.budget.window, nowMs).endsAtMs;
+        const resetsAt = Number.isFinite(endsAt) ? endsAt : null;
         return {
           kind: 'denied',
           reason: 'budget.exceeded',

@@ -290,7 +290,12 @@ export class DecisionPipeline {
           revision,
         );
       case 'store_unavailable': {
-        if (!outcome.failOpen) return this.failClosed(outcome.error instanceof SignalboxError && outcome.error.code === 'internal_error' ? outcome.error : new SignalboxError('budget_store_unavailable', 'the budget store did not answer', { cause: outcome.error }), decisionId, revision);
+        if (!outcome.failOpen) {
+          // A bug surfaced by the store (internal_error) stays one; anything else is the store.
+          const internal = outcome.error instanceof SignalboxError && outcome.error.code === 'internal_error';
+          const error = internal ? outcome.error : new SignalboxError('budget_store_unavailable', 'the budget store did not answer', { cause: outcome.error });
+          return this.failClosed(error, decisionId, revision);
+        }
         this.options.logger.warn({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(outcome.error) }, 'budget store unavailable; allowed unenforced as the policy chose');
         const decision = this.finish(verdict, decisionId, revision);
         return { ...decision, reasons: [...decision.reasons, 'budget_store_unavailable'] };
