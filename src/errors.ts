@@ -34,6 +34,13 @@ export const ERROR_CATALOGUE = {
   budget_estimate_unavailable: 'The policy named budgets but the request cost could not be estimated (unpriced model or unknown API); the request is denied.',
   report_malformed: 'A usage report or spend query is missing a field or has a value of the wrong type.',
   hold_not_found: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
+  vault_key_invalid: 'The vault master key (SIGNALBOX_VAULT_KEY or SIGNALBOX_VAULT_OLD_KEYS) is missing, malformed or not 32 bytes.',
+  vault_file_invalid: 'The credential vault file cannot be read or is malformed.',
+  vault_key_unknown: 'A vault entry is encrypted under a key id that is neither the current key nor one of the old keys.',
+  vault_decrypt_failed: 'A vault entry fails authentication: the key configured for its key id is not the one it was written with, or the entry was modified.',
+  vault_write_failed: 'The credential vault file could not be written; it is left as it was.',
+  redaction_unsupported: 'The policy asked to redact the body, but the door the request came through cannot rewrite bodies (Envoy ext_authz, nginx, Caddy) or the body could not be parsed; the request is denied rather than sent unmasked.',
+  credential_unavailable: 'The policy routed to a credential the vault does not hold, or no vault is open (SIGNALBOX_VAULT_KEY unset); the request is denied with 503.',
   internal_error: 'An unexpected error inside Signalbox; the request is denied and the cause is logged.',
 } as const;
 

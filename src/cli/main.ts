@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `signalbox` command: serve, build, eval, audit verify, spend.
+ * The `signalbox` command: serve, build, eval, audit verify, spend, vault.
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { readBundle } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { interpretResult } from '../policy/result.js';
 import { resolveBundlePath, startSignalbox } from '../server/app.js';
+import { runVaultCommand } from '../vault/vault.js';
 
 const USAGE = `usage: signalbox <command> [options]
 
@@ -29,6 +30,8 @@ commands:
   spend [--url URL] [--scope SCOPE] [--window WINDOW] [--json]
                                             current spend and holds per budget, from a running
                                             Signalbox (default http://127.0.0.1:8181, or SIGNALBOX_URL)
+  vault set|list|remove|rotate [--file PATH]
+                                            manage the credential vault (signalbox vault --help)
 
 The config file may also be given as SIGNALBOX_CONFIG.`;
 
@@ -195,6 +198,25 @@ async function spend(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `signalbox vault ...` with the real process: keys from the environment, the value (for set)
+ * from stdin. stdin is only touched when a value is read from it, so the other commands do not
+ * wait on, or hold open, a terminal or pipe they never read.
+ */
+async function vault(args: string[]): Promise<number> {
+  return runVaultCommand(args, {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: {
+      get isTTY() {
+        return process.stdin.isTTY;
+      },
+      [Symbol.asyncIterator]: () => process.stdin[Symbol.asyncIterator](),
+    },
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   try {
@@ -209,6 +231,8 @@ export async function main(argv: string[]): Promise<number> {
         return await audit(args);
       case 'spend':
         return await spend(args);
+      case 'vault':
+        return await vault(args);
       case undefined:
       case 'help':
       case '--help':

@@ -11,6 +11,11 @@
  * Each entry's additional authenticated data binds the entry name and key id, so moving a
  * ciphertext to another name or relabelling its kid fails authentication instead of decrypting.
  * Values and keys never appear in errors, logs, `util.inspect` or `JSON.stringify` output.
+ *
+ * Error codes: `vault_key_invalid` (a key variable missing or malformed), `vault_file_invalid`
+ * (the file unreadable or malformed), `vault_key_unknown` (an entry under a key id the keyring
+ * lacks), `vault_decrypt_failed` (an entry that does not authenticate), `vault_write_failed`.
+ * The running server reads the vault through `CredentialSource` (credentials.ts).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -35,17 +40,22 @@ const MAX_STDIN_BYTES = 64 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Keys
 
+/*
+ * Masking survives pino: its redaction copies each logged object one level down as
+ * Object.create(prototype) plus the own enumerable properties, so a prototype toJSON would run on
+ * a copy without the private fields (or typed-array internals) it reads. The toJSON methods here
+ * are therefore own enumerable closures: the copy carries them and they need no `this`.
+ */
+
 /** Makes a key Buffer print and serialise as a placeholder, whoever logs it. */
 function maskKey(key: Buffer): Buffer {
-  Object.defineProperty(key, 'toJSON', { value: () => '[vault key redacted]', enumerable: false });
+  Object.defineProperty(key, 'toJSON', { value: () => '[vault key redacted]', enumerable: true });
   Object.defineProperty(key, inspect.custom, { value: () => '[vault key redacted]', enumerable: false });
   return key;
 }
 
 class MaskedKeyMap extends Map<string, Buffer> {
-  toJSON(): Record<string, string> {
-    return Object.fromEntries([...this.keys()].map((kid) => [kid, '[vault key redacted]']));
-  }
+  readonly toJSON = (): Record<string, string> => Object.fromEntries([...this.keys()].map((kid) => [kid, '[vault key redacted]']));
 
   [inspect.custom](): string {
     return `Map(${this.size}) { ${[...this.keys()].map((kid) => `${kid}: [vault key redacted]`).join(', ')} }`;
@@ -58,7 +68,7 @@ export interface VaultKeyring {
 }
 
 function keyError(message: string, variable: string): SignalboxError {
-  return new SignalboxError('config_invalid', message, { details: { variable } });
+  return new SignalboxError('vault_key_invalid', message, { details: { variable } });
 }
 
 /**
@@ -116,7 +126,7 @@ function parseKeySpec(spec: string, variable: string): { kid: string; key: Buffe
 
 /**
  * Reads the vault keyring from `SIGNALBOX_VAULT_KEY` (required) and `SIGNALBOX_VAULT_OLD_KEYS`
- * (optional). Errors are `config_invalid` and name the variable and key id, never key material.
+ * (optional). Errors are `vault_key_invalid` and name the variable and key id, never key material.
  */
 export function keyringFromEnv(env: NodeJS.ProcessEnv): VaultKeyring {
   const currentSpec = env[VAULT_KEY_ENV]?.trim();
@@ -153,7 +163,7 @@ function aad(name: string, kid: string): Buffer {
 }
 
 function fileError(path: string, problem: string, cause?: unknown): SignalboxError {
-  return new SignalboxError('config_invalid', `vault file ${path} ${problem}`, cause === undefined ? { details: { path } } : { cause, details: { path } });
+  return new SignalboxError('vault_file_invalid', `vault file ${path} ${problem}`, cause === undefined ? { details: { path } } : { cause, details: { path } });
 }
 
 function decodeField(path: string, name: string, field: string, value: unknown, bytes?: number): Buffer {
@@ -218,7 +228,7 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     await rename(temp, path);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
-    throw new SignalboxError('internal_error', `could not write the vault file ${path}: ${describeCause(error)}`, { cause: error, details: { path } });
+    throw new SignalboxError('vault_write_failed', `could not write the vault file ${path}: ${describeCause(error)}`, { cause: error, details: { path } });
   }
   // Persist the rename itself; not every platform lets a directory be opened, so best effort.
   try {
@@ -261,7 +271,7 @@ export class Vault {
     this.#now = options.now ?? (() => new Date());
   }
 
-  /** Opens (not creates) a vault file: a missing file is an empty vault; a malformed one is a `config_invalid` error. */
+  /** Opens (not creates) a vault file: a missing file is an empty vault; an unreadable or malformed one is a `vault_file_invalid` error. */
   static async open(path: string, keyring: VaultKeyring, options: VaultOptions = {}): Promise<Vault> {
     const absolute = resolve(path);
     let text: string | undefined;
@@ -289,7 +299,11 @@ export class Vault {
     return this.#entries.has(name);
   }
 
-  /** The decrypted value, or undefined when there is no such entry. Throws `config_invalid` when it cannot be decrypted. */
+  /**
+   * The decrypted value, or undefined when there is no such entry. Throws `vault_key_unknown`
+   * when the entry's key id is not in the keyring, `vault_decrypt_failed` when it does not
+   * authenticate (wrong key for that key id, or a modified entry).
+   */
   get(name: string): string | undefined {
     const entry = this.#entries.get(name);
     return entry === undefined ? undefined : this.#decrypt(name, entry);
@@ -302,6 +316,7 @@ export class Vault {
     }
     if (typeof value !== 'string') throw new SignalboxError('config_invalid', `the value for vault entry "${name}" must be a string`);
     await this.#mutate((entries) => {
+      this.#checkCurrentKey(entries, `cannot store "${name}"`);
       const now = this.#now().toISOString();
       const previous = entries.get(name);
       entries.set(name, this.#encrypt(name, value, previous?.created_at ?? now, now));
@@ -326,6 +341,7 @@ export class Vault {
     const kid = this.#keyring.current.kid;
     const count = await this.#mutate((entries) => {
       let n = 0;
+      if ([...entries.values()].some((entry) => entry.kid !== kid)) this.#checkCurrentKey(entries, 'cannot rotate');
       for (const [name, entry] of entries) {
         if (entry.kid === kid) continue;
         entries.set(name, this.#encrypt(name, this.#decrypt(name, entry), entry.created_at, entry.updated_at));
@@ -337,9 +353,8 @@ export class Vault {
     return count ?? 0;
   }
 
-  toJSON(): { path: string; entries: number; kid: string } {
-    return { path: this.path, entries: this.#entries.size, kid: this.#keyring.current.kid };
-  }
+  /** What JSON.stringify and loggers show: path, entry count and current key id (an own property: see maskKey). */
+  readonly toJSON = (): { path: string; entries: number; kid: string } => ({ path: this.path, entries: this.#entries.size, kid: this.#keyring.current.kid });
 
   [inspect.custom](): string {
     return `Vault { path: '${this.path}', entries: ${this.#entries.size}, kid: '${this.#keyring.current.kid}' }`;
@@ -361,6 +376,25 @@ export class Vault {
     const done = this.#queue.then(run, run);
     this.#queue = done.catch(() => undefined);
     return done;
+  }
+
+  /**
+   * Before writing under the current key: when the file already has entries under the current
+   * key id, one of them must decrypt with the current key. Otherwise a mistyped key that reuses
+   * the key id would leave the file with entries under two different keys for one key id.
+   */
+  #checkCurrentKey(entries: Map<string, EntryRecord>, context: string): void {
+    const kid = this.#keyring.current.kid;
+    for (const [name, entry] of entries) {
+      if (entry.kid !== kid) continue;
+      try {
+        this.#decrypt(name, entry);
+      } catch (error) {
+        const e = error as SignalboxError;
+        throw new SignalboxError(e.code, `${context}: ${e.message}`, { cause: e.cause, details: { ...e.details } });
+      }
+      return;
+    }
   }
 
   #serialise(entries: Map<string, EntryRecord>): string {
@@ -392,7 +426,7 @@ export class Vault {
     const key = entry.kid === current.kid ? current.key : old.get(entry.kid);
     if (key === undefined) {
       throw new SignalboxError(
-        'config_invalid',
+        'vault_key_unknown',
         `vault entry "${name}" was written under key id "${entry.kid}", which is neither ${VAULT_KEY_ENV} (key id "${current.kid}") nor in ${VAULT_OLD_KEYS_ENV}`,
         { details: { entry: name, kid: entry.kid } },
       );
@@ -408,7 +442,7 @@ export class Vault {
       return value;
     } catch (error) {
       throw new SignalboxError(
-        'config_invalid',
+        'vault_decrypt_failed',
         `vault entry "${name}" does not decrypt with key id "${entry.kid}": the key configured for "${entry.kid}" is not the one it was written with, or the entry was modified`,
         { cause: error, details: { entry: name, kid: entry.kid } },
       );
@@ -574,7 +608,7 @@ export async function runVaultCommand(args: string[], io: VaultCommandIo): Promi
     }
   } catch (error) {
     if (error instanceof UsageError) return usage(error.message);
-    const message = error instanceof SignalboxError ? error.message : `unexpected error: ${describeCause(error)}`;
+    const message = error instanceof SignalboxError ? `${error.code}: ${error.message}` : `internal_error: ${describeCause(error)}`;
     io.stderr.write(`signalbox vault: ${message}\n`);
     return 1;
   }
