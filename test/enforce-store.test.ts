@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/enforce/memory-store.js';
 import { RedisStore } from '../src/enforce/redis-store.js';
-import type { BudgetCounter, EnforcementStore, ExpiredHoldPolicy, Reservation } from '../src/enforce/store.js';
+import { MAX_PROVIDERS, breakerState, breakerStep, providerView, type StoredBreaker, type BudgetCounter, type EnforcementStore, type ExpiredHoldPolicy, type ProviderBreakerSettings, type Reservation } from '../src/enforce/store.js';
+import { SignalboxError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
 
@@ -70,6 +71,8 @@ function reservation(partition: string, overrides: Partial<Reservation>): Reserv
 }
 
 const flat = (amount: number) => () => amount;
+
+const BREAKER: ProviderBreakerSettings = { failureThreshold: 3, failureWindowMs: 10_000, coolDownMs: 5_000 };
 
 describe.each(stores)('%s store', (_name, factory) => {
   async function open(expired: ExpiredHoldPolicy = 'charge'): Promise<{ store: EnforcementStore; partition: string; close: () => Promise<void> }> {
@@ -305,5 +308,177 @@ describe.each(stores)('%s store', (_name, factory) => {
     } finally {
       await close();
     }
+  });
+  describe('provider circuit breaker', () => {
+    it('opens at the threshold, and neither more failures nor a late success change an open breaker', async () => {
+      const { store, close } = await open();
+      try {
+        const fail = (at: number) => store.recordProviderOutcome('openai', 'failure', at, BREAKER);
+        expect(await fail(T0)).toMatchObject({ state: 'closed', failures: 1, previous_state: 'closed', last_failure_at_ms: T0 });
+        expect(await fail(T0 + 1)).toMatchObject({ state: 'closed', failures: 2 });
+        expect(await fail(T0 + 2)).toEqual({
+          provider: 'openai',
+          state: 'open',
+          previous_state: 'closed',
+          failures: 3,
+          opened_at_ms: T0 + 2,
+          retry_at_ms: T0 + 5_002,
+          last_failure_at_ms: T0 + 2,
+          last_success_at_ms: null,
+        });
+        // Failures while open do not extend the cool-down.
+        expect(await fail(T0 + 3_000)).toMatchObject({ state: 'open', previous_state: 'open', failures: 3, opened_at_ms: T0 + 2, retry_at_ms: T0 + 5_002, last_failure_at_ms: T0 + 3_000 });
+        // A late in-flight success is recorded but does not close it.
+        const late = await store.recordProviderOutcome('openai', 'success', T0 + 3_001, BREAKER);
+        expect(late).toMatchObject({ state: 'open', previous_state: 'open', failures: 3, retry_at_ms: T0 + 5_002, last_success_at_ms: T0 + 3_001 });
+        expect(await store.providerHealth(T0 + 3_002)).toEqual([
+          { provider: 'openai', state: 'open', failures: 3, opened_at_ms: T0 + 2, retry_at_ms: T0 + 5_002, last_failure_at_ms: T0 + 3_000, last_success_at_ms: T0 + 3_001 },
+        ]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('counts failures in a window that starts at the first failure, and a success resets them', async () => {
+      const { store, close } = await open();
+      try {
+        const record = (outcome: 'success' | 'failure', at: number) => store.recordProviderOutcome('anthropic', outcome, at, BREAKER);
+        await record('failure', T0);
+        expect(await record('failure', T0 + 9_999)).toMatchObject({ state: 'closed', failures: 2 });
+        // The window [T0, T0 + 10 s) is over: a new one starts at 1, so this does not open it.
+        expect(await record('failure', T0 + 10_000)).toMatchObject({ state: 'closed', failures: 1 });
+        expect(await record('failure', T0 + 15_000)).toMatchObject({ state: 'closed', failures: 2 });
+        // Read after the window has passed: nothing counts any more.
+        expect(await store.providerHealth(T0 + 19_999)).toMatchObject([{ provider: 'anthropic', state: 'closed', failures: 2 }]);
+        expect(await store.providerHealth(T0 + 20_000)).toMatchObject([{ provider: 'anthropic', state: 'closed', failures: 0 }]);
+        // A success resets the count.
+        await record('failure', T0 + 30_000);
+        await record('failure', T0 + 30_001);
+        expect(await record('success', T0 + 30_002)).toMatchObject({ state: 'closed', failures: 0, last_success_at_ms: T0 + 30_002, last_failure_at_ms: T0 + 30_001 });
+        expect(await record('failure', T0 + 30_003)).toMatchObject({ state: 'closed', failures: 1 });
+        expect(await record('failure', T0 + 30_004)).toMatchObject({ state: 'closed', failures: 2 });
+      } finally {
+        await close();
+      }
+    });
+
+    it('reads as half_open once the cool-down has passed; a failure then reopens it', async () => {
+      const { store, close } = await open();
+      try {
+        for (let i = 0; i < 3; i++) await store.recordProviderOutcome('mistral', 'failure', T0, BREAKER);
+        expect(await store.providerHealth(T0 + 4_999)).toMatchObject([{ state: 'open', retry_at_ms: T0 + 5_000 }]);
+        expect(await store.providerHealth(T0 + 5_000)).toMatchObject([{ state: 'half_open', failures: 3, opened_at_ms: T0, retry_at_ms: T0 + 5_000 }]);
+        const reopened = await store.recordProviderOutcome('mistral', 'failure', T0 + 6_000, BREAKER);
+        expect(reopened).toMatchObject({ state: 'open', previous_state: 'half_open', failures: 1, opened_at_ms: T0 + 6_000, retry_at_ms: T0 + 11_000 });
+        expect(await store.providerHealth(T0 + 10_999)).toMatchObject([{ state: 'open' }]);
+        expect(await store.providerHealth(T0 + 11_000)).toMatchObject([{ state: 'half_open' }]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('closes from half_open on a success, and counts afresh', async () => {
+      const { store, close } = await open();
+      try {
+        for (let i = 0; i < 3; i++) await store.recordProviderOutcome('gemini', 'failure', T0 + i, BREAKER);
+        const closed = await store.recordProviderOutcome('gemini', 'success', T0 + 5_002, BREAKER);
+        expect(closed).toEqual({
+          provider: 'gemini',
+          state: 'closed',
+          previous_state: 'half_open',
+          failures: 0,
+          opened_at_ms: null,
+          retry_at_ms: null,
+          last_failure_at_ms: T0 + 2,
+          last_success_at_ms: T0 + 5_002,
+        });
+        expect(await store.recordProviderOutcome('gemini', 'failure', T0 + 5_003, BREAKER)).toMatchObject({ state: 'closed', failures: 1 });
+        expect(await store.recordProviderOutcome('gemini', 'failure', T0 + 5_004, BREAKER)).toMatchObject({ state: 'closed', failures: 2 });
+        expect(await store.recordProviderOutcome('gemini', 'failure', T0 + 5_005, BREAKER)).toMatchObject({ state: 'open', previous_state: 'closed' });
+      } finally {
+        await close();
+      }
+    });
+
+    it('opens exactly once under 200 concurrent failures', async () => {
+      const { store, close } = await open();
+      try {
+        const settings = { ...BREAKER, failureThreshold: 25 };
+        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => store.recordProviderOutcome('race', 'failure', T0 + (i % 3), settings)));
+        const transitions = results.filter((r) => r.previous_state !== r.state);
+        expect(transitions).toHaveLength(1);
+        expect(transitions[0]).toMatchObject({ previous_state: 'closed', state: 'open', failures: 25 });
+        expect(results.filter((r) => r.state === 'closed')).toHaveLength(24);
+        const [health] = await store.providerHealth(T0 + 3);
+        expect(health).toMatchObject({ provider: 'race', state: 'open', failures: 25, opened_at_ms: transitions[0]!.opened_at_ms });
+      } finally {
+        await close();
+      }
+    });
+
+    it('lists every provider ever reported, sorted by name, and nothing before any report', async () => {
+      const { store, close } = await open();
+      try {
+        expect(await store.providerHealth(T0)).toEqual([]);
+        const unicode = 'Ωmega AI/eu-west ✓';
+        for (const name of ['openai', 'azure-openai', unicode, 'Zeta', 'x'.repeat(128)]) await store.recordProviderOutcome(name, 'success', T0, BREAKER);
+        const names = (await store.providerHealth(T0 + 1)).map((h) => h.provider);
+        expect(names).toEqual(['Zeta', 'azure-openai', 'openai', 'x'.repeat(128), unicode]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('follows the breaker rule (breakerStep) step for step over a long random sequence', async () => {
+      const { store, close } = await open();
+      try {
+        let seed = 42;
+        const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+        let model: StoredBreaker | undefined;
+        let now = T0;
+        for (let i = 0; i < 300; i++) {
+          now += Math.floor(random() * 4_000);
+          const outcome = random() < 0.6 ? 'failure' : 'success';
+          const got = await store.recordProviderOutcome('model-check', outcome, now, BREAKER);
+          const previous = breakerState(model, now);
+          model = breakerStep(model, outcome, now, BREAKER);
+          expect(got, `step ${i}`).toEqual({ ...providerView('model-check', model, now), previous_state: previous });
+        }
+      } finally {
+        await close();
+      }
+    });
+
+    it(`tracks at most ${MAX_PROVIDERS} providers, and still records the known ones when full`, async () => {
+      const { store, close } = await open();
+      try {
+        await Promise.all(Array.from({ length: MAX_PROVIDERS }, (_, i) => store.recordProviderOutcome(`p${i}`, 'success', T0, BREAKER)));
+        await expect(store.recordProviderOutcome('one-too-many', 'failure', T0, BREAKER)).rejects.toMatchObject({ code: 'report_malformed' });
+        expect(await store.recordProviderOutcome('p7', 'failure', T0 + 1, BREAKER)).toMatchObject({ provider: 'p7', failures: 1 });
+        expect(await store.providerHealth(T0 + 2)).toHaveLength(MAX_PROVIDERS);
+      } finally {
+        await close();
+      }
+    });
+
+    it.each([
+      ['empty', ''],
+      ['too long', 'x'.repeat(129)],
+      ['a newline', 'open\nai'],
+      ['NUL', 'a\u0000b'],
+      ['DEL', 'a\u007fb'],
+      ['a C1 control', 'a\u0085b'],
+      ['an unpaired surrogate', 'a\ud800b'],
+    ])('refuses a provider name that is %s', async (_what, name) => {
+      const { store, close } = await open();
+      try {
+        const error = await store.recordProviderOutcome(name, 'failure', T0, BREAKER).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(SignalboxError);
+        expect(error).toMatchObject({ code: 'report_malformed' });
+        expect(await store.providerHealth(T0)).toEqual([]);
+      } finally {
+        await close();
+      }
+    });
   });
 });

@@ -12,7 +12,20 @@ import type { LlmFacts, ToolCallFact } from '../inspect/llm.js';
 import type { PriceTable, TokenUsage } from '../inspect/prices.js';
 import type { EnforcementClaims } from '../policy/result.js';
 import { microToUsd, usdToMicro } from './money.js';
-import type { BudgetBalance, BudgetCounter, BudgetKey, EnforcementStore, LoopCheck, RateCounter, SettleResult } from './store.js';
+import {
+  checkBreakerSettings,
+  type BudgetBalance,
+  type BudgetCounter,
+  type BudgetKey,
+  type EnforcementStore,
+  type LoopCheck,
+  type ProviderBreakerSettings,
+  type ProviderHealth,
+  type ProviderHealthChange,
+  type ProviderOutcome,
+  type RateCounter,
+  type SettleResult,
+} from './store.js';
 import { windowSlot } from './windows.js';
 
 export interface EnforcerOptions {
@@ -31,7 +44,12 @@ export interface EnforcerOptions {
   /** Scope templates whose balances are looked up for `input.spend` ("user:{subject}"). */
   readonly spendScopes: readonly string[];
   readonly spendWindows: readonly string[];
+  /** When a provider's circuit breaker opens and how long it stays open (see breakerStep). */
+  readonly breaker: ProviderBreakerSettings;
 }
+
+/** Breaker settings until configuration names them: 3 failures in a minute open it for 30 s. */
+export const DEFAULT_BREAKER: ProviderBreakerSettings = Object.freeze({ failureThreshold: 3, failureWindowMs: 60_000, coolDownMs: 30_000 });
 
 /** What the request is, as far as enforcement is concerned. */
 export interface EnforcementFacts {
@@ -73,8 +91,11 @@ export interface UsageReport {
   readonly model?: string;
   /** The actual cost, when the gateway priced the call itself (overrides usage × price). */
   readonly costUsd?: number;
-  /** `not_sent` releases the hold (the request never reached a provider). */
-  readonly outcome?: 'completed' | 'failed' | 'not_sent';
+  /**
+   * `not_sent` releases the hold (the request never reached a provider). `failed` and `timeout`
+   * settle like `completed`: with the usage or cost reported.
+   */
+  readonly outcome?: 'completed' | 'failed' | 'timeout' | 'not_sent';
 }
 
 export type ReportOutcome =
@@ -111,7 +132,10 @@ function expand(template: string, fields: Readonly<Record<string, string | undef
 }
 
 export class Enforcer {
-  constructor(private readonly options: EnforcerOptions) {}
+  /** Throws config_invalid when the breaker settings are unusable. */
+  constructor(private readonly options: EnforcerOptions) {
+    checkBreakerSettings(options.breaker);
+  }
 
   get store(): EnforcementStore {
     return this.options.store;
@@ -242,6 +266,20 @@ export class Enforcer {
       case 'not_found':
         throw new SignalboxError('hold_not_found', 'no budget hold for this decision id (never reserved, or past its retention)');
     }
+  }
+
+  /**
+   * Records one upstream call's outcome against the provider's circuit breaker (shared by every
+   * replica through the store). Throws report_malformed for a bad provider name,
+   * budget_store_unavailable when the store cannot be reached.
+   */
+  recordProviderOutcome(provider: string, outcome: ProviderOutcome, nowMs: number): Promise<ProviderHealthChange> {
+    return this.options.store.recordProviderOutcome(provider, outcome, nowMs, this.options.breaker);
+  }
+
+  /** Every reported provider's breaker at `nowMs`, sorted by name. Throws budget_store_unavailable. */
+  providerHealth(nowMs: number): Promise<ProviderHealth[]> {
+    return this.options.store.providerHealth(nowMs);
   }
 
   /** Balances for the scopes the templates name for this caller, as `input.spend`. */

@@ -47,6 +47,14 @@ export class RedisKeys {
     return `${this.prefix}:i:{${holdId}}`;
   }
 
+  /**
+   * The hash of every provider's circuit breaker (field: provider name). Unpartitioned, in the
+   * one shared slot, even when counters are partitioned by tenant: providers are global.
+   */
+  providers(): string {
+    return `${this.tag('')}:p`;
+  }
+
   /** Patterns matching every budget counter (unpartitioned and partitioned), for listing. */
   budgetPatterns(): string[] {
     return [`{${this.prefix}}:b:*`, `{${this.prefix}:*}:b:*`];

@@ -6,15 +6,27 @@
  * holds, check the loop, the budgets and the rate limits, then commit everything); the shared
  * store test suite holds the two to the same behaviour.
  */
-import type {
-  BudgetBalance,
-  BudgetKey,
-  EnforcementStore,
-  ExpiredHoldPolicy,
-  Reservation,
-  ReserveResult,
-  SettleResult,
-  Settlement,
+import { SignalboxError } from '../errors.js';
+import {
+  MAX_PROVIDERS,
+  breakerState,
+  breakerStep,
+  checkBreakerSettings,
+  checkProviderName,
+  providerView,
+  type BudgetBalance,
+  type BudgetKey,
+  type EnforcementStore,
+  type ExpiredHoldPolicy,
+  type ProviderBreakerSettings,
+  type ProviderHealth,
+  type ProviderHealthChange,
+  type ProviderOutcome,
+  type Reservation,
+  type ReserveResult,
+  type SettleResult,
+  type Settlement,
+  type StoredBreaker,
 } from './store.js';
 import { RATE_WINDOW_MS, budgetIdentity } from './keys.js';
 
@@ -94,6 +106,8 @@ export class MemoryStore implements EnforcementStore {
   /** Token bucket key → theoretical arrival time (GCRA), with its expiry. */
   private readonly rates = new Map<string, { tat: number; expireAtMs: number }>();
   private readonly loops = new Map<string, { calls: string[]; expireAtMs: number }>();
+  /** Provider → its breaker. Never pruned: providers are few, and capped at MAX_PROVIDERS. */
+  private readonly breakers = new Map<string, StoredBreaker>();
   private readonly pruneTimer: NodeJS.Timeout;
 
   constructor(private readonly expiredHolds: ExpiredHoldPolicy, private readonly clock: () => number = Date.now) {
@@ -231,6 +245,22 @@ export class MemoryStore implements EnforcementStore {
     return out;
   }
 
+  async recordProviderOutcome(provider: string, outcome: ProviderOutcome, nowMs: number, settings: ProviderBreakerSettings): Promise<ProviderHealthChange> {
+    checkProviderName(provider);
+    checkBreakerSettings(settings);
+    const stored = this.breakers.get(provider);
+    if (!stored && this.breakers.size >= MAX_PROVIDERS) {
+      throw new SignalboxError('report_malformed', `the store already tracks ${MAX_PROVIDERS} providers`);
+    }
+    const next = breakerStep(stored, outcome, nowMs, settings);
+    this.breakers.set(provider, next);
+    return { ...providerView(provider, next, nowMs), previous_state: breakerState(stored, nowMs) };
+  }
+
+  async providerHealth(nowMs: number): Promise<ProviderHealth[]> {
+    return [...this.breakers.keys()].sort(byName).map((provider) => providerView(provider, this.breakers.get(provider), nowMs));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.pruneTimer);
   }
@@ -269,6 +299,10 @@ export class MemoryStore implements EnforcementStore {
     for (const [key, rate] of this.rates) if (rate.expireAtMs <= now) this.rates.delete(key);
     for (const [key, loop] of this.loops) if (loop.expireAtMs <= now) this.loops.delete(key);
   }
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function rateKey(scope: string, unit: string): string {

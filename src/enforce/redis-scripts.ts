@@ -196,3 +196,66 @@ for i = 1, #KEYS / 2 do
 end
 return cjson.encode(out)
 `;
+
+/**
+ * Records one upstream call's outcome against a provider's circuit breaker: the Lua twin of
+ * breakerStep (store.ts), which holds the rule and its documentation.
+ *
+ * KEYS[1]: the providers hash (field: provider name, value: the breaker as JSON with the
+ * fields failures, window_end, opened_at, retry_at, last_failure, last_success; an absent
+ * field is null).
+ * ARGV[1]: JSON { provider, outcome ('success' | 'failure'), now, threshold, window, cool_down, max }
+ * Returns JSON { outcome = 'recorded', previous = <state before>, breaker = <stored after> },
+ * or { outcome = 'too_many' } when the provider is new and the hash already holds `max`.
+ *
+ * Timestamps are integers below 1e14, so cjson's 14 significant digits keep them exact.
+ */
+export const PROVIDER_SCRIPT = `
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local raw = redis.call('HGET', KEYS[1], p.provider)
+local s
+if raw then
+  s = cjson.decode(raw)
+else
+  if redis.call('HLEN', KEYS[1]) >= p.max then return cjson.encode({ outcome = 'too_many' }) end
+  s = { failures = 0 }
+end
+local state = 'closed'
+if s.retry_at ~= nil then
+  if now < s.retry_at then state = 'open' else state = 'half_open' end
+end
+local function later(at)
+  if at == nil or at < now then return now end
+  return at
+end
+if p.outcome == 'success' then
+  s.last_success = later(s.last_success)
+  if state ~= 'open' then
+    s = { failures = 0, last_failure = s.last_failure, last_success = s.last_success }
+  end
+else
+  s.last_failure = later(s.last_failure)
+  if state == 'half_open' then
+    s.failures = 1
+    s.window_end = nil
+    s.opened_at = now
+    s.retry_at = now + p.cool_down
+  elseif state == 'closed' then
+    local in_window = s.failures > 0 and s.window_end ~= nil and now < s.window_end
+    if in_window then
+      s.failures = s.failures + 1
+    else
+      s.failures = 1
+      s.window_end = now + p.window
+    end
+    if s.failures >= p.threshold then
+      s.window_end = nil
+      s.opened_at = now
+      s.retry_at = now + p.cool_down
+    end
+  end
+end
+redis.call('HSET', KEYS[1], p.provider, cjson.encode(s))
+return cjson.encode({ outcome = 'recorded', previous = state, breaker = s })
+`;

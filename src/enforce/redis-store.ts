@@ -12,16 +12,26 @@ import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../errors.js';
 import type { Logger } from '../log.js';
 import { RedisKeys } from './keys.js';
-import { BALANCES_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
-import type {
-  BudgetBalance,
-  BudgetKey,
-  EnforcementStore,
-  ExpiredHoldPolicy,
-  Reservation,
-  ReserveResult,
-  SettleResult,
-  Settlement,
+import { BALANCES_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import {
+  MAX_PROVIDERS,
+  checkBreakerSettings,
+  checkProviderName,
+  providerView,
+  type BudgetBalance,
+  type BudgetKey,
+  type EnforcementStore,
+  type ExpiredHoldPolicy,
+  type ProviderBreakerSettings,
+  type ProviderHealth,
+  type ProviderHealthChange,
+  type ProviderOutcome,
+  type ProviderState,
+  type Reservation,
+  type ReserveResult,
+  type SettleResult,
+  type Settlement,
+  type StoredBreaker,
 } from './store.js';
 
 export interface RedisStoreOptions {
@@ -51,6 +61,7 @@ function script(source: string): Script {
 const RESERVE = script(RESERVE_SCRIPT);
 const SETTLE = script(SETTLE_SCRIPT);
 const BALANCES = script(BALANCES_SCRIPT);
+const PROVIDER = script(PROVIDER_SCRIPT);
 
 type Client = Redis | Cluster;
 
@@ -65,6 +76,27 @@ function luaList<T>(json: string | null | undefined): T[] {
 function unavailable(error: unknown): SignalboxError {
   if (error instanceof SignalboxError) return error;
   return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: error });
+}
+
+/** A breaker as PROVIDER_SCRIPT stores it (absent fields are null). */
+interface RawBreaker {
+  failures?: number;
+  window_end?: number;
+  opened_at?: number;
+  retry_at?: number;
+  last_failure?: number;
+  last_success?: number;
+}
+
+function storedBreaker(raw: RawBreaker): StoredBreaker {
+  return {
+    failures: raw.failures ?? 0,
+    window_end_ms: raw.window_end ?? null,
+    opened_at_ms: raw.opened_at ?? null,
+    retry_at_ms: raw.retry_at ?? null,
+    last_failure_at_ms: raw.last_failure ?? null,
+    last_success_at_ms: raw.last_success ?? null,
+  };
 }
 
 interface RawBalance {
@@ -274,6 +306,46 @@ export class RedisStore implements EnforcementStore {
     } catch (error) {
       throw unavailable(error);
     }
+  }
+
+  /*
+   * Provider breakers live in ONE hash (field: provider, value: the breaker as JSON) under the
+   * unpartitioned hash tag, rather than one hash per provider plus an index set: a record is
+   * one EVALSHA on one key, and providerHealth is one HGETALL, with no index to keep in step
+   * and nothing to SCAN. Providers are few (a gateway's upstreams; capped at MAX_PROVIDERS), so
+   * the hash stays small. It never expires: providerHealth lists every provider ever reported.
+   */
+
+  async recordProviderOutcome(provider: string, outcome: ProviderOutcome, nowMs: number, settings: ProviderBreakerSettings): Promise<ProviderHealthChange> {
+    checkProviderName(provider);
+    checkBreakerSettings(settings);
+    const raw = await this.run(PROVIDER, [this.keys.providers()], {
+      provider,
+      outcome,
+      now: nowMs,
+      threshold: settings.failureThreshold,
+      window: settings.failureWindowMs,
+      cool_down: settings.coolDownMs,
+      max: MAX_PROVIDERS,
+    }).catch((error: unknown) => {
+      throw unavailable(error);
+    });
+    const result = JSON.parse(raw) as { outcome: 'recorded' | 'too_many'; previous?: ProviderState; breaker?: RawBreaker };
+    if (result.outcome === 'too_many') throw new SignalboxError('report_malformed', `the store already tracks ${MAX_PROVIDERS} providers`);
+    if (result.outcome !== 'recorded' || !result.breaker || !result.previous) throw new SignalboxError('internal_error', 'provider script returned an unknown outcome');
+    return { ...providerView(provider, storedBreaker(result.breaker), nowMs), previous_state: result.previous };
+  }
+
+  async providerHealth(nowMs: number): Promise<ProviderHealth[]> {
+    let all: Record<string, string>;
+    try {
+      all = await this.client.hgetall(this.keys.providers());
+    } catch (error) {
+      throw unavailable(error);
+    }
+    return Object.keys(all)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .map((provider) => providerView(provider, storedBreaker(JSON.parse(all[provider] as string) as RawBreaker), nowMs));
   }
 
   async close(): Promise<void> {

@@ -75,6 +75,10 @@ async function handleSpend(url: URL, res: ServerResponse, options: HttpServerOpt
   json(res, 200, { budgets: await options.reports.spend(scope, window) });
 }
 
+async function handleProviders(res: ServerResponse, options: HttpServerOptions): Promise<void> {
+  json(res, 200, { providers: await options.reports.providers() });
+}
+
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -85,14 +89,15 @@ export function createHttpServer(options: HttpServerOptions): Server {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://signalbox');
     const path = url.pathname;
-    if (path === '/v1/report' || path === '/v1/spend') {
+    if (path === '/v1/report' || path === '/v1/spend' || path === '/v1/providers') {
       const expected = path === '/v1/report' ? 'POST' : 'GET';
       if (req.method !== expected) {
         res.setHeader('allow', expected);
         json(res, 405, errorBody('request_malformed', `use ${expected}`));
         return;
       }
-      const handled = path === '/v1/report' ? handleReport(req, res, options) : handleSpend(url, res, options);
+      const handled =
+        path === '/v1/report' ? handleReport(req, res, options) : path === '/v1/spend' ? handleSpend(url, res, options) : handleProviders(res, options);
       handled.catch((error: unknown) => fail(res, error, options.logger));
       return;
     }
