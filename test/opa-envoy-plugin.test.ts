@@ -327,8 +327,8 @@ describe('input construction: CheckRequest -> input, as opa-envoy-plugin builds 
       // (an `undefined` member is absent for the policy).
       const seen: unknown = JSON.parse(JSON.stringify(evaluate.mock.calls[0]?.[0]));
       if (!isRecord(seen)) throw new Error('the policy input is not an object');
-      // identity and actor are Signalbox's own additions; opa-envoy-plugin has no such keys.
-      const { identity: _identity, actor: _actor, ...envoyInput } = seen;
+      // Signalbox's own additions; opa-envoy-plugin has no such keys.
+      const { identity: _identity, actor: _actor, content: _content, credentials: _credentials, door: _door, ...envoyInput } = seen;
       expect(envoyInput).toStrictEqual(inputWithoutDescriptor(testCase.fixture, testCase.input));
     } finally {
       evaluate.mockRestore();

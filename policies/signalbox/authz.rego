@@ -9,6 +9,9 @@
 # Spend is capped per user, team, org and agent session, and rate-limited per user. The policy
 # only names the budgets and limits (from data.signalbox.limits); Signalbox reserves the
 # request's estimated cost against all of them at once and answers 429 when one has no room.
+#
+# Content safety and tool destinations are in content.rego, provider routing in routing.rego;
+# they add to deny_reasons and to the allow response below.
 package signalbox.authz
 
 permissions := data.signalbox.permissions
@@ -16,6 +19,9 @@ permissions := data.signalbox.permissions
 limits := data.signalbox.limits
 
 identity_headers_all := ["x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor"]
+
+# The headers gateways route on; Signalbox sets them from `route` and strips a caller's copy.
+routing_headers_all := ["x-signalbox-provider", "x-signalbox-model", "x-signalbox-upstream", "x-signalbox-fallbacks"]
 
 # METADATA
 # entrypoint: true
@@ -209,20 +215,25 @@ identity_header_values := {name: value |
 	value != ""
 }
 
-allow_response := object.union(enforcement, {
+allow_response := object.union_n([enforcement, routed, redaction, {
 	"allowed": true,
 	"headers": identity_header_values,
-	# Strip the caller's credential, and any identity header we did not set ourselves, so the
-	# upstream can trust x-signalbox-* to come from Signalbox.
+	# Strip the caller's credential, any identity header we did not set ourselves, and the
+	# routing headers (Signalbox re-sets those its route names), so the upstream and the
+	# gateway's routes can trust x-signalbox-* to come from Signalbox.
 	"request_headers_to_remove": array.concat(
-		["authorization"],
-		[h | some h in identity_headers_all; not identity_header_values[h]],
+		array.concat(["authorization"], [h | some h in identity_headers_all; not identity_header_values[h]]),
+		routing_headers_all,
 	),
 	"reasons": ["allowed"],
-})
+}])
 
 deny_status := 401 if {
 	not input.identity.verified
+} else := 413 if {
+	"content.truncated" in deny_reasons
+} else := 503 if {
+	deny_reasons == {"route.no_healthy_provider"}
 } else := 429 if {
 	every reason in deny_reasons {
 		reason == "budget.economy_only"
@@ -251,6 +262,18 @@ deny_message := "authentication required: present a valid bearer token" if {
 	deny_status == 401
 } else := "budget nearly spent: only economy models are allowed until it resets" if {
 	deny_status == 429
+} else := "the request body could not be inspected in full; send it whole" if {
+	deny_status == 413
+} else := "no provider for this model is available; retry shortly" if {
+	deny_status == 503
 } else := "the request cost cannot be estimated for the budgets that apply" if {
 	sorted_reasons == ["budget.model_unpriced"]
+} else := "the request carries content that may not be sent (secrets or sensitive personal data)" if {
+	every reason in sorted_reasons {
+		startswith(reason, "content.")
+	}
+} else := "a tool call targets an internal or unresolvable address" if {
+	every reason in sorted_reasons {
+		startswith(reason, "destination.")
+	}
 } else := "the caller's roles do not grant this request"

@@ -3,6 +3,7 @@
  * The request is mapped to the same Envoy-shaped `input.attributes`, so one policy serves every door.
  */
 import type { BudgetView } from '../enforce/enforcer.js';
+import type { ProviderHealth } from '../enforce/store.js';
 import type { Decision, DecisionRequest } from '../pipeline/decide.js';
 import { toStruct } from './struct.js';
 
@@ -61,6 +62,7 @@ export function fromDecideRequest(message: DecodedDecideRequest): DecisionReques
     headers,
     body,
     ...(message.sourcePrincipal ? { sourcePrincipal: message.sourcePrincipal } : {}),
+    canRewriteBody: true,
   };
 }
 
@@ -78,6 +80,8 @@ export function toDecideResponse(decision: Decision): object {
     dynamicMetadata: toStruct(decision.dynamicMetadata),
     queryParametersToSet: decision.queryParametersToSet.map((q) => ({ key: q.key, value: q.value })),
     queryParametersToRemove: [...decision.queryParametersToRemove],
+    ...(decision.upstreamBody !== undefined ? { upstreamBody: Buffer.from(decision.upstreamBody, 'utf8') } : {}),
+    ...(decision.route ? { route: decision.route } : {}),
   };
 }
 
@@ -88,6 +92,9 @@ export interface ReportMessage {
   model?: string;
   costUsd?: number;
   outcome?: string;
+  provider?: string;
+  /** proto3 `optional`: absent (undefined or null) when not sent. */
+  upstreamStatus?: number | null;
 }
 
 /** Maps a ReportRequest to the JSON report both doors share (validated there). */
@@ -106,16 +113,41 @@ export function fromReportMessage(message: ReportMessage): unknown {
     ...(message.model ? { model: message.model } : {}),
     ...(message.costUsd !== undefined && message.costUsd !== null ? { cost_usd: message.costUsd } : {}),
     ...(message.outcome ? { outcome: message.outcome } : {}),
+    ...(message.provider ? { provider: message.provider } : {}),
+    ...(message.upstreamStatus !== undefined && message.upstreamStatus !== null ? { upstream_status: message.upstreamStatus } : {}),
   };
 }
 
-export function toReportResponse(outcome: { decision_id: string; outcome: string; cost_usd: number; held_usd?: number; late?: boolean }): object {
+export function toReportResponse(outcome: {
+  decision_id: string;
+  outcome: string;
+  cost_usd?: number;
+  held_usd?: number;
+  late?: boolean;
+  hold?: string;
+  provider_state?: ProviderHealth | null;
+}): object {
+  const p = outcome.provider_state;
   return {
     decisionId: outcome.decision_id,
     outcome: outcome.outcome,
-    costUsd: outcome.cost_usd,
+    costUsd: outcome.cost_usd ?? 0,
     heldUsd: outcome.held_usd ?? 0,
     late: outcome.late ?? false,
+    hold: outcome.hold ?? '',
+    ...(p
+      ? {
+          providerState: {
+            provider: p.provider,
+            state: p.state,
+            failures: p.failures,
+            ...(p.opened_at_ms !== null ? { openedAtMs: p.opened_at_ms } : {}),
+            ...(p.retry_at_ms !== null ? { retryAtMs: p.retry_at_ms } : {}),
+            ...(p.last_failure_at_ms !== null ? { lastFailureAtMs: p.last_failure_at_ms } : {}),
+            ...(p.last_success_at_ms !== null ? { lastSuccessAtMs: p.last_success_at_ms } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -72,6 +72,12 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
     copy.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
   }
   if (input.parsed_body !== undefined && input.parsed_body !== null) copy.parsed_body = maskBody(input.parsed_body);
+  // Tool-call arguments are request content (a prompt by another name): size only.
+  if (Array.isArray(input.tool_calls)) {
+    copy.tool_calls = input.tool_calls.map((call: unknown) =>
+      call && typeof call === 'object' && 'arguments' in call ? { ...call, arguments: maskBody((call as { arguments: unknown }).arguments) } : call,
+    );
+  }
   const query = input.parsed_query as Record<string, unknown> | undefined;
   if (query && typeof query === 'object') {
     copy.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, SENSITIVE_QUERY_KEY.test(key) ? [MASK] : value]));

@@ -24,6 +24,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, string]>> 
   SIGNALBOX_REDIS_URL: ['store', 'redis_url'],
   SIGNALBOX_REDIS_CLUSTER: ['store', 'redis_cluster'],
   SIGNALBOX_REDIS_PASSWORD: ['store', 'redis_password'],
+  SIGNALBOX_VAULT_FILE: ['vault', 'file'],
 });
 
 type Env = Readonly<Record<string, string | undefined>>;

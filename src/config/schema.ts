@@ -3,6 +3,7 @@
  * once at start-up and then frozen. Unknown keys are errors, so a typo is caught, not ignored.
  */
 import { z } from 'zod';
+import { DEFAULT_BREAKER } from '../enforce/enforcer.js';
 import { WINDOW_PATTERN } from '../enforce/windows.js';
 import { DEFAULT_ALGORITHMS } from '../identity/verifier.js';
 
@@ -156,6 +157,75 @@ export const llmSchema = z
   })
   .strict();
 
+export const contentSchema = z
+  .object({
+    /** Scan request bodies for PII and secrets (`input.content`). Off: `input.content.scanned` is false. */
+    enabled: z.boolean().default(true),
+    /** A string longer than this (UTF-8 bytes) is scanned up to here and the content is marked truncated. */
+    max_string_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    /** JSON paths stop growing past this nesting depth (scanning goes on to the bottom). */
+    max_depth: z.number().int().min(4).max(1024).default(64),
+  })
+  .strict();
+
+export const destinationsSchema = z
+  .object({
+    /** Look up host names found in tool arguments (`input.destinations`); off, a name that is not special is `unresolvable` (private). */
+    resolve: z.boolean().default(true),
+    /** Per-lookup timeout; a slower answer is `unresolvable` (private: fail closed). */
+    timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
+    /** Distinct host names looked up per request; further names are `limit_exceeded` (private). */
+    max_per_request: z.number().int().min(1).max(1_000).default(32),
+  })
+  .strict();
+
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name')
+  .transform((h) => h.toLowerCase());
+
+/** A provider name as policies and reports spell it (openai, anthropic, azure-eu). */
+export const PROVIDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export const routingSchema = z
+  .object({
+    /**
+     * How each provider takes its API key, for providers whose scheme is not built in (see
+     * src/pipeline/route.ts): the header and the text before the key ("Bearer ").
+     */
+    providers: z
+      .record(
+        z.string().regex(PROVIDER_NAME, 'provider names are letters, digits, . _ -'),
+        z.object({ credential_header: headerName, credential_prefix: z.string().default('') }).strict(),
+      )
+      .default({}),
+    /** Caller credential headers removed from the upstream request whenever Signalbox injects a provider credential. */
+    strip_headers: listOrString.pipe(z.array(headerName)).default(['authorization', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key']),
+    /** Circuit breaker per provider, fed by usage reports (`upstream_status`, `outcome: timeout`). */
+    breaker: z
+      .object({
+        /** Failures within failure_window_ms that open the breaker. */
+        failure_threshold: z.number().int().min(1).max(10_000).default(DEFAULT_BREAKER.failureThreshold),
+        failure_window_ms: z.number().int().min(100).max(86_400_000).default(DEFAULT_BREAKER.failureWindowMs),
+        /** How long an open breaker keeps the provider out before one trial (half-open). */
+        cool_down_ms: z.number().int().min(100).max(86_400_000).default(DEFAULT_BREAKER.coolDownMs),
+      })
+      .strict()
+      .default({
+        failure_threshold: DEFAULT_BREAKER.failureThreshold,
+        failure_window_ms: DEFAULT_BREAKER.failureWindowMs,
+        cool_down_ms: DEFAULT_BREAKER.coolDownMs,
+      }),
+  })
+  .strict();
+
+export const vaultSchema = z
+  .object({
+    /** The encrypted credential file (`signalbox vault`); read when SIGNALBOX_VAULT_KEY is set, reloaded on change. */
+    file: z.string().min(1).default('vault/credentials.json'),
+  })
+  .strict();
+
 export const logSchema = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -171,6 +241,10 @@ export const configSchema = z
     store: storeSchema.default(storeSchema.parse({})),
     budgets: budgetsSchema.default(budgetsSchema.parse({})),
     llm: llmSchema.default(llmSchema.parse({})),
+    content: contentSchema.default(contentSchema.parse({})),
+    destinations: destinationsSchema.default(destinationsSchema.parse({})),
+    routing: routingSchema.default(routingSchema.parse({})),
+    vault: vaultSchema.default(vaultSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
   .strict();
@@ -182,3 +256,6 @@ export type IdentityConfig = SignalboxConfig['identity'];
 export type AuditConfig = SignalboxConfig['audit'];
 export type StoreConfig = SignalboxConfig['store'];
 export type BudgetsConfig = SignalboxConfig['budgets'];
+export type ContentConfig = SignalboxConfig['content'];
+export type DestinationsConfig = SignalboxConfig['destinations'];
+export type RoutingConfig = SignalboxConfig['routing'];

@@ -13,11 +13,15 @@ import { maskInput } from '../audit/mask.js';
 import type { Enforcer, EnforcementOutcome } from '../enforce/enforcer.js';
 import { microToUsd } from '../enforce/money.js';
 import type { IdentityVerifier, VerifiedCaller } from '../identity/verifier.js';
+import type { ProviderHealth } from '../enforce/store.js';
+import { contentFacts, redactedBody, rewritableAs, type ContentFacts, type ContentOptions } from '../inspect/content/facts.js';
+import { findDestinations, type Destination, type DestinationOptions } from '../inspect/destinations.js';
 import { httpFacts, type HttpFacts } from '../inspect/http.js';
 import { latestToolCalls, llmFacts, type LlmFacts, type LlmOptions, type ToolCallFact } from '../inspect/llm.js';
 import type { Logger } from '../log.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import { interpretResult, type HeaderEntry, type PolicyVerdict } from '../policy/result.js';
+import { interpretResult, type HeaderEntry, type PolicyVerdict, type RouteClaim } from '../policy/result.js';
+import { ROUTE_HEADERS, routeEffect, type CredentialLookup, type RoutingOptions } from './route.js';
 
 export const DECISION_ID_HEADER = 'x-signalbox-decision-id';
 
@@ -34,6 +38,8 @@ export interface DecisionRequest {
   readonly body: Buffer;
   /** The calling workload's mTLS identity (Envoy's source.principal), when known. */
   readonly sourcePrincipal?: string;
+  /** True when the door can hand the gateway a rewritten body (the native API, LiteLLM), so `redact` can be honoured. */
+  readonly canRewriteBody?: boolean;
 }
 
 export interface Decision extends PolicyVerdict {
@@ -42,6 +48,10 @@ export interface Decision extends PolicyVerdict {
   readonly revision: string;
   /** Set when the decision is a fail-closed error rather than the policy's answer. */
   readonly error?: ErrorCode;
+  /** On allow: the body to send upstream instead of the caller's (findings masked, model rerouted). */
+  readonly upstreamBody?: string;
+  /** On allow: where the policy routed the request. */
+  readonly route?: RouteClaim;
 }
 
 export interface PipelineOptions {
@@ -61,6 +71,14 @@ export interface PipelineOptions {
   readonly llm: LlmOptions;
   /** Request headers naming the agent session, first present wins (`input.session`). */
   readonly sessionHeaders: readonly string[];
+  /** PII and secret scanning of the body (`input.content`). */
+  readonly content: ContentOptions;
+  /** Look-ups of the hosts tool calls target (`input.destinations`); `resolve` is injectable for tests. */
+  readonly destinations: DestinationOptions;
+  /** Credential schemes and the caller headers stripped when a credential is injected. */
+  readonly routing: RoutingOptions;
+  /** The vault, when one is open; `route.credential` names its entries. */
+  readonly credentials?: CredentialLookup;
 }
 
 /** Facts about the request beyond HTTP: what it will cost and which tools it calls. */
@@ -68,12 +86,27 @@ interface RequestFacts {
   readonly llm: LlmFacts | undefined;
   readonly toolCalls: ToolCallFact[];
   readonly session: string | undefined;
+  readonly content: ContentFacts;
+}
+
+/** Facts that need a round trip (the store, DNS), gathered at once. */
+interface LookedUpFacts {
+  readonly spend: Record<string, unknown> | undefined;
+  readonly providers: Record<string, ProviderHealth> | undefined;
+  readonly destinations: Destination[] | undefined;
+}
+
+/** What an allowed verdict changes on the upstream request beyond the policy's own keys. */
+interface Shaping {
+  readonly verdict: PolicyVerdict;
+  readonly upstreamBody: string | undefined;
 }
 
 const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
   request_malformed: 400,
   body_malformed: 400,
   budget_store_unavailable: 503,
+  credential_unavailable: 503,
   internal_error: 500,
 };
 
@@ -84,11 +117,17 @@ const ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
   policy_result_invalid: 'the request was denied because the policy returned an invalid result',
   budget_store_unavailable: 'the request was denied because budgets could not be checked; retry shortly',
   budget_estimate_unavailable: 'the request was denied because its cost could not be estimated for the budgets that apply',
+  redaction_unsupported: 'the request was denied because its body had to be redacted and this gateway cannot rewrite it',
+  credential_unavailable: 'the request was denied because the provider credential for its route is not available',
   internal_error: 'the request was denied because of an internal error',
 };
 
 function withDecisionId(headers: readonly HeaderEntry[], decisionId: string): HeaderEntry[] {
   return [...headers.filter((h) => h.key.toLowerCase() !== DECISION_ID_HEADER), { key: DECISION_ID_HEADER, value: decisionId }];
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function wallClockNs(): bigint {
@@ -143,15 +182,23 @@ export class DecisionPipeline {
       const nowMs = Number(nowNs / 1_000_000n);
       const caller = await this.options.identity.verify(request.headers, nowMs);
       const requestFacts = this.requestFacts(request, facts);
-      const spend = await this.spend(caller, requestFacts, nowMs, decisionId);
-      input = this.buildInput(request, facts, caller, requestFacts, spend);
+      const [spend, providers, destinations] = await Promise.all([
+        this.spend(caller, requestFacts, nowMs, decisionId),
+        this.providers(requestFacts, nowMs, decisionId),
+        this.destinations(requestFacts),
+      ]);
+      input = this.buildInput(request, facts, caller, requestFacts, { spend, providers, destinations });
       const evaluation = engine.evaluate(input, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
       if (evaluation.builtinErrors.length > 0) {
         this.options.logger.debug({ decision_id: decisionId, builtin_errors: evaluation.builtinErrors }, 'builtin errors during evaluation');
       }
-      const verdict = interpretResult(evaluation);
+      const policyVerdict = interpretResult(evaluation);
+      // Route and redaction first: a missing credential or a body that cannot be masked denies
+      // before anything is reserved.
+      const shaping = policyVerdict.allowed ? this.shape(policyVerdict, request, facts) : { verdict: policyVerdict, upstreamBody: undefined };
+      const verdict = shaping.verdict;
       if (verdict.allowed && verdict.enforcement) {
         enforcement = await this.options.enforcer.reserve(
           decisionId,
@@ -162,6 +209,13 @@ export class DecisionPipeline {
         decision = this.enforced(verdict, enforcement, decisionId, engine.revision);
       } else {
         decision = this.finish(verdict, decisionId, engine.revision);
+      }
+      if (decision.allowed) {
+        decision = {
+          ...decision,
+          ...(shaping.upstreamBody !== undefined ? { upstreamBody: shaping.upstreamBody } : {}),
+          ...(verdict.route ? { route: verdict.route } : {}),
+        };
       }
     } catch (error) {
       decision = this.failClosed(error, decisionId, engine.revision);
@@ -200,7 +254,80 @@ export class DecisionPipeline {
         break;
       }
     }
-    return { llm, toolCalls, session };
+    const content = contentFacts(facts.parsed_body, request.body, facts.truncated_body, this.options.content);
+    return { llm, toolCalls, session, content };
+  }
+
+  /** Breaker state per provider, for LLM requests only (tool calls and other traffic are not routed). */
+  private async providers(facts: RequestFacts, nowMs: number, decisionId: string): Promise<Record<string, ProviderHealth> | undefined> {
+    if (!facts.llm) return undefined;
+    try {
+      const health = await this.options.enforcer.providerHealth(nowMs);
+      return Object.fromEntries(health.map((h) => [h.provider, h]));
+    } catch (error) {
+      // Unknown health reads as healthy: routing is availability, not a control. A store that is
+      // down also fails the reservation that follows, which decides.
+      this.options.logger.debug({ decision_id: decisionId, code: 'budget_store_unavailable', cause: describeCause(error) }, 'provider health lookup failed');
+      return undefined;
+    }
+  }
+
+  /** Where the turn's tool calls point, resolved and classified (`input.destinations`). */
+  private async destinations(facts: RequestFacts): Promise<Destination[] | undefined> {
+    if (facts.toolCalls.length === 0) return undefined;
+    return findDestinations(
+      facts.toolCalls.map((call, i) => ({ path: `$.tool_calls[${i}].arguments`, arguments: call.arguments })),
+      this.options.destinations,
+    );
+  }
+
+  /**
+   * Applies what an allowed verdict asks of the upstream request: routing headers and the
+   * provider credential (`route`), the masked body (`redact`), and a body naming the routed
+   * model. Throws credential_unavailable or redaction_unsupported, and the request is denied.
+   */
+  private shape(verdict: PolicyVerdict, request: DecisionRequest, facts: HttpFacts): Shaping {
+    let body: unknown = facts.parsed_body;
+    let rewritten = false;
+    const kind = rewritableAs(request.headers['content-type'], facts.parsed_body);
+    let upstreamBody: string | undefined;
+    if (verdict.redact) {
+      if (!request.canRewriteBody || facts.truncated_body || kind === undefined) {
+        throw new SignalboxError(
+          'redaction_unsupported',
+          request.canRewriteBody ? 'the policy asked to redact a body that cannot be rewritten (truncated, form or multipart)' : `the policy asked to redact, but ${request.door} cannot rewrite bodies`,
+          { details: { door: request.door } },
+        );
+      }
+      const types = verdict.redact.types ? new Set(verdict.redact.types) : undefined;
+      upstreamBody = redactedBody(kind, facts.parsed_body, request.body, types);
+      if (upstreamBody !== undefined && kind === 'json') {
+        body = JSON.parse(upstreamBody) as unknown;
+        rewritten = true;
+      }
+    }
+    const route = verdict.route;
+    if (route?.model !== undefined && request.canRewriteBody && kind === 'json' && isObject(body) && typeof body.model === 'string' && body.model !== route.model) {
+      body = { ...body, model: route.model };
+      rewritten = true;
+    }
+    if (rewritten) upstreamBody = JSON.stringify(body);
+
+    const effect = route ? routeEffect(route, this.options.credentials, this.options.routing) : { headers: [], remove: [], credentialInjected: false };
+    const setNames = new Set(effect.headers.map((h) => h.key));
+    // A routed request carries only the routing headers Signalbox set: a caller's own copy must
+    // never reach a gateway that routes on it. (Without a route the response is exactly the
+    // policy's, as in opa-envoy-plugin; the default policy strips them itself.)
+    const remove = new Set([...verdict.requestHeadersToRemove, ...effect.remove, ...(route ? ROUTE_HEADERS : [])]);
+    for (const name of setNames) remove.delete(name);
+    return {
+      verdict: {
+        ...verdict,
+        headers: [...verdict.headers.filter((h) => !setNames.has(h.key.toLowerCase())), ...effect.headers],
+        requestHeadersToRemove: [...remove],
+      },
+      upstreamBody,
+    };
   }
 
   /**
@@ -230,7 +357,7 @@ export class DecisionPipeline {
     facts: HttpFacts,
     caller: VerifiedCaller,
     requestFacts: RequestFacts,
-    spend: Record<string, unknown> | undefined,
+    looked: LookedUpFacts,
   ): Record<string, unknown> {
     return {
       attributes: request.attributes,
@@ -244,10 +371,15 @@ export class DecisionPipeline {
       actor: { ...caller.actor, ...(request.sourcePrincipal ? { principal: request.sourcePrincipal } : {}) },
       ...(requestFacts.llm ? { llm: requestFacts.llm } : {}),
       ...(requestFacts.toolCalls.length > 0
-        ? { tool_calls: requestFacts.toolCalls.map((c) => ({ name: c.name, source: c.source })) }
+        ? { tool_calls: requestFacts.toolCalls.map((c) => ({ name: c.name, source: c.source, arguments: c.arguments })) }
         : {}),
       ...(requestFacts.session ? { session: { id: requestFacts.session } } : {}),
-      ...(spend ? { spend } : {}),
+      ...(looked.spend ? { spend: looked.spend } : {}),
+      content: requestFacts.content,
+      ...(looked.destinations ? { destinations: looked.destinations } : {}),
+      ...(looked.providers ? { providers: looked.providers } : {}),
+      credentials: this.options.credentials ? [...this.options.credentials.names()] : [],
+      door: { name: request.door, can_rewrite_body: request.canRewriteBody === true },
     };
   }
 

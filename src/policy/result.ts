@@ -5,6 +5,7 @@
  */
 import { Ajv } from 'ajv';
 import { SignalboxError } from '../errors.js';
+import type { FindingType } from '../inspect/content/detectors.js';
 import resultSchema from './schema/result.schema.json' with { type: 'json' };
 import type { Evaluation } from './engine.js';
 
@@ -30,6 +31,23 @@ export interface PolicyVerdict {
   readonly reasons: readonly string[];
   /** What the policy asked the enforcer to reserve on allow; undefined when nothing. */
   readonly enforcement?: EnforcementClaims;
+  /** Where the request goes on allow (`route`); undefined when the policy did not say. */
+  readonly route?: RouteClaim;
+  /** Findings to mask in the body on allow (`redact`); `types` undefined means every type. */
+  readonly redact?: { readonly types?: readonly FindingType[] };
+}
+
+/** One place a request can go: a provider, and optionally the model, upstream and credential there. */
+export interface RouteTarget {
+  readonly provider: string;
+  readonly model?: string;
+  readonly upstream?: string;
+  /** A vault entry name; its value becomes the provider's API key header. */
+  readonly credential?: string;
+}
+
+export interface RouteClaim extends RouteTarget {
+  readonly fallbacks: readonly RouteTarget[];
 }
 
 /** The budgets, rate limits and loop check a policy named, in its own units. */
@@ -63,6 +81,8 @@ interface ResultObject {
   loop?: { session: string; max_repeats?: number; ping_pong?: number; window?: number };
   cost_usd?: number;
   on_store_error?: 'deny' | 'allow';
+  route?: RouteTarget & { fallbacks?: RouteTarget[] };
+  redact?: { types?: FindingType[] };
 }
 
 function enforcementClaims(result: ResultObject): EnforcementClaims | undefined {
@@ -156,5 +176,7 @@ export function interpretResult(evaluation: Evaluation): PolicyVerdict {
     dynamicMetadata: result.dynamic_metadata ?? {},
     reasons: result.reasons ?? [],
     ...(enforcement ? { enforcement } : {}),
+    ...(result.route ? { route: { ...result.route, fallbacks: result.route.fallbacks ?? [] } } : {}),
+    ...(result.redact ? { redact: result.redact } : {}),
   };
 }

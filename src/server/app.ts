@@ -20,6 +20,10 @@ import { warmUpTokenizers } from '../inspect/llm.js';
 import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../pipeline/report.js';
 import { projectRoot } from '../paths.js';
+import { defaultResolver } from '../inspect/destinations.js';
+import type { CredentialLookup, RoutingOptions } from '../pipeline/route.js';
+import { CredentialSource } from '../vault/credentials.js';
+import { VAULT_KEY_ENV } from '../vault/vault.js';
 import { readBundle } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from './grpc.js';
@@ -37,12 +41,19 @@ export interface RunningSignalbox {
   close(): Promise<void>;
 }
 
-export interface StartOptions {
+export interface PipelineDependencies {
   readonly clock?: () => bigint;
-  /** Replace the file audit log (tests). */
-  readonly audit?: AuditSink;
   /** Replace the configured enforcement store (tests). */
   readonly store?: EnforcementStore;
+  /** Replace DNS for `input.destinations` (tests never touch the network). */
+  readonly resolve?: (host: string) => Promise<string[]>;
+  /** Replace the vault (tests); by default it is opened when SIGNALBOX_VAULT_KEY is set. */
+  readonly credentials?: CredentialLookup;
+}
+
+export interface StartOptions extends PipelineDependencies {
+  /** Replace the file audit log (tests). */
+  readonly audit?: AuditSink;
 }
 
 /**
@@ -86,7 +97,34 @@ export function createEnforcer(config: SignalboxConfig, store: EnforcementStore,
     partition: config.store.partition,
     spendScopes: budgets.spend_scopes,
     spendWindows: budgets.spend_windows,
+    breaker: {
+      failureThreshold: config.routing.breaker.failure_threshold,
+      failureWindowMs: config.routing.breaker.failure_window_ms,
+      coolDownMs: config.routing.breaker.cool_down_ms,
+    },
   });
+}
+
+/** The pipeline's routing options from config: credential schemes and the headers to strip. */
+export function routingOptions(config: SignalboxConfig): RoutingOptions {
+  return {
+    schemes: Object.fromEntries(
+      Object.entries(config.routing.providers).map(([name, p]) => [name, { header: p.credential_header, prefix: p.credential_prefix }]),
+    ),
+    stripHeaders: config.routing.strip_headers,
+  };
+}
+
+/**
+ * The vault the server injects credentials from: opened when its master key is in the
+ * environment, else none (a policy naming a credential is then denied with credential_unavailable).
+ */
+export async function openCredentials(config: SignalboxConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<CredentialSource | undefined> {
+  if (!env[VAULT_KEY_ENV]) {
+    if (existsSync(resolve(config.vault.file))) logger.warn({ path: resolve(config.vault.file) }, `vault file present but ${VAULT_KEY_ENV} is not set; no credentials will be injected`);
+    return undefined;
+  }
+  return CredentialSource.open({ file: resolve(config.vault.file), env, logger });
 }
 
 /** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
@@ -94,9 +132,10 @@ export async function createPipeline(
   config: SignalboxConfig,
   logger: Logger,
   audit: AuditSink,
-  clock?: () => bigint,
-  store: EnforcementStore = createStore(config, logger),
+  dependencies: PipelineDependencies = {},
 ): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; enforcer: Enforcer }> {
+  const { clock } = dependencies;
+  const store = dependencies.store ?? createStore(config, logger);
   const bundle = await readBundle(resolveBundlePath(config.policy.bundle));
   const engine = await PolicyEngine.create(bundle, { entrypoint: config.policy.decision, maxMemoryMiB: config.policy.max_memory_mib });
   const identity = await IdentityVerifier.create(config.identity, logger);
@@ -113,6 +152,14 @@ export async function createPipeline(
     enforcer,
     llm: { prices, defaultMaxOutputTokens: config.llm.default_max_output_tokens },
     sessionHeaders: config.identity.session_headers,
+    content: { enabled: config.content.enabled, maxStringBytes: config.content.max_string_bytes, maxDepth: config.content.max_depth },
+    destinations: {
+      resolve: dependencies.resolve ?? (config.destinations.resolve ? defaultResolver : () => Promise.resolve([])),
+      timeoutMs: config.destinations.timeout_ms,
+      maxDestinations: config.destinations.max_per_request,
+    },
+    routing: routingOptions(config),
+    ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
   });
   return { pipeline, engine, enforcer };
 }
@@ -122,7 +169,13 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);
-  const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, options.clock, store);
+  const vault = options.credentials ? undefined : await openCredentials(config, logger);
+  const credentials = options.credentials ?? vault;
+  const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, {
+    ...options,
+    store,
+    ...(credentials ? { credentials } : {}),
+  });
   const clock = options.clock;
   const reports = new ReportService({ enforcer, audit, logger, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
@@ -140,6 +193,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     httpServer.close();
     await audit.close();
     await store.close();
+    await vault?.close();
     throw error;
   }
   health.set('SERVING');
@@ -157,6 +211,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       });
       await audit.close();
       await store.close();
+      await vault?.close();
       logger.info('signalbox stopped');
     })();
     return closing;
