@@ -180,7 +180,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const reports = new ReportService({ enforcer, audit, logger, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
   const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
-  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, logger });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, pipeline, logger });
   let grpcPort: number;
   let httpPort: number;
   try {

@@ -1,11 +1,12 @@
 /**
- * The HTTP listener (8181 by default, as OPA's): liveness and readiness for orchestrators, and
- * the native API's usage reports and spend queries. Later doors (ext_authz HTTP mode,
- * auth_request, OPA's REST API) attach here.
+ * The HTTP listener (8181 by default, as OPA's): liveness and readiness for orchestrators, the
+ * native API's usage reports, spend and provider health, and the HTTP doors gateways call
+ * (each door is one entry of {@link HTTP_ROUTES}, implemented in its own adapter module).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { SignalboxError, describeCause, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { DecisionPipeline } from '../pipeline/decide.js';
 import type { ReportService } from '../pipeline/report.js';
 import type { HealthState } from './grpc.js';
 
@@ -13,7 +14,17 @@ export interface HttpServerOptions {
   readonly health: HealthState;
   readonly revision: () => string;
   readonly reports: ReportService;
+  readonly pipeline: DecisionPipeline;
   readonly logger: Logger;
+}
+
+/** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
+export interface HttpRoute {
+  /** An exact path, or a prefix ending in "/" that matches everything below it. */
+  readonly path: string;
+  /** Methods answered; anything else is 405. Undefined: every method (a door mirroring the original request). */
+  readonly methods?: readonly string[];
+  readonly handle: (req: IncomingMessage, res: ServerResponse, url: URL, options: HttpServerOptions) => Promise<void>;
 }
 
 const MAX_REPORT_BYTES = 64 * 1024;
@@ -85,36 +96,53 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-export function createHttpServer(options: HttpServerOptions): Server {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://signalbox');
-    const path = url.pathname;
-    if (path === '/v1/report' || path === '/v1/spend' || path === '/v1/providers') {
-      const expected = path === '/v1/report' ? 'POST' : 'GET';
-      if (req.method !== expected) {
-        res.setHeader('allow', expected);
-        json(res, 405, errorBody('request_malformed', `use ${expected}`));
-        return;
-      }
-      const handled =
-        path === '/v1/report' ? handleReport(req, res, options) : path === '/v1/spend' ? handleSpend(url, res, options) : handleProviders(res, options);
-      handled.catch((error: unknown) => fail(res, error, options.logger));
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      json(res, 405, { error: { code: 'request_malformed', message: 'method not allowed' } });
-      return;
-    }
-    if (path === '/health') {
-      json(res, 200, { status: 'ok' });
-      return;
-    }
-    if (path === '/ready') {
+/**
+ * Every HTTP endpoint. Exact paths win over prefixes; among prefixes the longest wins. Doors
+ * add their entry here and keep their mapping in src/adapters/.
+ */
+export const HTTP_ROUTES: readonly HttpRoute[] = [
+  {
+    path: '/health',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res) => json(res, 200, { status: 'ok' }),
+  },
+  {
+    path: '/ready',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res, _url, options) => {
       const serving = options.health.current === 'SERVING';
       json(res, serving ? 200 : 503, { status: serving ? 'ready' : 'not_ready', revision: options.revision() });
+    },
+  },
+  { path: '/v1/report', methods: ['POST'], handle: (req, res, _url, options) => handleReport(req, res, options) },
+  { path: '/v1/spend', methods: ['GET'], handle: (_req, res, url, options) => handleSpend(url, res, options) },
+  { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
+];
+
+/** The route for a path: an exact match, else the longest matching prefix. */
+export function matchRoute(routes: readonly HttpRoute[], path: string): HttpRoute | undefined {
+  let best: HttpRoute | undefined;
+  for (const route of routes) {
+    if (route.path === path) return route;
+    if (route.path.endsWith('/') && path.startsWith(route.path) && (!best || route.path.length > best.path.length)) best = route;
+  }
+  return best;
+}
+
+export function createHttpServer(options: HttpServerOptions, routes: readonly HttpRoute[] = HTTP_ROUTES): Server {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://signalbox');
+    const route = matchRoute(routes, url.pathname);
+    if (!route) {
+      json(res, 404, errorBody('request_malformed', 'not found'));
       return;
     }
-    json(res, 404, { error: { code: 'request_malformed', message: 'not found' } });
+    if (route.methods && !route.methods.includes(req.method ?? '')) {
+      res.setHeader('allow', route.methods.join(', '));
+      json(res, 405, errorBody('request_malformed', `use ${route.methods.join(' or ')}`));
+      return;
+    }
+    route.handle(req, res, url, options).catch((error: unknown) => fail(res, error, options.logger));
   });
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
