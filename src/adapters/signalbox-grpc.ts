@@ -5,6 +5,7 @@
 import type { BudgetView } from '../enforce/enforcer.js';
 import type { ProviderHealth } from '../enforce/store.js';
 import type { Decision, DecisionRequest } from '../pipeline/decide.js';
+import { decisionRequestFromHttp } from './http-request.js';
 import { toStruct } from './struct.js';
 
 export const SIGNALBOX_DOOR = 'signalbox.v1.grpc';
@@ -24,46 +25,18 @@ interface DecodedDecideRequest {
   contextExtensions?: Record<string, string>;
 }
 
-function socketAddress(address: string | undefined): object | undefined {
-  if (!address) return undefined;
-  const match = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(address);
-  const ip = match?.[1] ?? address;
-  const port = match?.[2];
-  return { address: { socketAddress: { address: ip, ...(port ? { portValue: Number(port) } : {}) } } };
-}
-
 export function fromDecideRequest(message: DecodedDecideRequest): DecisionRequest {
   const req = message.request ?? {};
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers ?? {})) headers[name.toLowerCase()] = value;
-  const body = req.body ? Buffer.from(req.body) : Buffer.alloc(0);
-  const path = req.path ?? '';
-  const q = path.indexOf('?');
-  const http: Record<string, unknown> = {
-    ...(req.method ? { method: req.method } : {}),
-    headers,
-    ...(path ? { path } : {}),
-    ...(req.host ? { host: req.host } : {}),
-    ...(req.scheme ? { scheme: req.scheme } : {}),
-    ...(q >= 0 ? { query: path.slice(q + 1) } : {}),
-    ...(req.protocol ? { protocol: req.protocol } : {}),
-    ...(body.length > 0 ? { body: body.toString('utf8'), size: body.length } : {}),
-  };
-  const source = socketAddress(message.sourceAddress);
-  const attributes: Record<string, unknown> = {
-    ...(source || message.sourcePrincipal ? { source: { ...(source ?? {}), ...(message.sourcePrincipal ? { principal: message.sourcePrincipal } : {}) } } : {}),
-    request: { http },
-    ...(message.contextExtensions && Object.keys(message.contextExtensions).length > 0 ? { contextExtensions: message.contextExtensions } : {}),
-  };
-  return {
-    door: SIGNALBOX_DOOR,
-    attributes,
-    path,
-    headers,
-    body,
-    ...(message.sourcePrincipal ? { sourcePrincipal: message.sourcePrincipal } : {}),
-    canRewriteBody: true,
-  };
+  return decisionRequestFromHttp(
+    SIGNALBOX_DOOR,
+    {
+      ...req,
+      ...(message.sourceAddress ? { sourceAddress: message.sourceAddress } : {}),
+      ...(message.sourcePrincipal ? { sourcePrincipal: message.sourcePrincipal } : {}),
+      ...(message.contextExtensions ? { contextExtensions: message.contextExtensions } : {}),
+    },
+    true,
+  );
 }
 
 export function toDecideResponse(decision: Decision): object {
