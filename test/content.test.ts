@@ -603,3 +603,12 @@ describe('linear time on adversarial input', () => {
     expect(performance.now() - start).toBeLessThan(6_000);
   });
 });
+
+describe('the policy result schema and the detectors agree', () => {
+  it('redact.types accepts exactly the finding types the detectors produce', async () => {
+    const schema = (await import('../src/policy/schema/result.schema.json', { with: { type: 'json' } })).default as {
+      definitions: { findingType: { enum: string[] } };
+    };
+    expect([...schema.definitions.findingType.enum].sort()).toEqual([...FINDING_TYPES].sort());
+  });
+});
