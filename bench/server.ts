@@ -29,7 +29,9 @@ async function main(): Promise<void> {
   if (mode === 'bare') {
     handle = await startBare();
   } else {
-    const config = parseConfig('', {
+    // BENCH_CONTENT=off measures the pipeline without content scanning.
+    const yaml = process.env.BENCH_CONTENT === 'off' ? 'content:\n  enabled: false\n' : '';
+    const config = parseConfig(yaml, {
       SIGNALBOX_GRPC_ADDR: '127.0.0.1:0',
       SIGNALBOX_HTTP_ADDR: '127.0.0.1:0',
       SIGNALBOX_JWKS_FILE: process.env.BENCH_JWKS_FILE ?? '',
