@@ -41,6 +41,8 @@ export const ERROR_CATALOGUE = {
   vault_write_failed: 'The credential vault file could not be written; it is left as it was.',
   redaction_unsupported: 'The policy asked to redact the body, but the door the request came through cannot rewrite bodies (Envoy ext_authz, nginx, Caddy) or the body could not be parsed; the request is denied rather than sent unmasked.',
   credential_unavailable: 'The policy routed to a credential the vault does not hold, or no vault is open (SIGNALBOX_VAULT_KEY unset); the request is denied with 503.',
+  bundle_signature_missing: 'Bundle verification is configured (policy.verification) but the bundle has no .signatures.json.',
+  bundle_signature_invalid: 'A bundle signature does not verify: wrong or unknown key, key id or scope, an unsupported algorithm, or a file that is modified, missing or not covered by the signature.',
   internal_error: 'An unexpected error inside Signalbox; the request is denied and the cause is logged.',
 } as const;
 

@@ -10,8 +10,9 @@ import { loadConfig } from '../config/load.js';
 import { SignalboxError, describeCause } from '../errors.js';
 import { createLogger } from '../log.js';
 import { projectRoot } from '../paths.js';
-import { buildAllBundles, buildBundle } from '../policy/build.js';
+import { buildAllBundles, buildBundle, type SigningOptions } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
+import { bundleVerification } from '../policy/signing.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { interpretResult } from '../policy/result.js';
 import { resolveBundlePath, startSignalbox } from '../server/app.js';
@@ -24,6 +25,8 @@ commands:
   build [--policies DIR] [--bundles DIR]    compile every policies/<name>/ to bundles/<name>.tar.gz
   build --src DIR --out FILE [--entrypoint PATH ...] [--v0-compatible]
                                             compile one policy folder (entrypoints from -e or annotations)
+  build ... --sign --signing-key PEM_FILE [--signing-alg RS256] [--key-id ID] [--scope S]
+                                            also sign the bundle(s) in OPA's format (.signatures.json)
   eval --input FILE [--config FILE] [--bundle FILE] [--decision PATH]
                                             evaluate one policy input document and print the decision
   audit verify FILE                         verify an audit log's hash chain; exit 1 at the first break
@@ -67,20 +70,47 @@ async function build(args: string[]): Promise<number> {
       out: { type: 'string' },
       entrypoint: { type: 'string', short: 'e', multiple: true },
       'v0-compatible': { type: 'boolean' },
+      sign: { type: 'boolean' },
+      'signing-key': { type: 'string' },
+      'signing-alg': { type: 'string' },
+      'key-id': { type: 'string' },
+      scope: { type: 'string' },
     },
     strict: true,
   });
+  const signingFlags = values['signing-alg'] !== undefined || values['key-id'] !== undefined || values.scope !== undefined;
+  if ((values.sign || signingFlags) && !values['signing-key']) throw new UsageError('build --sign needs --signing-key PEM_FILE');
+  let signing: SigningOptions | undefined;
+  if (values['signing-key']) {
+    let key: string;
+    try {
+      key = await readFile(values['signing-key'], 'utf8');
+    } catch (error) {
+      throw new SignalboxError('policy_build_failed', `cannot read --signing-key ${values['signing-key']}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
+    }
+    signing = {
+      key,
+      algorithm: values['signing-alg'] ?? 'RS256',
+      ...(values['key-id'] ? { keyid: values['key-id'] } : {}),
+      ...(values.scope ? { scope: values.scope } : {}),
+    };
+  }
   if (values.src || values.out) {
     if (!values.src || !values.out) throw new UsageError('build --src needs --out (and the other way round)');
     const built = await buildBundle(resolve(values.src), resolve(values.out), {
       entrypoints: values.entrypoint ?? [],
       v0Compatible: values['v0-compatible'] ?? false,
+      ...(signing ? { signing } : {}),
     });
     print(built);
     return 0;
   }
   const root = projectRoot();
-  const built = await buildAllBundles(resolve(values.policies ?? join(root, 'policies')), resolve(values.bundles ?? join(root, 'bundles')));
+  const built = await buildAllBundles(
+    resolve(values.policies ?? join(root, 'policies')),
+    resolve(values.bundles ?? join(root, 'bundles')),
+    signing ? { signing } : {},
+  );
   print(built);
   return 0;
 }
@@ -99,7 +129,9 @@ async function evaluate(args: string[]): Promise<number> {
   } catch (error) {
     throw new SignalboxError('request_malformed', `--input ${values.input} is not a readable JSON document`, { cause: error });
   }
-  const bundle = await readBundle(resolveBundlePath(values.bundle ?? config.policy.bundle));
+  const bundle = await readBundle(resolveBundlePath(values.bundle ?? config.policy.bundle), {
+    verification: bundleVerification(config.policy.verification),
+  });
   const engine = await PolicyEngine.create(bundle, { entrypoint: values.decision ?? config.policy.decision });
   const evaluation = engine.evaluate(input, BigInt(Date.now()) * 1_000_000n);
   let verdict: ReturnType<typeof interpretResult> | undefined;

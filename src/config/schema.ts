@@ -2,10 +2,13 @@
  * The configuration schema. Each section belongs to one module; the whole document is validated
  * once at start-up and then frozen. Unknown keys are errors, so a typo is caught, not ignored.
  */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_BREAKER } from '../enforce/enforcer.js';
 import { WINDOW_PATTERN } from '../enforce/windows.js';
 import { DEFAULT_ALGORITHMS } from '../identity/verifier.js';
+import { BUNDLE_SIGNING_ALGORITHMS, compileExcludePattern, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePublicKey } from '../policy/signing.js';
 
 const ASYMMETRIC_ALGORITHMS = new Set<string>(DEFAULT_ALGORITHMS);
 
@@ -26,6 +29,64 @@ export const serverSchema = z
   })
   .strict();
 
+/**
+ * Bundle signature verification (OPA's format). When present, every bundle load must verify.
+ * The key is read and checked here, once, so a bad PEM or algorithm is a config error naming the
+ * key; the output carries the PEM text in `public_key`. Messages never echo key material.
+ */
+export const verificationSchema = z
+  .object({
+    /** PEM public key or certificate, inline. */
+    public_key: z.string().min(1).optional(),
+    /** Path of a PEM public key or certificate (relative to the working directory). */
+    public_key_file: z.string().min(1).optional(),
+    /** The key id bundles must be signed with (the token's kid; `opa build --verification-key-id`, default "default"). */
+    key_id: z.string().min(1),
+    algorithm: z.string().refine(isBundleSigningAlgorithm, {
+      message: `must be one of ${BUNDLE_SIGNING_ALGORITHMS.join(', ')} (none and HMAC are not supported)`,
+    }),
+    /** The scope the signature must carry; without it, the signature must carry none. */
+    scope: z.string().min(1).optional(),
+    /** Go path.Match patterns of bundle files that need not be covered by the signature. */
+    exclude_files: listOrString.default([]),
+  })
+  .strict()
+  .transform((verification, ctx) => {
+    const { public_key_file: file, public_key: inline, ...rest } = verification;
+    if ((file === undefined) === (inline === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['public_key_file'], message: 'set exactly one of public_key_file or public_key' });
+      return z.NEVER;
+    }
+    const where = file === undefined ? 'public_key' : 'public_key_file';
+    let pem: string;
+    try {
+      pem = inline ?? readFileSync(resolve(file as string), 'utf8');
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', path: [where], message: `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}` });
+      return z.NEVER;
+    }
+    let problem: string | undefined;
+    try {
+      const key = parsePublicKey(pem);
+      problem = 'asymmetricKeyType' in key ? keyAlgorithmProblem(key, verification.algorithm) : undefined;
+    } catch (error) {
+      problem = `${file ?? 'the value'} ${(error as Error).message}`;
+    }
+    if (problem) {
+      ctx.addIssue({ code: 'custom', path: [where], message: problem });
+      return z.NEVER;
+    }
+    for (const [i, pattern] of rest.exclude_files.entries()) {
+      try {
+        compileExcludePattern(pattern);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', path: ['exclude_files', i], message: (error as Error).message });
+        return z.NEVER;
+      }
+    }
+    return { ...rest, public_key: pem };
+  });
+
 export const policySchema = z
   .object({
     bundle: z.string().min(1).default('bundles/signalbox.tar.gz'),
@@ -35,6 +96,8 @@ export const policySchema = z
       .regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a slash-separated rule path such as signalbox/authz/decision')
       .default('signalbox/authz/decision'),
     max_memory_mib: z.number().int().min(8).max(4096).default(512),
+    /** Require bundles signed in OPA's format (README, "Policies and bundles"). */
+    verification: verificationSchema.optional(),
   })
   .strict();
 

@@ -6,14 +6,15 @@
  * annotations, which `opa build` reads; the engine checks the configured decision path against
  * the manifest the build writes.
  */
-import { createHash } from 'node:crypto';
-import { readdir, readFile, rename, mkdir } from 'node:fs/promises';
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { readdir, readFile, rename, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { SignalboxError } from '../errors.js';
 import { pinnedOpaVersion } from '../paths.js';
-import { readBundle } from './bundle.js';
+import { packBundle, readBundle, readBundleFiles } from './bundle.js';
 import { engineCapabilitiesFile } from './capabilities.js';
 import { runOpa } from './opa-cli.js';
+import { SIGNATURES_FILE, signBundleFiles, type BundleSigningOptions } from './signing.js';
 
 /** Files that become part of a bundle: Rego modules and data documents, never Rego tests. */
 function isBundleSource(path: string): boolean {
@@ -54,6 +55,31 @@ export interface BuildOptions {
   readonly entrypoints?: readonly string[];
   /** Compile Rego v0 syntax (policies written for OPA before 1.0). */
   readonly v0Compatible?: boolean;
+  /** Sign the bundle in OPA's format (`signalbox build --sign`). */
+  readonly signing?: SigningOptions;
+}
+
+/** `signalbox build --signing-key PEM --signing-alg ALG --key-id ID --scope S`. */
+export type SigningOptions = BundleSigningOptions & { readonly key: string };
+
+/**
+ * Adds `.signatures.json` to a built bundle, signed with our signer rather than `opa build
+ * --signing-key`, so OPA verifying our output proves the signer interoperates; then verifies the
+ * result with the matching public key before the bundle is published.
+ */
+async function signBuiltBundle(path: string, signing: SigningOptions): Promise<void> {
+  const files = await readBundleFiles(path);
+  files.delete(`/${SIGNATURES_FILE}`);
+  files.set(`/${SIGNATURES_FILE}`, await signBundleFiles(files, signing));
+  await writeFile(path, await packBundle(files));
+  const publicKey = createPublicKey(createPrivateKey(signing.key)).export({ type: 'spki', format: 'pem' }).toString();
+  await readBundle(path, {
+    verification: {
+      keys: { [signing.keyid ?? 'default']: { key: publicKey, algorithm: signing.algorithm } },
+      keyid: signing.keyid ?? 'default',
+      ...(signing.scope ? { scope: signing.scope } : {}),
+    },
+  });
 }
 
 /** Compiles one policy folder into a WASM bundle tarball at `output` (written atomically). */
@@ -85,17 +111,25 @@ export async function buildBundle(sourceDir: string, output: string, options: Bu
     }
     throw new SignalboxError('policy_build_failed', `opa build failed for ${sourceDir}:\n${detail}`);
   }
+  if (options.signing) {
+    try {
+      await signBuiltBundle(partial, options.signing);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw error;
+    }
+  }
   await rename(partial, output);
   const bundle = await readBundle(output);
   return { output, revision, entrypoints: bundle.manifest.wasm.map((w) => w.entrypoint) };
 }
 
 /** Builds every folder under `policiesDir` into `bundlesDir/<folder>.tar.gz`. */
-export async function buildAllBundles(policiesDir: string, bundlesDir: string): Promise<BuiltBundle[]> {
+export async function buildAllBundles(policiesDir: string, bundlesDir: string, options: Pick<BuildOptions, 'signing'> = {}): Promise<BuiltBundle[]> {
   const entries = await readdir(policiesDir, { withFileTypes: true });
   const built: BuiltBundle[] = [];
   for (const entry of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
-    built.push(await buildBundle(join(policiesDir, entry.name), join(bundlesDir, `${entry.name}.tar.gz`)));
+    built.push(await buildBundle(join(policiesDir, entry.name), join(bundlesDir, `${entry.name}.tar.gz`), options));
   }
   return built;
 }

@@ -3,9 +3,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { extract } from 'tar-stream';
+import { buffer } from 'node:stream/consumers';
+import { createGunzip, createGzip } from 'node:zlib';
+import { extract, pack } from 'tar-stream';
 import { SignalboxError } from '../errors.js';
+import { verifyBundleSignature, type BundleVerificationConfig } from './signing.js';
 
 /** The parts of OPA's bundle manifest Signalbox relies on. */
 export interface BundleManifest {
@@ -134,9 +136,18 @@ function mergeData(files: ReadonlyMap<string, Buffer>, source: string): Record<s
   return data;
 }
 
+export interface ReadBundleOptions {
+  /**
+   * When set, the bundle must carry a `.signatures.json` that verifies against these keys and
+   * covers every file (policy.verification); it is checked before anything else is parsed.
+   */
+  readonly verification?: BundleVerificationConfig | undefined;
+}
+
 /** Parses and validates a bundle tarball already in memory. */
-export async function parseBundle(gzipped: Buffer, source: string): Promise<PolicyBundle> {
+export async function parseBundle(gzipped: Buffer, source: string, options: ReadBundleOptions = {}): Promise<PolicyBundle> {
   const files = await untar(gzipped, source);
+  if (options.verification) await verifyBundleSignature(files, options.verification, source);
   const manifestBytes = files.get('/.manifest');
   if (!manifestBytes) throw new SignalboxError('bundle_invalid', `bundle ${source} has no .manifest`);
   const manifest = validateManifest(parseJson(manifestBytes, '.manifest', source), source);
@@ -147,13 +158,33 @@ export async function parseBundle(gzipped: Buffer, source: string): Promise<Poli
   return { source, manifest, wasm: new Uint8Array(wasm), data: mergeData(files, source), files };
 }
 
-/** Reads and validates a bundle tarball from disk. */
-export async function readBundle(path: string): Promise<PolicyBundle> {
-  let bytes: Buffer;
+async function readArchive(path: string): Promise<Buffer> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (error) {
     throw new SignalboxError('bundle_unreadable', `cannot read bundle ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
   }
-  return parseBundle(bytes, path);
+}
+
+/** Reads and validates a bundle tarball from disk, verifying its signature when `options.verification` is set. */
+export async function readBundle(path: string, options: ReadBundleOptions = {}): Promise<PolicyBundle> {
+  return parseBundle(await readArchive(path), path, options);
+}
+
+/** Every file of a bundle tarball by normalised path ("/data.json"), unparsed and unverified. */
+export async function readBundleFiles(path: string): Promise<Map<string, Buffer>> {
+  return untar(await readArchive(path), path);
+}
+
+/** Writes files back into a gzipped tarball, in map order, with fixed modes and times so the bytes are reproducible. */
+export async function packBundle(files: ReadonlyMap<string, Buffer>): Promise<Buffer> {
+  const archive = pack();
+  const gzipped = buffer(archive.pipe(createGzip()));
+  for (const [name, bytes] of files) {
+    await new Promise<void>((resolve, reject) => {
+      archive.entry({ name: normalise(name), size: bytes.length, mode: 0o644, mtime: new Date(0), type: 'file' }, bytes, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+  archive.finalize();
+  return gzipped;
 }

@@ -25,6 +25,7 @@ import type { CredentialLookup, RoutingOptions } from '../pipeline/route.js';
 import { CredentialSource } from '../vault/credentials.js';
 import { VAULT_KEY_ENV } from '../vault/vault.js';
 import { readBundle } from '../policy/bundle.js';
+import { bundleVerification } from '../policy/signing.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from './grpc.js';
 import { createHttpServer, listenHttp } from './http.js';
@@ -136,7 +137,7 @@ export async function createPipeline(
 ): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; enforcer: Enforcer }> {
   const { clock } = dependencies;
   const store = dependencies.store ?? createStore(config, logger);
-  const bundle = await readBundle(resolveBundlePath(config.policy.bundle));
+  const bundle = await readBundle(resolveBundlePath(config.policy.bundle), { verification: bundleVerification(config.policy.verification) });
   const engine = await PolicyEngine.create(bundle, { entrypoint: config.policy.decision, maxMemoryMiB: config.policy.max_memory_mib });
   const identity = await IdentityVerifier.create(config.identity, logger);
   const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
