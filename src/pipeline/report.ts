@@ -139,7 +139,14 @@ export interface ReportServiceOptions {
   readonly audit: AuditSink;
   readonly logger: Logger;
   readonly clock?: () => number;
+  /** Called for every report (its outcome, or the code it was refused with) and breaker state change (metrics); a throw is ignored. */
+  readonly observe?: (observation: ReportObservation) => void;
 }
+
+/** What the report service tells observers. */
+export type ReportObservation =
+  | { readonly type: 'report'; readonly outcome: string }
+  | { readonly type: 'breaker'; readonly provider: string; readonly from: string; readonly to: string };
 
 export class ReportService {
   private readonly clock: () => number;
@@ -171,6 +178,25 @@ export class ReportService {
    * one whose report made the change audits it.
    */
   async report(door: string, body: unknown): Promise<ReportResult> {
+    try {
+      const result = await this.settleReport(door, body);
+      this.notify({ type: 'report', outcome: result.outcome });
+      return result;
+    } catch (error) {
+      this.notify({ type: 'report', outcome: error instanceof SignalboxError ? error.code : 'internal_error' });
+      throw error;
+    }
+  }
+
+  private notify(observation: ReportObservation): void {
+    try {
+      this.options.observe?.(observation);
+    } catch (error) {
+      this.options.logger.error({ code: 'internal_error', cause: describeCause(error) }, 'report observer failed');
+    }
+  }
+
+  private async settleReport(door: string, body: unknown): Promise<ReportResult> {
     const r = parseReport(body);
     const signal = r.provider === undefined ? null : providerOutcome(r);
     const report: UsageReport = {
@@ -242,6 +268,7 @@ export class ReportService {
     }
     const { previous_state: from, ...state } = change;
     if (from !== state.state) {
+      this.notify({ type: 'breaker', provider: state.provider, from, to: state.state });
       this.options.audit.append({
         type: 'provider_health',
         decision_id: r.decision_id,

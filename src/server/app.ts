@@ -11,7 +11,7 @@ import type { SignalboxConfig } from '../config/schema.js';
 import { SignalboxError } from '../errors.js';
 import { IdentityVerifier } from '../identity/verifier.js';
 import type { Logger } from '../log.js';
-import { DecisionPipeline } from '../pipeline/decide.js';
+import { DecisionPipeline, type PipelineOptions } from '../pipeline/decide.js';
 import { Enforcer } from '../enforce/enforcer.js';
 import { MemoryStore } from '../enforce/memory-store.js';
 import { RedisStore } from '../enforce/redis-store.js';
@@ -29,6 +29,7 @@ import { bundleVerification } from '../policy/signing.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from './grpc.js';
 import { createHttpServer, listenHttp } from './http.js';
+import { Metrics } from './metrics.js';
 
 export interface RunningSignalbox {
   readonly grpcPort: number;
@@ -50,6 +51,8 @@ export interface PipelineDependencies {
   readonly resolve?: (host: string) => Promise<string[]>;
   /** Replace the vault (tests); by default it is opened when SIGNALBOX_VAULT_KEY is set. */
   readonly credentials?: CredentialLookup;
+  /** Observes every finished decision (the server's metrics). */
+  readonly onDecision?: PipelineOptions['onDecision'];
 }
 
 export interface StartOptions extends PipelineDependencies {
@@ -161,6 +164,7 @@ export async function createPipeline(
     },
     routing: routingOptions(config),
     ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
+    ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
   });
   return { pipeline, engine, enforcer };
 }
@@ -172,16 +176,18 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const store = options.store ?? createStore(config, logger);
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
+  const metrics = new Metrics();
   const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
+    onDecision: metrics.onDecision,
     store,
     ...(credentials ? { credentials } : {}),
   });
   const clock = options.clock;
-  const reports = new ReportService({ enforcer, audit, logger, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
+  const reports = new ReportService({ enforcer, audit, logger, observe: metrics.onReport, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
   const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
-  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, pipeline, logger });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, pipeline, logger, metrics });
   let grpcPort: number;
   let httpPort: number;
   try {
