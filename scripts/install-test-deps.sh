@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, from Debian packages, when they are missing:
 #   redis-server (package redis-server) and redis-cli (package redis-tools)
-# The Redis tests start real redis-server processes (test/helpers/redis.ts) and never skip, so a
-# machine without Redis must either get it here or fail loudly. Quick and silent apart from one
+#   nginx (package nginx; Debian builds it with the auth_request module)
+# The Redis tests start real redis-server processes (test/helpers/redis.ts) and the gateway tests
+# a real nginx (test/helpers/gateways.ts); they never skip, so a machine without them must either
+# get them here or fail loudly. Installing the package does not start an nginx service in a
+# container; the tests run their own nginx on loopback ports. Quick and silent apart from one
 # line when everything is already on PATH, so it is cheap to run before every test run.
 set -euo pipefail
 
@@ -13,24 +16,36 @@ die() { log "ERROR: $*"; exit 1; }
 declare -A package_for=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
+  [nginx]=nginx
 )
+commands=(redis-server redis-cli nginx)
 
 missing=()
-for cmd in redis-server redis-cli; do
+for cmd in "${commands[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     missing+=("${package_for[$cmd]}")
   fi
 done
 
+# nginx -V prints its build options on stderr; read them whole (no `| grep -q` under pipefail).
+nginx_has_auth_request() {
+  local build
+  build="$(nginx -V 2>&1 || true)"
+  [[ "$build" == *"--with-http_auth_request_module"* ]]
+}
+
+versions() { echo "$(redis-server --version); $(redis-cli --version); $(nginx -v 2>&1)"; }
+
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "already installed: $(redis-server --version); $(redis-cli --version)"
+  nginx_has_auth_request || die "$(command -v nginx) is built without the auth_request module; install Debian's nginx package"
+  log "already installed: $(versions)"
   exit 0
 fi
 
 log "missing packages: ${missing[*]}"
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  die "apt-get not found; install ${missing[*]} (Redis >= 7 with redis-server and redis-cli) with your system's package manager"
+  die "apt-get not found; install ${missing[*]} (Redis >= 7 with redis-server and redis-cli; nginx with the auth_request module) with your system's package manager"
 fi
 
 # CI runs as root; on a developer machine fall back to sudo rather than failing halfway.
@@ -56,7 +71,8 @@ log "running: ${sudo_note}apt-get install -y --no-install-recommends ${missing[*
 
 # Verify rather than trust the exit code: a package with another name or a broken PATH would
 # otherwise only show up later as a confusing test failure.
-for cmd in redis-server redis-cli; do
+for cmd in "${commands[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still not on PATH after installing ${missing[*]}"
 done
-log "installed: $(redis-server --version); $(redis-cli --version)"
+nginx_has_auth_request || die "$(command -v nginx) is built without the auth_request module"
+log "installed: $(versions)"

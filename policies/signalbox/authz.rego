@@ -268,6 +268,8 @@ deny_message := "authentication required: present a valid bearer token" if {
 	deny_status == 503
 } else := "the request cost cannot be estimated for the budgets that apply" if {
 	sorted_reasons == ["budget.model_unpriced"]
+} else := "this gateway does not forward request bodies, and the policy requires every request body to be scanned" if {
+	sorted_reasons == ["content.not_scanned"]
 } else := "the request carries content that may not be sent (secrets or sensitive personal data)" if {
 	every reason in sorted_reasons {
 		startswith(reason, "content.")

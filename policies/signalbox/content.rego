@@ -20,6 +20,17 @@ deny_reasons contains "content.truncated" if {
 	input.content.truncated
 }
 
+# Doors that never forward the body (nginx auth_request, Caddy forward_auth) leave nothing to
+# scan: input.door.body_forwarded is false and input.content.scanned is false. `unscanned` says
+# what happens to such requests: "allow" (identity, route and model grants, rate limits still
+# apply) or "deny" (403, for deployments where every prompt must be scanned: send LLM traffic
+# through Envoy with with_request_body, the native API or LiteLLM instead).
+deny_reasons contains "content.not_scanned" if {
+	input.identity.verified
+	input.door.body_forwarded == false
+	content_rules.unscanned == "deny"
+}
+
 deny_reasons contains sprintf("content.%s", [finding.type]) if {
 	input.identity.verified
 	some finding in input.content.findings

@@ -49,6 +49,38 @@ test_truncated_body_is_413 if {
 	d.reasons == ["content.truncated"]
 }
 
+# nginx auth_request and Caddy forward_auth never forward the body: no model, no findings.
+bodiless(door) := object.union(request("POST", "/v1/chat/completions", null), {
+	"door": {"name": door, "can_rewrite_body": false, "body_forwarded": false},
+	"content": {"scanned": false, "truncated": false, "findings": []},
+})
+
+test_bodiless_door_allows_llm_call_by_default if {
+	d := authz.decision with input as bodiless("nginx.auth_request")
+	d.allowed
+	d.headers["x-signalbox-user"] == "alice"
+	"authorization" in d.request_headers_to_remove
+	not d.route
+}
+
+test_bodiless_door_still_checks_routes if {
+	d := authz.decision with input as object.union(bodiless("caddy.forward_auth"), {"attributes": {"request": {"http": {"method": "DELETE"}}}})
+	d.reasons == ["route.not_allowed"]
+}
+
+test_unscanned_deny_setting if {
+	d := authz.decision with input as bodiless("caddy.forward_auth") with data.signalbox.content.unscanned as "deny"
+	not d.allowed
+	d.http_status == 403
+	d.reasons == ["content.not_scanned"]
+	json.unmarshal(d.body).error.message == "this gateway does not forward request bodies, and the policy requires every request body to be scanned"
+}
+
+test_unscanned_deny_setting_leaves_doors_with_bodies_alone if {
+	d := authz.decision with input as at_door(with_content([]), false) with data.signalbox.content.unscanned as "deny"
+	d.allowed
+}
+
 test_no_findings_allows_without_redact if {
 	d := authz.decision with input as with_content([])
 	d.allowed

@@ -40,6 +40,11 @@ export interface DecisionRequest {
   readonly sourcePrincipal?: string;
   /** True when the door can hand the gateway a rewritten body (the native API, LiteLLM), so `redact` can be honoured. */
   readonly canRewriteBody?: boolean;
+  /**
+   * False when the door never forwards the request body (nginx auth_request, Caddy forward_auth):
+   * the body facts are empty rather than "truncated", and `input.content.scanned` is false.
+   */
+  readonly bodyForwarded?: boolean;
 }
 
 export interface Decision extends PolicyVerdict {
@@ -79,6 +84,16 @@ export interface PipelineOptions {
   readonly routing: RoutingOptions;
   /** The vault, when one is open; `route.credential` names its entries. */
   readonly credentials?: CredentialLookup;
+  /** Called once per finished decision (metrics); it must not throw, and a throw is ignored. */
+  readonly onDecision?: (observation: DecisionObservation) => void;
+}
+
+/** What a finished decision tells observers: the door, the decision, enforcement, and how long it took. */
+export interface DecisionObservation {
+  readonly door: string;
+  readonly decision: Decision;
+  readonly enforcement: EnforcementOutcome | undefined;
+  readonly durationS: number;
 }
 
 /** Facts about the request beyond HTTP: what it will cost and which tools it calls. */
@@ -175,7 +190,8 @@ export class DecisionPipeline {
     try {
       let facts: HttpFacts;
       try {
-        facts = httpFacts(request.path, request.headers, request.body);
+        // A door without a body says nothing about it: a content-length there is not a truncation.
+        facts = request.bodyForwarded === false ? httpFacts(request.path, {}, Buffer.alloc(0)) : httpFacts(request.path, request.headers, request.body);
       } catch (error) {
         throw error instanceof SignalboxError ? error : new SignalboxError('request_malformed', 'the request could not be parsed', { cause: error });
       }
@@ -220,10 +236,12 @@ export class DecisionPipeline {
     } catch (error) {
       decision = this.failClosed(error, decisionId, engine.revision);
     }
+    const handlerNs = Number(process.hrtime.bigint() - started);
     this.audit(request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
-      timer_server_handler_ns: Number(process.hrtime.bigint() - started),
+      timer_server_handler_ns: handlerNs,
     });
+    this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
     return decision;
   }
 
@@ -238,7 +256,16 @@ export class DecisionPipeline {
     const decision = this.failClosed(cause, randomUUID(), engine.revision);
     const request: DecisionRequest = { door, attributes: {}, path: '', headers: {}, body: Buffer.alloc(0) };
     this.audit(request, engine.entrypoint, {}, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 });
+    this.observe({ door, decision, enforcement: undefined, durationS: 0 });
     return decision;
+  }
+
+  private observe(observation: DecisionObservation): void {
+    try {
+      this.options.onDecision?.(observation);
+    } catch (error) {
+      this.options.logger.error({ code: 'internal_error', cause: describeCause(error) }, 'decision observer failed');
+    }
   }
 
   private requestFacts(request: DecisionRequest, facts: HttpFacts): RequestFacts {
@@ -254,7 +281,10 @@ export class DecisionPipeline {
         break;
       }
     }
-    const content = contentFacts(facts.parsed_body, request.body, facts.truncated_body, this.options.content);
+    const content: ContentFacts =
+      request.bodyForwarded === false
+        ? { scanned: false, truncated: false, findings: [], scanned_bytes: 0 }
+        : contentFacts(facts.parsed_body, request.body, facts.truncated_body, this.options.content);
     return { llm, toolCalls, session, content };
   }
 
@@ -379,7 +409,7 @@ export class DecisionPipeline {
       ...(looked.destinations ? { destinations: looked.destinations } : {}),
       ...(looked.providers ? { providers: looked.providers } : {}),
       credentials: this.options.credentials ? [...this.options.credentials.names()] : [],
-      door: { name: request.door, can_rewrite_body: request.canRewriteBody === true },
+      door: { name: request.door, can_rewrite_body: request.canRewriteBody === true, body_forwarded: request.bodyForwarded !== false },
     };
   }
 
