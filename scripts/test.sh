@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-opa.sh
 bash scripts/install-test-deps.sh
+bash scripts/install-litellm.sh
+bash scripts/install-caddy.sh
+bash scripts/build-envoy-client.sh
 npx tsc --noEmit -p tsconfig.json
 npx vitest run "$@"

@@ -4,11 +4,15 @@
  * (each door is one entry of {@link HTTP_ROUTES}, implemented in its own adapter module).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from '../adapters/http-authz.js';
+import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from '../adapters/litellm.js';
+import { OPA_DATA_PREFIX, handleOpaData } from '../adapters/opa-rest.js';
 import { SignalboxError, describeCause, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DecisionPipeline } from '../pipeline/decide.js';
 import type { ReportService } from '../pipeline/report.js';
 import type { HealthState } from './grpc.js';
+import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
 
 export interface HttpServerOptions {
   readonly health: HealthState;
@@ -16,6 +20,8 @@ export interface HttpServerOptions {
   readonly reports: ReportService;
   readonly pipeline: DecisionPipeline;
   readonly logger: Logger;
+  /** Served at GET /metrics; absent, /metrics answers 404. */
+  readonly metrics?: Metrics;
 }
 
 /** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
@@ -117,6 +123,29 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   { path: '/v1/report', methods: ['POST'], handle: (req, res, _url, options) => handleReport(req, res, options) },
   { path: '/v1/spend', methods: ['GET'], handle: (_req, res, url, options) => handleSpend(url, res, options) },
   { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
+  // OPA's REST Data API (generic OPA callers and Kong's OPA plugin): src/adapters/opa-rest.ts.
+  { path: OPA_DATA_PREFIX, methods: ['POST', 'GET'], handle: (req, res, url, options) => handleOpaData(req, res, url, options) },
+  // Prometheus text exposition format 0.0.4: src/server/metrics.ts.
+  {
+    path: '/metrics',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res, _url, options) => {
+      if (!options.metrics) {
+        json(res, 404, errorBody('request_malformed', 'metrics are not enabled'));
+        return;
+      }
+      const text = options.metrics.render();
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    },
+  },
+  // The HTTP authorization doors: every method, since each mirrors (or names) the original request.
+  { path: ENVOY_HTTP_PREFIX, handle: (req, res, _url, options) => handleAuthz('envoy', req, res, options) },
+  { path: NGINX_AUTH_PATH, handle: (req, res, _url, options) => handleAuthz('nginx', req, res, options) },
+  { path: CADDY_AUTH_PATH, handle: (req, res, _url, options) => handleAuthz('caddy', req, res, options) },
+  // LiteLLM: the Generic Guardrail API (pre-call decisions) and its generic_api usage log (settlement).
+  { path: LITELLM_GUARDRAIL_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmGuardrail(req, res, options) },
+  { path: LITELLM_USAGE_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmUsage(req, res, options) },
 ];
 
 /** The route for a path: an exact match, else the longest matching prefix. */
