@@ -22,6 +22,7 @@ import type { Logger } from '../log.js';
 import type { Decision, DecisionPipeline, DecisionRequest } from '../pipeline/decide.js';
 import type { HeaderEntry } from '../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
+import { readLimitedBody } from './read-body.js';
 
 /** What a door handler needs from the HTTP server. */
 export interface AuthzDoorContext {
@@ -97,41 +98,13 @@ function requirePath(value: string | undefined, header: string): string {
   return value;
 }
 
-interface ReadBody {
-  readonly body: Buffer;
-  readonly truncated: boolean;
-}
-
-/** Reads up to `limit` bytes; a longer body is kept cut short and reported as truncated. */
-function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      if (size + chunk.length > limit) {
-        chunks.push(chunk.subarray(0, limit - size));
-        size = limit;
-        req.off('data', onData);
-        req.pause();
-        resolve({ body: Buffer.concat(chunks), truncated: true });
-        return;
-      }
-      size += chunk.length;
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.on('end', () => resolve({ body: Buffer.concat(chunks), truncated: false }));
-    req.on('error', reject);
-  });
-}
-
 /** Envoy HTTP mode: the original method, `path_prefix` + path, the allowed headers, and the body when buffered. */
 async function fromEnvoy(req: IncomingMessage): Promise<ForwardedRequest> {
   const raw = req.url ?? '';
   if (!raw.startsWith(ENVOY_HTTP_PREFIX)) throw new SignalboxError('request_malformed', `the path does not start with ${ENVOY_HTTP_PREFIX}`);
   const path = requirePath(raw.slice(ENVOY_HTTP_PREFIX.length - 1), 'path');
   const method = requireMethod(req.method, 'method');
-  const { body, truncated } = await readBody(req, MAX_AUTHZ_BODY_BYTES);
+  const { body, overLimit: truncated } = await readLimitedBody(req, MAX_AUTHZ_BODY_BYTES);
   const headers = flatHeaders(req, new Set());
   // Envoy marks a body cut at max_request_bytes itself; a body cut here is marked the same way.
   if (truncated) headers['x-envoy-auth-partial-body'] = 'true';

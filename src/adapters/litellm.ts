@@ -35,6 +35,7 @@ import type { Logger } from '../log.js';
 import type { FindingType } from '../inspect/content/detectors.js';
 import { redactText } from '../inspect/content/redact.js';
 import { decisionRequestFromHttp } from './http-request.js';
+import { readLimitedBody } from './read-body.js';
 
 /** Where LiteLLM sends guardrail checks (it appends this to the guardrail's `api_base`). */
 export const LITELLM_GUARDRAIL_PATH = '/beta/litellm_basic_guardrail_api';
@@ -129,26 +130,6 @@ function ledgerFor(reports: ReportService): CallLedger {
     ledgers.set(reports, ledger);
   }
   return ledger;
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on('data', (chunk: Buffer) => {
-      if (over) return;
-      size += chunk.length;
-      if (size > limit) {
-        over = true;
-        chunks.length = 0;
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -333,10 +314,10 @@ function intervention(decision: Decision, req: GuardrailRequest, structuredCount
 
 /** `POST /beta/litellm_basic_guardrail_api`: one guardrail check from LiteLLM. */
 export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerResponse, context: LiteLlmContext): Promise<void> {
-  const raw = await readBody(req, MAX_GUARDRAIL_BYTES);
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_GUARDRAIL_BYTES);
   let request: GuardrailRequest;
   try {
-    if (raw === undefined) throw new SignalboxError('request_malformed', `the guardrail request is larger than ${MAX_GUARDRAIL_BYTES} bytes`);
+    if (overLimit) throw new SignalboxError('request_malformed', `the guardrail request is larger than ${MAX_GUARDRAIL_BYTES} bytes`);
     request = parseGuardrailRequest(raw);
   } catch (error) {
     // Unreadable is a deny, audited like any other decision; LiteLLM fails the call on BLOCKED.
@@ -447,8 +428,8 @@ function parseEntries(text: string): unknown[] {
  * `litellm_call_id`; entries for calls this replica did not decide are counted and skipped.
  */
 export async function handleLiteLlmUsage(req: IncomingMessage, res: ServerResponse, context: LiteLlmContext): Promise<void> {
-  const raw = await readBody(req, MAX_USAGE_BYTES);
-  if (raw === undefined) {
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_USAGE_BYTES);
+  if (overLimit) {
     json(res, 413, { error: { code: 'report_malformed', message: `body larger than ${MAX_USAGE_BYTES} bytes` } });
     return;
   }

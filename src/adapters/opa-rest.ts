@@ -26,6 +26,7 @@ import type { Logger } from '../log.js';
 import type { Decision, DecisionPipeline } from '../pipeline/decide.js';
 import type { HeaderEntry } from '../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
+import { readLimitedBody } from './read-body.js';
 
 /** The route prefix: OPA's Data API. */
 export const OPA_DATA_PREFIX = '/v1/data/';
@@ -285,24 +286,6 @@ export function kongResult(decision: Decision): Record<string, unknown> {
   return { allow: false, status: decision.httpStatus, headers, message };
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new InvalidParameter(`body larger than ${limit} bytes`));
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 /** The `input` of a Data API call: the POST body's `input`, or GET's `?input=`. Throws InvalidParameter. */
 async function readInput(req: IncomingMessage, url: URL): Promise<unknown> {
   if (req.method === 'GET') {
@@ -314,7 +297,8 @@ async function readInput(req: IncomingMessage, url: URL): Promise<unknown> {
       throw new InvalidParameter('input parameter is not JSON');
     }
   }
-  const raw = await readBody(req, MAX_OPA_BODY_BYTES);
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_OPA_BODY_BYTES);
+  if (overLimit) throw new InvalidParameter(`body larger than ${MAX_OPA_BODY_BYTES} bytes`);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));

@@ -8,6 +8,7 @@ import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from
 import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from '../adapters/litellm.js';
 import { OPA_DATA_PREFIX, handleOpaData } from '../adapters/opa-rest.js';
 import { SignalboxError, describeCause, type ErrorCode } from '../errors.js';
+import { readLimitedBody } from '../adapters/read-body.js';
 import type { Logger } from '../log.js';
 import type { DecisionPipeline } from '../pipeline/decide.js';
 import type { ReportService } from '../pipeline/report.js';
@@ -57,26 +58,9 @@ function fail(res: ServerResponse, error: unknown, logger: Logger): void {
   json(res, 500, errorBody('internal_error', 'internal error'));
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new SignalboxError('report_malformed', `body larger than ${limit} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 async function handleReport(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
-  const raw = await readBody(req, MAX_REPORT_BYTES);
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_REPORT_BYTES);
+  if (overLimit) throw new SignalboxError('report_malformed', `body larger than ${MAX_REPORT_BYTES} bytes`);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
