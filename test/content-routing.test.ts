@@ -4,24 +4,20 @@
  * that can). The vault is a real encrypted file; the provider key must reach the upstream
  * headers and nowhere else (logs, audit, deny bodies).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServices } from '../src/server/protos.js';
-import { CredentialSource } from '../src/vault/credentials.js';
-import { Vault, createKeyring } from '../src/vault/vault.js';
+import type { CredentialSource } from '../src/vault/credentials.js';
 import { buildTestBundle } from './helpers/bundles.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
+import { openTestVault, testSecrets } from './helpers/vault.js';
 import { checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox } from './helpers/signalbox.js';
 
 const OK = 0;
 const PERMISSION_DENIED = 7;
-const OPENAI_KEY = `sk-proj-${randomBytes(24).toString('hex')}`;
-const MASTER_KEY = randomBytes(32);
+const { masterKey: MASTER_KEY, openaiKey: OPENAI_KEY } = testSecrets();
 
 interface DecideResponse {
   allowed: boolean;
@@ -67,16 +63,7 @@ describe('content safety, destinations, routing and credentials through the defa
   beforeAll(async () => {
     key = await signingKey('ES256', 'content');
     jwks = await JwksServer.start([key.publicJwk]);
-    const dir = await mkdtemp(join(tmpdir(), 'signalbox-vault-'));
-    const file = join(dir, 'credentials.json');
-    const vault = await Vault.open(file, createKeyring({ kid: 'k1', key: MASTER_KEY }));
-    await vault.set('openai', OPENAI_KEY);
-    credentials = await CredentialSource.open({
-      file,
-      env: { SIGNALBOX_VAULT_KEY: `k1:${MASTER_KEY.toString('base64')}` },
-      logger: logs.logger,
-      watch: false,
-    });
+    credentials = await openTestVault(MASTER_KEY, { openai: OPENAI_KEY }, logs.logger);
     sb = await startTestSignalbox(logs.logger, { jwksUrl: jwks.url, credentials, resolve: resolveFromTable });
     const client = new (loadServices().clients.DecisionService)(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
       Decide: (req: object, cb: (e: grpc.ServiceError | null, r: DecideResponse) => void) => void;

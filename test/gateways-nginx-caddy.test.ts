@@ -5,22 +5,18 @@
  * fake OpenAI upstream, asking a real Signalbox. What the upstream received is what a provider
  * would see; what the client received is what the gateway answered.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CredentialSource } from '../src/vault/credentials.js';
-import { Vault, createKeyring } from '../src/vault/vault.js';
+import type { CredentialSource } from '../src/vault/credentials.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { freePort, gatewayTestBundle, startCaddy, startNginx, type RunningGateway } from './helpers/gateways.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
+import { openTestVault, testSecrets } from './helpers/vault.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 
-const OPENAI_KEY = `sk-proj-${randomBytes(24).toString('hex')}`;
-const MASTER_KEY = randomBytes(32);
+const { masterKey: MASTER_KEY, openaiKey: OPENAI_KEY } = testSecrets();
 const RATE_LIMIT = 3;
 
 interface ErrorBody {
@@ -38,11 +34,7 @@ const gateways: Partial<Record<'nginx' | 'caddy', RunningGateway>> = {};
 beforeAll(async () => {
   key = await signingKey('ES256', 'gateways');
   jwks = await JwksServer.start([key.publicJwk]);
-  const dir = await mkdtemp(join(tmpdir(), 'signalbox-vault-'));
-  const file = join(dir, 'credentials.json');
-  const vault = await Vault.open(file, createKeyring({ kid: 'k1', key: MASTER_KEY }));
-  await vault.set('openai', OPENAI_KEY);
-  credentials = await CredentialSource.open({ file, env: { SIGNALBOX_VAULT_KEY: `k1:${MASTER_KEY.toString('base64')}` }, logger: logs.logger, watch: false });
+  credentials = await openTestVault(MASTER_KEY, { openai: OPENAI_KEY }, logs.logger);
   sb = await startTestSignalbox(logs.logger, { jwksUrl: jwks.url, credentials, bundle: await gatewayTestBundle(RATE_LIMIT) });
   upstream = await FakeLlm.start();
   const targets = { signalboxPort: sb.running.httpPort, upstreamPort: upstream.port };

@@ -178,23 +178,33 @@ export async function startNginx(targets: GatewayTargets): Promise<RunningGatewa
     env: process.env,
     stderrFile: output,
   });
+  return whenListening({ port, config, dir, child, stop, log });
+}
+
+/**
+ * Waits until a started gateway listens on its port; on failure (or on `stop`) the process group
+ * is stopped and its temp dir removed, so no gateway outlives its test.
+ */
+async function whenListening(started: {
+  port: number;
+  config: string;
+  dir: string;
+  child: ChildProcess;
+  stop: () => Promise<void>;
+  log: () => Promise<string>;
+}): Promise<RunningGateway> {
+  const { port, config, dir, child, log } = started;
+  const stop = async (): Promise<void> => {
+    await started.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     await waitForPort(port, child, log);
   } catch (error) {
     await stop();
-    await rm(dir, { recursive: true, force: true });
     throw error;
   }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    config,
-    log,
-    stop: async () => {
-      await stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return { url: `http://127.0.0.1:${port}`, port, config, log, stop };
 }
 
 /** examples/caddy/Caddyfile with its addresses pointed at the test's servers and the admin API off. */
@@ -221,23 +231,7 @@ export async function startCaddy(targets: GatewayTargets): Promise<RunningGatewa
   // Caddy keeps its data and autosaved config under HOME/XDG dirs: keep them in the temp dir.
   const env = { ...process.env, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data') };
   const { child, stop } = spawnGroup(binary, ['run', '--config', confPath, '--adapter', 'caddyfile'], { cwd: dir, env, stderrFile: output });
-  try {
-    await waitForPort(port, child, log);
-  } catch (error) {
-    await stop();
-    await rm(dir, { recursive: true, force: true });
-    throw error;
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    config,
-    log,
-    stop: async () => {
-      await stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return whenListening({ port, config, dir, child, stop, log });
 }
 
 /**
