@@ -14,7 +14,7 @@ import type { Enforcer, EnforcementOutcome } from '../enforce/enforcer.js';
 import { microToUsd } from '../enforce/money.js';
 import type { IdentityVerifier, VerifiedCaller } from '../identity/verifier.js';
 import type { ProviderHealth } from '../enforce/store.js';
-import { contentFacts, redactedBody, rewritableAs, type ContentFacts, type ContentOptions } from '../inspect/content/facts.js';
+import { contentFacts, maskedBody, rewritableAs, type ContentFacts, type ContentOptions } from '../inspect/content/facts.js';
 import { findDestinations, type Destination, type DestinationOptions } from '../inspect/destinations.js';
 import { httpFacts, type HttpFacts } from '../inspect/http.js';
 import { latestToolCalls, llmFacts, type LlmFacts, type LlmOptions, type ToolCallFact } from '../inspect/llm.js';
@@ -330,10 +330,12 @@ export class DecisionPipeline {
         );
       }
       const types = verdict.redact.types ? new Set(verdict.redact.types) : undefined;
-      upstreamBody = redactedBody(kind, facts.parsed_body, request.body, types);
-      if (upstreamBody !== undefined && kind === 'json') {
-        body = JSON.parse(upstreamBody) as unknown;
+      const masked = maskedBody(kind, facts.parsed_body, request.body, types);
+      if (masked !== undefined && kind === 'json') {
+        body = masked;
         rewritten = true;
+      } else if (masked !== undefined) {
+        upstreamBody = masked as string;
       }
     }
     const route = verdict.route;

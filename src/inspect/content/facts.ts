@@ -51,14 +51,15 @@ export function rewritableAs(contentType: string | undefined, parsedBody: unknow
 }
 
 /**
- * The body with the given finding types masked, or undefined when there was nothing to mask.
- * JSON stays JSON; tool-call arguments and other JSON held in strings stay valid JSON strings
- * (see redact.ts).
+ * The body with the given finding types masked, or undefined when there was nothing to mask:
+ * for JSON the masked document (the caller serialises it once, after any other rewrite), for
+ * text the masked text. Tool-call arguments and other JSON held in strings stay valid JSON
+ * strings (see redact.ts).
  */
-export function redactedBody(kind: 'json' | 'text', parsedBody: unknown, rawBody: Buffer, types: ReadonlySet<FindingType> | undefined): string | undefined {
+export function maskedBody(kind: 'json' | 'text', parsedBody: unknown, rawBody: Buffer, types: ReadonlySet<FindingType> | undefined): unknown {
   if (kind === 'json') {
     const { body, redactions } = redactBody(parsedBody, types);
-    return redactions === 0 ? undefined : JSON.stringify(body);
+    return redactions === 0 ? undefined : body;
   }
   const { text, redactions } = redactText(rawBody.toString('utf8'), types);
   return redactions === 0 ? undefined : text;
