@@ -88,6 +88,22 @@ export interface PipelineOptions {
   readonly onDecision?: (observation: DecisionObservation) => void;
 }
 
+/**
+ * A decision with everything that led to it (`explain`): the input document the policy saw, its
+ * raw result, and what enforcement did. The input is the unmasked one; it never leaves the
+ * process through the service, only through the CLI's explain and test commands.
+ */
+export interface DecisionTrace {
+  readonly decision: Decision;
+  readonly entrypoint: string;
+  readonly input: Record<string, unknown>;
+  /** The policy's raw result, or null when evaluation never ran or failed. */
+  readonly result: unknown;
+  readonly enforcement: EnforcementOutcome | undefined;
+  /** Time `time.now_ns()` returned during evaluation. */
+  readonly nowNs: bigint;
+}
+
 /** What a finished decision tells observers: the door, the decision, enforcement, and how long it took. */
 export interface DecisionObservation {
   readonly door: string;
@@ -178,6 +194,11 @@ export class DecisionPipeline {
 
   /** Decides one request. Never throws: every failure is a deny with a reason code. */
   async decide(request: DecisionRequest): Promise<Decision> {
+    return (await this.explain(request)).decision;
+  }
+
+  /** Decides one request exactly as `decide` does (audited, enforced), and returns how. */
+  async explain(request: DecisionRequest): Promise<DecisionTrace> {
     const decisionId = randomUUID();
     const started = process.hrtime.bigint();
     const nowNs = this.clock();
@@ -242,7 +263,7 @@ export class DecisionPipeline {
       timer_server_handler_ns: handlerNs,
     });
     this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
-    return decision;
+    return { decision, entrypoint: engine.entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
   }
 
   /**
