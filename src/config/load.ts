@@ -14,6 +14,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, string]>> 
   SIGNALBOX_HTTP_ADDR: ['server', 'http_addr'],
   SIGNALBOX_BUNDLE: ['policy', 'bundle'],
   SIGNALBOX_DECISION: ['policy', 'decision'],
+  SIGNALBOX_DRY_RUN: ['policy', 'dry_run'],
   SIGNALBOX_JWKS_URL: ['identity', 'jwks_url'],
   SIGNALBOX_JWKS_FILE: ['identity', 'jwks_file'],
   SIGNALBOX_JWT_ISSUER: ['identity', 'issuer'],

@@ -87,6 +87,9 @@ export const verificationSchema = z
     return { ...rest, public_key: pem };
   });
 
+/** A boolean that may also come from an environment variable as "true" or "false". */
+const envBoolean = z.preprocess((value) => (value === 'true' ? true : value === 'false' ? false : value), z.boolean());
+
 export const policySchema = z
   .object({
     bundle: z.string().min(1).default('bundles/signalbox.tar.gz'),
@@ -98,6 +101,11 @@ export const policySchema = z
     max_memory_mib: z.number().int().min(8).max(4096).default(512),
     /** Require bundles signed in OPA's format (README, "Policies and bundles"). */
     verification: verificationSchema.optional(),
+    /**
+     * Log and audit policy denials but let the requests pass, to roll out a policy safely (as
+     * opa-envoy-plugin's dry-run). Errors and budget, rate and loop limits still deny.
+     */
+    dry_run: envBoolean.default(false),
   })
   .strict();
 

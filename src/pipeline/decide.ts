@@ -57,6 +57,8 @@ export interface Decision extends PolicyVerdict {
   readonly upstreamBody?: string;
   /** On allow: where the policy routed the request. */
   readonly route?: RouteClaim;
+  /** Set when dry-run let a policy denial pass: the denial that was not enforced. */
+  readonly dryRunDenial?: { readonly httpStatus: number; readonly reasons: readonly string[] };
 }
 
 export interface PipelineOptions {
@@ -86,6 +88,11 @@ export interface PipelineOptions {
   readonly credentials?: CredentialLookup;
   /** Called once per finished decision (metrics); it must not throw, and a throw is ignored. */
   readonly onDecision?: (observation: DecisionObservation) => void;
+  /**
+   * Dry-run (policy.dry_run): a policy denial is logged and audited as a denial but the request
+   * passes. Errors and enforcement (budgets, rate limits, loops) still deny.
+   */
+  readonly dryRun?: boolean;
 }
 
 /**
@@ -208,6 +215,7 @@ export class DecisionPipeline {
     let evalNs = 0;
     let decision: Decision;
     let enforcement: EnforcementOutcome | undefined;
+    let policyDenied = false;
     try {
       let facts: HttpFacts;
       try {
@@ -232,6 +240,7 @@ export class DecisionPipeline {
         this.options.logger.debug({ decision_id: decisionId, builtin_errors: evaluation.builtinErrors }, 'builtin errors during evaluation');
       }
       const policyVerdict = interpretResult(evaluation);
+      policyDenied = !policyVerdict.allowed;
       // Route and redaction first: a missing credential or a body that cannot be masked denies
       // before anything is reserved.
       const shaping = policyVerdict.allowed ? this.shape(policyVerdict, request, facts) : { verdict: policyVerdict, upstreamBody: undefined };
@@ -258,10 +267,14 @@ export class DecisionPipeline {
       decision = this.failClosed(error, decisionId, engine.revision);
     }
     const handlerNs = Number(process.hrtime.bigint() - started);
+    // Only the policy's own denials pass in dry-run: an error or an enforcement denial (which
+    // follows a policy allow) never does.
+    const dryRunPasses = this.options.dryRun === true && policyDenied && !decision.allowed && decision.error === undefined;
     this.audit(request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: handlerNs,
-    });
+    }, dryRunPasses);
+    if (dryRunPasses) decision = this.dryRunPass(decision, request);
     this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
     return { decision, entrypoint: engine.entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
   }
@@ -488,6 +501,36 @@ export class DecisionPipeline {
     }
   }
 
+  /**
+   * What a dry-run answers instead of a policy denial: a pass that changes nothing but one thing.
+   * The policy never vouched for this caller, so no identity or routing headers are set, and any
+   * x-signalbox-* header the caller sent is removed, so an upstream that trusts those headers
+   * never sees a forged one.
+   */
+  private dryRunPass(denied: Decision, request: DecisionRequest): Decision {
+    this.options.logger.info(
+      { decision_id: denied.decisionId, door: request.door, http_status: denied.httpStatus, reasons: denied.reasons, revision: denied.revision },
+      'dry-run: policy denial not enforced',
+    );
+    const forged = Object.keys(request.headers).filter((name) => name.startsWith('x-signalbox-'));
+    return {
+      allowed: true,
+      bare: denied.bare,
+      httpStatus: 200,
+      body: '',
+      headers: withDecisionId([], denied.decisionId),
+      requestHeadersToRemove: [...new Set([...forged, ...ROUTE_HEADERS])],
+      responseHeadersToAdd: withDecisionId([], denied.decisionId),
+      queryParametersToSet: [],
+      queryParametersToRemove: [],
+      dynamicMetadata: { decision_id: denied.decisionId, dry_run: true },
+      reasons: denied.reasons,
+      decisionId: denied.decisionId,
+      revision: denied.revision,
+      dryRunDenial: { httpStatus: denied.httpStatus, reasons: denied.reasons },
+    };
+  }
+
   private finish(verdict: PolicyVerdict, decisionId: string, revision: string): Decision {
     const dynamicMetadata = { ...verdict.dynamicMetadata, decision_id: decisionId };
     if (verdict.allowed) {
@@ -535,6 +578,8 @@ export class DecisionPipeline {
     nowNs: bigint,
     enforcement: EnforcementOutcome | undefined,
     metrics: Record<string, number>,
+    /** True when this denial was let through by dry-run. */
+    dryRunPassed = false,
   ): void {
     try {
       this.options.audit.append({
@@ -545,7 +590,12 @@ export class DecisionPipeline {
         bundles: { signalbox: { revision: decision.revision } },
         input: maskInput(input, this.options.maskHeaders),
         result: result === undefined ? null : result,
-        decision: { allowed: decision.allowed, http_status: decision.allowed ? 200 : decision.httpStatus, reasons: decision.reasons },
+        decision: {
+          allowed: decision.allowed,
+          http_status: decision.allowed ? 200 : decision.httpStatus,
+          reasons: decision.reasons,
+          ...(dryRunPassed ? { dry_run: true } : {}),
+        },
         ...(decision.error ? { error: { code: decision.error } } : {}),
         ...(enforcement ? { enforcement: auditedEnforcement(enforcement) } : {}),
         metrics,

@@ -163,6 +163,7 @@ export async function createPipeline(
       maxDestinations: config.destinations.max_per_request,
     },
     routing: routingOptions(config),
+    dryRun: config.policy.dry_run,
     ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
     ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
   });
@@ -204,6 +205,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     throw error;
   }
   health.set('SERVING');
+  if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
   logger.info({ grpc_port: grpcPort, http_port: httpPort, revision: engine.revision, decision: engine.entrypoint }, 'signalbox serving');
 
   let closing: Promise<void> | undefined;

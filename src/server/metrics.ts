@@ -5,7 +5,7 @@
  *
  * | metric | type | labels |
  * | --- | --- | --- |
- * | `signalbox_decisions_total` | counter | `door`, `result` (`allowed`/`denied`), `reason` (the decision's first reason code; `none` when it has none) |
+ * | `signalbox_decisions_total` | counter | `door`, `result` (`allowed`/`denied`/`dry_run_denied`), `reason` (the decision's first reason code; `none` when it has none) |
  * | `signalbox_decision_duration_seconds` | histogram | `door` |
  * | `signalbox_budget_denials_total` | counter | `reason` (`budget.exceeded`, `rate_limit.exceeded`, `loop.repeated_call`, `loop.ping_pong`) |
  * | `signalbox_store_errors_total` | counter | `operation` (`reserve`, `report`) |
@@ -153,7 +153,8 @@ export class Metrics {
   /** The pipeline's `onDecision`. */
   readonly onDecision = (observation: DecisionObservation): void => {
     const { door, decision, enforcement, durationS } = observation;
-    this.decisions.inc({ door, result: decision.allowed ? 'allowed' : 'denied', reason: decision.reasons[0] ?? 'none' });
+    const result = decision.dryRunDenial ? 'dry_run_denied' : decision.allowed ? 'allowed' : 'denied';
+    this.decisions.inc({ door, result, reason: decision.reasons[0] ?? 'none' });
     this.duration.observe({ door }, durationS);
     if (enforcement?.kind === 'denied') this.budgetDenials.inc({ reason: enforcement.reason });
     if (enforcement?.kind === 'store_unavailable') this.storeErrors.inc({ operation: 'reserve' });
