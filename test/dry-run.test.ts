@@ -62,6 +62,7 @@ describe('dry-run', () => {
     expect(response.okResponse?.headersToRemove).toEqual(expect.arrayContaining(['x-signalbox-user', 'x-signalbox-provider']));
     expect(headerValue(response.okResponse?.headers, 'x-signalbox-user')).toBeUndefined();
     expect(response.dynamicMetadata?.fields?.dry_run).toBeDefined();
+    expect(response.dynamicMetadata?.fields?.policy_revision?.stringValue).toBe(sb.running.engine.revision);
     const id = decisionIdOf(response);
     const record = await auditFor(id);
     expect(record.decision).toEqual({ allowed: false, http_status: 409, reasons: ['rollout.would_deny'], dry_run: true });

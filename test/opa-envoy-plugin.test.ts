@@ -495,7 +495,8 @@ describe.each(rows(E2E_GROUPS, (g) => `${g.fixture.name} [${g.path}]`))('end to 
     const metadata = wireStruct(response.dynamicMetadata);
     const decisionId = metadata.decision_id;
     expect(decisionId, 'dynamicMetadata.decision_id').toMatch(/^[0-9a-f-]{36}$/);
-    expect(metadata).toStrictEqual({ ...want.dynamicMetadata, decision_id: decisionId });
+    // Signalbox adds the decision id and the revision that decided to whatever the policy set.
+    expect(metadata).toStrictEqual({ ...want.dynamicMetadata, decision_id: decisionId, policy_revision: sb.running.engine.revision });
 
     if (want.allowed) {
       expect(response.status?.code ?? GRPC_OK, 'status.code').toBe(GRPC_OK);

@@ -523,7 +523,7 @@ export class DecisionPipeline {
       responseHeadersToAdd: withDecisionId([], denied.decisionId),
       queryParametersToSet: [],
       queryParametersToRemove: [],
-      dynamicMetadata: { decision_id: denied.decisionId, dry_run: true },
+      dynamicMetadata: { decision_id: denied.decisionId, policy_revision: denied.revision, dry_run: true },
       reasons: denied.reasons,
       decisionId: denied.decisionId,
       revision: denied.revision,
@@ -532,7 +532,7 @@ export class DecisionPipeline {
   }
 
   private finish(verdict: PolicyVerdict, decisionId: string, revision: string): Decision {
-    const dynamicMetadata = { ...verdict.dynamicMetadata, decision_id: decisionId };
+    const dynamicMetadata = { ...verdict.dynamicMetadata, decision_id: decisionId, policy_revision: revision };
     if (verdict.allowed) {
       return {
         ...verdict,
@@ -561,7 +561,7 @@ export class DecisionPipeline {
       responseHeadersToAdd: [],
       queryParametersToSet: [],
       queryParametersToRemove: [],
-      dynamicMetadata: { decision_id: decisionId },
+      dynamicMetadata: { decision_id: decisionId, policy_revision: revision },
       reasons: [code],
       decisionId,
       revision,
