@@ -43,6 +43,7 @@ export const ERROR_CATALOGUE = {
   credential_unavailable: 'The policy routed to a credential the vault does not hold, or no vault is open (SIGNALBOX_VAULT_KEY unset); the request is denied with 503.',
   bundle_signature_missing: 'Bundle verification is configured (policy.verification) but the bundle has no .signatures.json.',
   bundle_signature_invalid: 'A bundle signature does not verify: wrong or unknown key, key id or scope, an unsupported algorithm, or a file that is modified, missing or not covered by the signature.',
+  bundle_download_failed: 'The bundle server (policy.service) could not be reached, timed out, answered with an unexpected status or sent a body over policy.service.max_bundle_bytes; the previous bundle keeps serving.',
   internal_error: 'An unexpected error inside Signalbox; the request is denied and the cause is logged.',
 } as const;
 

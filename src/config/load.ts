@@ -9,12 +9,14 @@ import { SignalboxError } from '../errors.js';
 import { configSchema, type SignalboxConfig } from './schema.js';
 
 /** Environment variables that override one config key each, for settings operators change per deployment. */
-export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, string]>> = Object.freeze({
+export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, ...string[]]>> = Object.freeze({
   SIGNALBOX_GRPC_ADDR: ['server', 'grpc_addr'],
   SIGNALBOX_HTTP_ADDR: ['server', 'http_addr'],
   SIGNALBOX_BUNDLE: ['policy', 'bundle'],
   SIGNALBOX_DECISION: ['policy', 'decision'],
   SIGNALBOX_DRY_RUN: ['policy', 'dry_run'],
+  SIGNALBOX_POLICY_WATCH: ['policy', 'watch'],
+  SIGNALBOX_BUNDLE_URL: ['policy', 'service', 'url'],
   SIGNALBOX_JWKS_URL: ['identity', 'jwks_url'],
   SIGNALBOX_JWKS_FILE: ['identity', 'jwks_file'],
   SIGNALBOX_JWT_ISSUER: ['identity', 'issuer'],
@@ -48,13 +50,17 @@ export function expandEnv(value: unknown, env: Env, path: string[] = []): unknow
 }
 
 function applyOverrides(document: Record<string, unknown>, env: Env): void {
-  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    const existing = document[section];
-    const target = existing && typeof existing === 'object' && !Array.isArray(existing) ? (existing as Record<string, unknown>) : {};
-    target[key] = value;
-    document[section] = target;
+    let node = document;
+    for (const segment of path.slice(0, -1)) {
+      const existing = node[segment];
+      const child = existing && typeof existing === 'object' && !Array.isArray(existing) ? (existing as Record<string, unknown>) : {};
+      node[segment] = child;
+      node = child;
+    }
+    node[path[path.length - 1] as string] = value;
   }
 }
 

@@ -90,8 +90,56 @@ export const verificationSchema = z
 /** A boolean that may also come from an environment variable as "true" or "false". */
 const envBoolean = z.preprocess((value) => (value === 'true' ? true : value === 'false' ? false : value), z.boolean());
 
+/** Headers the bundle service protocol sets itself; configuring them would break it. */
+const PROTOCOL_HEADERS = new Set(['if-none-match', 'prefer', 'host', 'content-length', 'connection']);
+
+/**
+ * Downloading the bundle from an HTTP bundle server with OPA's bundle service protocol (README,
+ * "Bundle server"). Durations are milliseconds except the long-polling timeout, which is sent to
+ * the server in whole seconds (`Prefer: wait=N`).
+ */
+export const bundleServiceSchema = z
+  .object({
+    /** The bundle's full URL (OPA's service `url` joined with the bundle's `resource`). */
+    url: z
+      .string()
+      .url()
+      .refine((url) => /^https?:$/.test(new URL(url).protocol), 'must be an http:// or https:// URL'),
+    /** After a successful poll, the next one comes after a random delay between these two (OPA's polling.min/max_delay_seconds). */
+    min_delay_ms: z.number().int().min(1).default(60_000),
+    max_delay_ms: z.number().int().min(1).default(120_000),
+    /** Ask the server to hold a request up to this many seconds until the bundle changes (OPA's long_polling_timeout_seconds). */
+    long_polling_timeout_s: z.number().int().min(1).max(240).optional(),
+    /** A request (headers and body) slower than this fails; a long poll gets the long-polling timeout on top. */
+    timeout_ms: z.number().int().min(100).default(10_000),
+    /** Extra request headers (for example an API key header); values are never logged. */
+    headers: z
+      .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name'), z.string())
+      .transform((headers) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])))
+      .refine((headers) => Object.keys(headers).every((k) => !PROTOCOL_HEADERS.has(k)), 'If-None-Match, Prefer, Host, Content-Length and Connection are set by the protocol')
+      .default({}),
+    /** A bearer token, from an environment variable (read once at start-up). */
+    token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    /** A bearer token, from a file (read before every request, so a rotated token is picked up). */
+    token_file: z.string().min(1).optional(),
+    /** The scheme before the token in `Authorization`. */
+    token_scheme: z.string().min(1).default('Bearer'),
+    /** A bundle body larger than this is refused (bundle_download_failed). */
+    max_bundle_bytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    /** Where the last good download is kept (atomic rename), to start from when the server is down; null: not kept. */
+    persist_file: z.string().min(1).nullable().default('bundles/downloaded/signalbox.tar.gz'),
+  })
+  .strict()
+  .refine((s) => s.min_delay_ms <= s.max_delay_ms, { message: 'min_delay_ms must not exceed max_delay_ms', path: ['min_delay_ms'] })
+  .refine((s) => !(s.token_env && s.token_file), { message: 'set token_env or token_file, not both', path: ['token_file'] })
+  .refine((s) => !((s.token_env || s.token_file) && 'authorization' in s.headers), {
+    message: 'an authorization header and a token are both configured',
+    path: ['headers'],
+  });
+
 export const policySchema = z
   .object({
+    /** The bundle file (ignored when `service` is set: the bundle is downloaded). */
     bundle: z.string().min(1).default('bundles/signalbox.tar.gz'),
     /** The decision path: an entrypoint of the bundle (opa-envoy-plugin calls this `path`). */
     decision: z
@@ -106,6 +154,12 @@ export const policySchema = z
      * opa-envoy-plugin's dry-run). Errors and budget, rate and loop limits still deny.
      */
     dry_run: envBoolean.default(false),
+    /** Reload the bundle file when it changes (README, "Hot reload"). */
+    watch: envBoolean.default(true),
+    /** How often the bundle file is checked for changes, as a fallback to filesystem events. */
+    poll_interval_ms: z.number().int().min(50).max(3_600_000).default(2_000),
+    /** Download the bundle from an HTTP bundle server instead of reading `bundle`. */
+    service: bundleServiceSchema.optional(),
   })
   .strict();
 

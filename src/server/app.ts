@@ -24,9 +24,8 @@ import { defaultResolver } from '../inspect/destinations.js';
 import type { CredentialLookup, RoutingOptions } from '../pipeline/route.js';
 import { CredentialSource } from '../vault/credentials.js';
 import { VAULT_KEY_ENV } from '../vault/vault.js';
-import { readBundle } from '../policy/bundle.js';
-import { bundleVerification } from '../policy/signing.js';
-import { PolicyEngine } from '../policy/engine.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { PolicySource, type BundleObservation } from '../policy/source.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from './grpc.js';
 import { createHttpServer, listenHttp } from './http.js';
 import { Metrics } from './metrics.js';
@@ -34,7 +33,10 @@ import { Metrics } from './metrics.js';
 export interface RunningSignalbox {
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The engine deciding now; a reload replaces it (see {@link policy}). */
   readonly engine: PolicyEngine;
+  /** The active policy and what keeps it current (bundle file watch or bundle server). */
+  readonly policy: PolicySource;
   readonly pipeline: DecisionPipeline;
   readonly enforcer: Enforcer;
   readonly reports: ReportService;
@@ -53,6 +55,8 @@ export interface PipelineDependencies {
   readonly credentials?: CredentialLookup;
   /** Observes every finished decision (the server's metrics). */
   readonly onDecision?: PipelineOptions['onDecision'];
+  /** Observes bundle loads and downloads (the server's metrics). */
+  readonly onBundle?: (observation: BundleObservation) => void;
 }
 
 export interface StartOptions extends PipelineDependencies {
@@ -137,16 +141,21 @@ export async function createPipeline(
   logger: Logger,
   audit: AuditSink,
   dependencies: PipelineDependencies = {},
-): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; enforcer: Enforcer }> {
+): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; policy: PolicySource; enforcer: Enforcer }> {
   const { clock } = dependencies;
   const store = dependencies.store ?? createStore(config, logger);
-  const bundle = await readBundle(resolveBundlePath(config.policy.bundle), { verification: bundleVerification(config.policy.verification) });
-  const engine = await PolicyEngine.create(bundle, { entrypoint: config.policy.decision, maxMemoryMiB: config.policy.max_memory_mib });
+  // Loaded now; reloading (file watch or bundle server) begins with policy.start().
+  const policy = await PolicySource.open({
+    config: config.policy,
+    bundlePath: resolveBundlePath(config.policy.bundle),
+    logger,
+    ...(dependencies.onBundle ? { observe: dependencies.onBundle } : {}),
+  });
   const identity = await IdentityVerifier.create(config.identity, logger);
   const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
   const enforcer = createEnforcer(config, store, prices);
   const pipeline = new DecisionPipeline({
-    engine: () => engine,
+    engine: () => policy.current(),
     identity,
     audit,
     logger,
@@ -167,7 +176,7 @@ export async function createPipeline(
     ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
     ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
   });
-  return { pipeline, engine, enforcer };
+  return { pipeline, engine: policy.current(), policy, enforcer };
 }
 
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
@@ -178,9 +187,10 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
   const metrics = new Metrics();
-  const { pipeline, engine, enforcer } = await createPipeline(config, logger, audit, {
+  const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
     onDecision: metrics.onDecision,
+    onBundle: metrics.onBundle,
     store,
     ...(credentials ? { credentials } : {}),
   });
@@ -188,7 +198,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const reports = new ReportService({ enforcer, audit, logger, observe: metrics.onReport, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
   const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
-  const httpServer: HttpServer = createHttpServer({ health, revision: () => engine.revision, reports, pipeline, logger, metrics });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics });
   let grpcPort: number;
   let httpPort: number;
   try {
@@ -199,6 +209,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   } catch (error) {
     grpcServer.forceShutdown();
     httpServer.close();
+    await policy.close();
     await audit.close();
     await store.close();
     await vault?.close();
@@ -206,13 +217,18 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   }
   health.set('SERVING');
   if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
-  logger.info({ grpc_port: grpcPort, http_port: httpPort, revision: engine.revision, decision: engine.entrypoint }, 'signalbox serving');
+  policy.start();
+  logger.info(
+    { grpc_port: grpcPort, http_port: httpPort, revision: policy.revision, decision: config.policy.decision, bundle: policy.origin },
+    'signalbox serving',
+  );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       health.set('NOT_SERVING');
       health.endWatches();
+      await policy.close();
       await shutdownGrpc(grpcServer, config.server.shutdown_grace_ms);
       await new Promise<void>((done) => {
         httpServer.close(() => done());
@@ -225,5 +241,17 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     })();
     return closing;
   };
-  return { grpcPort, httpPort, engine, pipeline, enforcer, reports, audit, close };
+  return {
+    grpcPort,
+    httpPort,
+    get engine() {
+      return policy.current();
+    },
+    policy,
+    pipeline,
+    enforcer,
+    reports,
+    audit,
+    close,
+  };
 }

@@ -11,6 +11,9 @@
  * | `signalbox_store_errors_total` | counter | `operation` (`reserve`, `report`) |
  * | `signalbox_usage_reports_total` | counter | `outcome` (`settled`, `already_settled`, `health_only`, or the error code of a refused report) |
  * | `signalbox_provider_breaker_transitions_total` | counter | `provider`, `from`, `to` |
+ * | `signalbox_bundle_loads_total` | counter | `origin` (`file`, `service`, `persisted`), `result` (`activated`, `unchanged`, or the error code of a rejected bundle) |
+ * | `signalbox_bundle_downloads_total` | counter | `outcome` (`activated`, `unchanged`, `not_modified`, `rejected`, `failed`) |
+ * | `signalbox_bundle_info` | gauge | `revision` of the active bundle (one series, value 1) |
  *
  * Cardinality is bounded: label values come from code (doors, codes) or from policies and
  * reports (reason codes, provider names), and every label keeps at most
@@ -18,6 +21,7 @@
  */
 import type { DecisionObservation } from '../pipeline/decide.js';
 import type { ReportObservation } from '../pipeline/report.js';
+import type { BundleObservation } from '../policy/source.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const MAX_LABEL_VALUES = 100;
@@ -132,6 +136,27 @@ class Histogram {
   }
 }
 
+/** An info gauge: one series with value 1, whose labels say what is current (the active bundle revision). */
+class Info {
+  private labels: Labels | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+  ) {}
+
+  set(labels: Labels): void {
+    this.labels = labels;
+  }
+
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    if (this.labels) lines.push(`${this.name}${labelText(this.labelNames, this.labels)} 1`);
+    return lines;
+  }
+}
+
 /** One Signalbox's metrics. Observers never throw into the code they observe. */
 export class Metrics {
   private readonly decisions: Counter;
@@ -140,6 +165,9 @@ export class Metrics {
   private readonly storeErrors: Counter;
   private readonly reports: Counter;
   private readonly breaker: Counter;
+  private readonly bundleLoads: Counter;
+  private readonly bundleDownloads: Counter;
+  private readonly bundleInfo: Info;
 
   constructor(limit = MAX_LABEL_VALUES) {
     this.decisions = new Counter('signalbox_decisions_total', 'Decisions by door, result and first reason code.', ['door', 'result', 'reason'], limit);
@@ -148,6 +176,9 @@ export class Metrics {
     this.storeErrors = new Counter('signalbox_store_errors_total', 'Budget store failures, by operation.', ['operation'], limit);
     this.reports = new Counter('signalbox_usage_reports_total', 'Usage reports, by outcome or refusal code.', ['outcome'], limit);
     this.breaker = new Counter('signalbox_provider_breaker_transitions_total', 'Provider circuit breaker state changes.', ['provider', 'from', 'to'], limit);
+    this.bundleLoads = new Counter('signalbox_bundle_loads_total', 'Policy bundle loads, by origin and result (activated, unchanged or the rejection code).', ['origin', 'result'], limit);
+    this.bundleDownloads = new Counter('signalbox_bundle_downloads_total', 'Requests to the bundle server, by outcome.', ['outcome'], limit);
+    this.bundleInfo = new Info('signalbox_bundle_info', 'The revision of the active policy bundle.', ['revision']);
   }
 
   /** The pipeline's `onDecision`. */
@@ -170,9 +201,19 @@ export class Metrics {
     if (observation.outcome === 'budget_store_unavailable') this.storeErrors.inc({ operation: 'report' });
   };
 
+  /** The policy source's `observe`. */
+  readonly onBundle = (observation: BundleObservation): void => {
+    if (observation.type === 'download') {
+      this.bundleDownloads.inc({ outcome: observation.outcome });
+      return;
+    }
+    this.bundleLoads.inc({ origin: observation.origin, result: observation.result });
+    if (observation.revision !== undefined) this.bundleInfo.set({ revision: observation.revision });
+  };
+
   /** The exposition text (format 0.0.4). */
   render(): string {
-    const metrics = [this.decisions, this.duration, this.budgetDenials, this.storeErrors, this.reports, this.breaker];
+    const metrics = [this.decisions, this.duration, this.budgetDenials, this.storeErrors, this.reports, this.breaker, this.bundleLoads, this.bundleDownloads, this.bundleInfo];
     return `${metrics.flatMap((m) => m.render()).join('\n')}\n`;
   }
 }
