@@ -27,6 +27,8 @@ export async function fileFingerprint(path: string): Promise<string> {
 }
 
 export interface FileWatchOptions {
+  /** Watch and poll (default); false runs checks only when {@link FileWatch.check} is called. */
+  readonly watch?: boolean;
   /** How often the file's fingerprint is polled, as a fallback to `fs.watch`. */
   readonly pollIntervalMs: number;
   /** How long `fs.watch` events are collected before one check. */
@@ -63,6 +65,7 @@ export class FileWatch {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger();
     this.#seen = options.seen;
+    if (options.watch === false) return;
     this.#tryWatch();
     this.#poll = setInterval(() => {
       if (this.#watcher === undefined) this.#tryWatch();

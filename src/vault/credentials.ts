@@ -2,22 +2,19 @@
  * The running server's view of the credential vault: the entries of the vault file, decrypted
  * on demand and cached, and reloaded when the file changes.
  *
- * The file is watched with `fs.watch` on its directory (filtered to the file's name, debounced),
- * and its identity (inode, size, mtime, ctime) is also polled every few seconds, because
- * `fs.watch` misses changes on some filesystems and setups (network mounts, a Kubernetes secret
- * volume swapping a `..data` symlink). `signalbox vault` writes by atomic rename, so a reload
- * never sees a half-written file from it.
+ * The file is watched as src/file-watch.ts does it (`fs.watch` on its directory plus a poll of
+ * the file's identity). `signalbox vault` writes by atomic rename, so a reload never sees a
+ * half-written file from it.
  *
  * A reload must succeed as a whole: the file must parse, and every entry must decrypt with the
  * keyring. When it does not (malformed file, unknown key id, wrong key), a warning naming the
  * error code and the path is logged and the previous entries keep being served. Values and keys
  * never appear in logs, errors, `util.inspect` or `JSON.stringify` output.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { SignalboxError, describeCause } from '../errors.js';
+import { FileWatch, fileFingerprint } from '../file-watch.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Vault, keyringFromEnv, type VaultKeyring } from './vault.js';
 
@@ -45,17 +42,6 @@ interface Loaded {
   readonly updatedAt: ReadonlyMap<string, string>;
 }
 
-/** What a file looked like when it was read: a changed inode (rename), size or time means reload. */
-async function fingerprint(path: string): Promise<string> {
-  try {
-    const s = await stat(path, { bigint: true });
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : `error:${code ?? describeCause(error)}`;
-  }
-}
-
 /**
  * Credentials for the running server. `get` is synchronous and cheap: a value is decrypted the
  * first time it is asked for after a (re)load, then served from memory until the entry changes.
@@ -65,28 +51,29 @@ export class CredentialSource {
   readonly path: string;
   readonly #keyring: VaultKeyring;
   readonly #logger: Logger;
-  readonly #pollMs: number;
-  readonly #debounceMs: number;
   #loaded: Loaded;
   /** Decrypted values by name, each with the updated_at it was decrypted for; emptied on reload. */
   #cache = new Map<string, { readonly updatedAt: string; readonly value: string }>();
-  /** The fingerprint of the file as last read, whether or not that read loaded. */
-  #seen: string;
-  #watcher: FSWatcher | undefined;
-  #poll: NodeJS.Timeout | undefined;
-  #debounce: NodeJS.Timeout | undefined;
-  #reloading: Promise<boolean> | undefined;
-  #again = false;
+  /** Watches the file and runs reloads one at a time (also when not watching: then only on reload()). */
+  readonly #watch: FileWatch;
+  /** Counts the times the entries were replaced, so reload() can say whether its check replaced them. */
+  #generation = 0;
   #closed = false;
 
   private constructor(path: string, keyring: VaultKeyring, loaded: Loaded, seen: string, options: CredentialSourceOptions) {
     this.path = path;
     this.#keyring = keyring;
     this.#loaded = loaded;
-    this.#seen = seen;
     this.#logger = options.logger ?? silentLogger();
-    this.#pollMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
-    this.#debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+    this.#watch = new FileWatch(path, {
+      watch: options.watch !== false,
+      pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_MS,
+      debounceMs: options.debounceMs ?? DEFAULT_DEBOUNCE_MS,
+      seen,
+      onChange: (fingerprint) => this.#reloadOnce(fingerprint),
+      logger: this.#logger,
+      what: 'credential vault',
+    });
   }
 
   /**
@@ -99,11 +86,10 @@ export class CredentialSource {
     const path = resolve(options.file);
     const keyring = keyringFromEnv(options.env);
     const logger = options.logger ?? silentLogger();
-    const seen = await fingerprint(path);
+    const seen = await fileFingerprint(path);
     const loaded = await load(path, keyring, logger);
     const source = new CredentialSource(path, keyring, loaded, seen, options);
     logger.info({ path, entries: loaded.updatedAt.size, kid: keyring.current.kid }, 'credential vault loaded');
-    if (options.watch !== false) source.#startWatching();
     return source;
   }
 
@@ -143,38 +129,17 @@ export class CredentialSource {
    * did not change (unless `force`) or could not be loaded (logged as a warning; the previous
    * entries are kept). Never rejects. Reloads run one at a time.
    */
-  reload(options: { force?: boolean } = {}): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
-    if (this.#reloading) {
-      // A change seen while reading may not be in what is being read: read once more after.
-      this.#again = true;
-      return this.#reloading;
-    }
-    const run = async (): Promise<boolean> => {
-      let replaced = false;
-      do {
-        this.#again = false;
-        replaced = (await this.#reloadOnce(options.force === true)) || replaced;
-      } while (this.#again && !this.#closed);
-      return replaced;
-    };
-    const running = run().finally(() => {
-      this.#reloading = undefined;
-    });
-    this.#reloading = running;
-    return running;
+  async reload(options: { force?: boolean } = {}): Promise<boolean> {
+    if (this.#closed) return false;
+    const before = this.#generation;
+    await this.#watch.check(options);
+    return this.#generation !== before;
   }
 
   /** Stops watching and polling; resolves once any reload under way has finished. */
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#debounce);
-    clearInterval(this.#poll);
-    this.#debounce = undefined;
-    this.#poll = undefined;
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    await this.#reloading;
+    await this.#watch.close();
     this.#cache.clear();
   }
 
@@ -197,17 +162,14 @@ export class CredentialSource {
     return this[inspect.custom]();
   }
 
-  async #reloadOnce(force: boolean): Promise<boolean> {
-    // The fingerprint is taken before the read: a change during the read makes the next check differ.
-    const seen = await fingerprint(this.path);
-    if (!force && seen === this.#seen) return false;
-    this.#seen = seen;
+  /** Loads the file the watch saw change (fingerprint `seen`); on failure the previous entries stay. */
+  async #reloadOnce(seen: string): Promise<void> {
     if (seen === 'missing' && this.#loaded.updatedAt.size > 0) {
       this.#logger.warn(
         { code: 'vault_file_invalid', path: this.path, entries: this.#loaded.updatedAt.size },
         'credential vault file disappeared; keeping the previous entries',
       );
-      return false;
+      return;
     }
     let loaded: Loaded;
     try {
@@ -218,52 +180,13 @@ export class CredentialSource {
         { code: e.code, path: this.path, problem: e.message, ...pick(e.details, ['entry', 'kid']) },
         'credential vault reload failed; keeping the previous entries',
       );
-      return false;
+      return;
     }
-    if (this.#closed) return false;
+    if (this.#closed) return;
     this.#loaded = loaded;
     this.#cache.clear();
+    this.#generation += 1;
     this.#logger.info({ path: this.path, entries: loaded.updatedAt.size }, 'credential vault reloaded');
-    return true;
-  }
-
-  #startWatching(): void {
-    this.#tryWatch();
-    this.#poll = setInterval(() => {
-      if (this.#watcher === undefined) this.#tryWatch();
-      void this.reload();
-    }, this.#pollMs);
-    this.#poll.unref();
-  }
-
-  /** Watches the directory (not the file: a rename replaces the file's inode). Not there yet: the poll retries. */
-  #tryWatch(): void {
-    if (this.#closed) return;
-    const name = basename(this.path);
-    try {
-      const watcher = watch(dirname(this.path), { persistent: false }, (_event, filename) => {
-        // Some platforms do not say which file changed; then check.
-        if (filename === null || filename === undefined || filename.toString() === name) this.#scheduleReload();
-      });
-      watcher.on('error', (error) => {
-        this.#logger.debug({ path: this.path, problem: describeCause(error) }, 'credential vault watcher failed; polling until it can be restarted');
-        watcher.close();
-        if (this.#watcher === watcher) this.#watcher = undefined;
-      });
-      this.#watcher = watcher;
-    } catch {
-      this.#watcher = undefined;
-    }
-  }
-
-  #scheduleReload(): void {
-    if (this.#closed) return;
-    clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = undefined;
-      void this.reload();
-    }, this.#debounceMs);
-    this.#debounce.unref();
   }
 }
 
