@@ -44,6 +44,8 @@ export const ERROR_CATALOGUE = {
   bundle_signature_missing: 'Bundle verification is configured (policy.verification) but the bundle has no .signatures.json.',
   bundle_signature_invalid: 'A bundle signature does not verify: wrong or unknown key, key id or scope, an unsupported algorithm, or a file that is modified, missing or not covered by the signature.',
   bundle_download_failed: 'The bundle server (policy.service) could not be reached, timed out, answered with an unexpected status or sent a body over policy.service.max_bundle_bytes; the previous bundle keeps serving.',
+  test_suite_invalid: 'A decision-table file or one of its cases (signalbox test), or a --request file (signalbox eval), is malformed or names something undefined.',
+  policy_engine_mismatch: 'The WASM engine and OPA (topdown) return different results for the same input; signalbox test reports the case as failed.',
   internal_error: 'An unexpected error inside Signalbox; the request is denied and the cause is logged.',
 } as const;
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `signalbox` command: serve, build, eval, audit verify, spend, vault.
+ * The `signalbox` command: serve, build, eval, test, audit verify, spend, vault.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { verifyAuditFile } from '../audit/chain.js';
@@ -11,11 +11,12 @@ import { SignalboxError, describeCause } from '../errors.js';
 import { createLogger } from '../log.js';
 import { projectRoot } from '../paths.js';
 import { buildAllBundles, buildBundle, type SigningOptions } from '../policy/build.js';
-import { readBundle } from '../policy/bundle.js';
-import { bundleVerification } from '../policy/signing.js';
-import { PolicyEngine } from '../policy/engine.js';
-import { interpretResult } from '../policy/result.js';
-import { resolveBundlePath, startSignalbox } from '../server/app.js';
+import { parseRfc3339Ns } from '../pipeline/simulate.js';
+import { explainDecision, readRequestFile, textExplain } from '../policy/testing/explain.js';
+import { formatReport, textReport, type ReportFormat } from '../policy/testing/report.js';
+import { runPolicyTests } from '../policy/testing/runner.js';
+import type { ExplainMode } from '../policy/testing/topdown.js';
+import { startSignalbox } from '../server/app.js';
 import { runVaultCommand } from '../vault/vault.js';
 
 const USAGE = `usage: signalbox <command> [options]
@@ -27,8 +28,14 @@ commands:
                                             compile one policy folder (entrypoints from -e or annotations)
   build ... --sign --signing-key PEM_FILE [--signing-alg RS256] [--key-id ID] [--scope S]
                                             also sign the bundle(s) in OPA's format (.signatures.json)
-  eval --input FILE [--config FILE] [--bundle FILE] [--decision PATH]
-                                            evaluate one policy input document and print the decision
+  eval (--input FILE | --request FILE) [--config FILE] [--bundle FILE] [--decision PATH]
+       [--now RFC3339] [--explain rules|notes|fails|full [--src DIR]] [--format text|json]
+                                            decide one request (a full input, or the short form
+                                            through the service's pipeline) and explain it
+  test [DIR|FILE ...] [--bundle FILE] [--config FILE] [--format text|json|junit] [--output FILE]
+       [--run REGEX] [--coverage-threshold PCT] [--no-rego] [--no-compare] [--strict-order] [--verbose]
+                                            run Rego tests (opa test) and decision tables
+                                            (*_test.yaml) against the WASM bundle; exit 1 on failure
   audit verify FILE                         verify an audit log's hash chain; exit 1 at the first break
   spend [--url URL] [--scope SCOPE] [--window WINDOW] [--json]
                                             current spend and holds per budget, from a running
@@ -115,45 +122,133 @@ async function build(args: string[]): Promise<number> {
   return 0;
 }
 
+const FORMATS = ['text', 'json', 'junit'] as const;
+const EXPLAIN_MODES: readonly ExplainMode[] = ['rules', 'notes', 'fails', 'full'];
+
+/** Text on a terminal, JSON when piped (scripts read it), unless --format says. */
+function outputFormat(value: string | undefined, allowed: readonly string[], fallback: string): string {
+  const format = value ?? fallback;
+  if (!allowed.includes(format)) throw new UsageError(`--format must be one of ${allowed.join(', ')}`);
+  return format;
+}
+
 async function evaluate(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { input: { type: 'string' }, config: { type: 'string' }, bundle: { type: 'string' }, decision: { type: 'string' } },
+    options: {
+      input: { type: 'string' },
+      request: { type: 'string' },
+      config: { type: 'string' },
+      bundle: { type: 'string' },
+      decision: { type: 'string' },
+      now: { type: 'string' },
+      explain: { type: 'string' },
+      src: { type: 'string' },
+      format: { type: 'string' },
+    },
     strict: true,
   });
-  if (!values.input) throw new UsageError('eval needs --input FILE');
+  if ((values.input === undefined) === (values.request === undefined)) throw new UsageError('eval needs --input FILE (a full input) or --request FILE (the short form)');
+  if (values.explain !== undefined && !EXPLAIN_MODES.includes(values.explain as ExplainMode)) {
+    throw new UsageError(`--explain must be one of ${EXPLAIN_MODES.join(', ')}`);
+  }
+  const format = outputFormat(values.format, ['text', 'json'], process.stdout.isTTY ? 'text' : 'json');
   const config = loadConfig(values.config ?? process.env.SIGNALBOX_CONFIG);
   let input: unknown;
-  try {
-    input = JSON.parse(await readFile(values.input, 'utf8'));
-  } catch (error) {
-    throw new SignalboxError('request_malformed', `--input ${values.input} is not a readable JSON document`, { cause: error });
+  if (values.input !== undefined) {
+    try {
+      input = JSON.parse(await readFile(values.input, 'utf8'));
+    } catch (error) {
+      throw new SignalboxError('request_malformed', `--input ${values.input} is not a readable JSON document`, { cause: error });
+    }
   }
-  const bundle = await readBundle(resolveBundlePath(values.bundle ?? config.policy.bundle), {
-    verification: bundleVerification(config.policy.verification),
-  });
-  const engine = await PolicyEngine.create(bundle, { entrypoint: values.decision ?? config.policy.decision });
-  const evaluation = engine.evaluate(input, BigInt(Date.now()) * 1_000_000n);
-  let verdict: ReturnType<typeof interpretResult> | undefined;
-  let error: { code: string; message: string } | undefined;
-  try {
-    verdict = interpretResult(evaluation);
-  } catch (caught) {
-    const e = caught as SignalboxError;
-    error = { code: e.code, message: e.message };
+  const request = values.request !== undefined ? await readRequestFile(values.request) : undefined;
+  let nowNs = BigInt(Date.now()) * 1_000_000n;
+  if (values.now !== undefined) {
+    try {
+      nowNs = parseRfc3339Ns(values.now);
+    } catch {
+      throw new UsageError(`--now ${values.now} is not an RFC 3339 timestamp (2026-11-22T10:00:00Z)`);
+    }
   }
-  print({
-    decision: engine.entrypoint,
-    revision: engine.revision,
-    allowed: verdict?.allowed ?? false,
-    http_status: verdict ? (verdict.allowed ? 200 : verdict.httpStatus) : 403,
-    reasons: verdict ? verdict.reasons : [error?.code],
-    ...(error ? { error } : {}),
-    result: evaluation.result ?? null,
-    builtin_errors: evaluation.builtinErrors,
-    eval_ns: evaluation.evalNs,
+  const report = await explainDecision({
+    config,
+    // stderr, errors only: stdout is the report, and a fail-closed decision is what eval shows.
+    logger: createLogger('error', process.stderr),
+    ...(input !== undefined ? { input } : {}),
+    ...(request ? { request } : {}),
+    ...(values.bundle ? { bundle: values.bundle } : {}),
+    ...(values.decision ? { decision: values.decision } : {}),
+    nowNs,
+    ...(values.explain ? { explain: values.explain as ExplainMode } : {}),
+    ...(values.src ? { src: resolve(values.src) } : {}),
   });
+  if (format === 'json') print(report);
+  else process.stdout.write(textExplain(report));
   return 0;
+}
+
+async function test(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      bundle: { type: 'string' },
+      config: { type: 'string' },
+      decision: { type: 'string' },
+      format: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      run: { type: 'string' },
+      'no-rego': { type: 'boolean' },
+      'no-compare': { type: 'boolean' },
+      'strict-order': { type: 'boolean' },
+      'coverage-threshold': { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const format = outputFormat(values.format, FORMATS, 'text') as ReportFormat;
+  let threshold: number | undefined;
+  if (values['coverage-threshold'] !== undefined) {
+    threshold = Number(values['coverage-threshold']);
+    if (!Number.isFinite(threshold) || threshold < 0 || threshold > 100) throw new UsageError('--coverage-threshold must be a percentage from 0 to 100');
+  }
+  let filter: RegExp | undefined;
+  if (values.run !== undefined) {
+    try {
+      filter = new RegExp(values.run);
+    } catch {
+      throw new UsageError(`--run ${values.run} is not a regular expression`);
+    }
+  }
+  let paths = positionals;
+  if (paths.length === 0) {
+    const root = join(projectRoot(), 'policies');
+    paths = (await readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(root, e.name));
+  }
+  const configFile = values.config ?? process.env.SIGNALBOX_CONFIG;
+  // Quiet: the pipeline logs every fail-closed decision, which a test run makes on purpose.
+  const logger = createLogger('silent');
+  const report = await runPolicyTests({
+    paths,
+    ...(values.bundle ? { bundle: values.bundle } : {}),
+    ...(configFile ? { configFile } : {}),
+    ...(values.decision ? { decision: values.decision } : {}),
+    rego: !values['no-rego'],
+    compare: !values['no-compare'],
+    strictOrder: values['strict-order'] ?? false,
+    ...(threshold !== undefined ? { coverageThreshold: threshold } : {}),
+    ...(filter ? { filter } : {}),
+    logger,
+  });
+  const text = formatReport(report, format, { verbose: values.verbose ?? false });
+  if (values.output) {
+    await writeFile(values.output, text);
+    if (format !== 'text') process.stdout.write(textReport(report));
+  } else {
+    process.stdout.write(text);
+  }
+  return report.ok ? 0 : 1;
 }
 
 async function audit(args: string[]): Promise<number> {
@@ -259,6 +354,8 @@ export async function main(argv: string[]): Promise<number> {
         return await build(args);
       case 'eval':
         return await evaluate(args);
+      case 'test':
+        return await test(args);
       case 'audit':
         return await audit(args);
       case 'spend':
