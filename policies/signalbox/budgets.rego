@@ -77,8 +77,10 @@ economy_model(model) if {
 	pattern_matches(pattern, model)
 }
 
-enforcement["budgets"] := [b | some b in budgets] if count(budgets) > 0
+# Sorted: a set becomes an array in engine order (sorted under OPA, not under WASM); sorting makes
+# the result the same under both.
+enforcement["budgets"] := sort([b | some b in budgets]) if count(budgets) > 0
 
-enforcement["rate_limits"] := [r | some r in rate_limits] if count(rate_limits) > 0
+enforcement["rate_limits"] := sort([r | some r in rate_limits]) if count(rate_limits) > 0
 
 enforcement["loop"] := loop_check
