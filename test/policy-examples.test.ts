@@ -1,6 +1,7 @@
 /**
  * The example policies users copy must stay correct: each builds to a WASM bundle with the
- * engine's capabilities, declares the decision the README names, and passes its own Rego tests.
+ * engine's capabilities, declares the decision the README names, and passes its own Rego tests
+ * and decision tables under `signalbox test` (WASM and OPA agreeing).
  */
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/paths.js';
 import { buildBundle } from '../src/policy/build.js';
 import { runOpa } from '../src/policy/opa-cli.js';
+import { textReport } from '../src/policy/testing/report.js';
+import { runPolicyTests } from '../src/policy/testing/runner.js';
+import { silentLogger } from '../src/log.js';
 
 const EXAMPLES = join(projectRoot(), 'examples', 'policies');
 
@@ -35,6 +39,14 @@ describe('example policies', async () => {
       expect(results.length).toBeGreaterThanOrEqual(5);
       expect(results.filter((r) => r.fail || r.error).map((r) => r.name)).toEqual([]);
       expect(run.exitCode).toBe(0);
+    });
+
+    it(`${folder} passes its decision tables, with WASM and OPA agreeing`, async () => {
+      const report = await runPolicyTests({ paths: [join(EXAMPLES, folder)], logger: silentLogger() });
+      expect(report.ok, textReport(report)).toBe(true);
+      expect(report.suites.length).toBe(1);
+      expect(report.counts.passed).toBeGreaterThanOrEqual(5);
+      expect(report.counts).toMatchObject({ failed: 0, errors: 0, skipped: 0, mismatches: 0 });
     });
   }
 });

@@ -13,7 +13,7 @@ package models
 decision := {
 	"allowed": true,
 	# The upstream learns who is calling from headers Signalbox sets; the caller's token stays here.
-	"headers": {"x-signalbox-user": input.identity.subject, "x-signalbox-team": input.identity.team},
+	"headers": {"x-signalbox-user": input.identity.subject, "x-signalbox-team": team},
 	"request_headers_to_remove": ["authorization"],
 	"reasons": ["allowed"],
 } if {
@@ -27,6 +27,10 @@ decision := {
 }
 
 reasons := sort([r | some r in deny])
+
+# A token may carry no team claim; such a caller is granted nothing (not an undefined decision,
+# which Signalbox would deny as policy_result_invalid).
+team := object.get(input.identity, "team", "")
 
 status := 401 if {
 	not input.identity.verified
@@ -46,5 +50,5 @@ deny contains "model.not_allowed" if {
 	input.identity.verified
 	model := input.parsed_body.model
 	is_string(model)
-	not model in object.get(data.models.teams, input.identity.team, [])
+	not model in object.get(data.models.teams, team, [])
 }

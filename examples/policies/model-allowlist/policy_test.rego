@@ -35,3 +35,8 @@ test_request_without_model_denied if {
 	d := models.decision with input as {"identity": caller("research"), "parsed_body": {"messages": []}}
 	d.reasons == ["model.missing"]
 }
+
+test_caller_without_team_claim_denied if {
+	d := models.decision with input as {"identity": {"verified": true, "subject": "pat"}, "parsed_body": {"model": "gpt-4o-mini"}}
+	d.reasons == ["model.not_allowed"]
+}
