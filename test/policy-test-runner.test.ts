@@ -50,6 +50,14 @@ describe('decision tables', () => {
     expect(report.ok).toBe(true);
   });
 
+  it('decides with the compiled bundle even when the config names a bundle server', async () => {
+    // Nothing listens on port 9 of loopback: a download would fail, and the suite with it.
+    const config = join(await mkdtemp(join(tmpdir(), 'signalbox-config-')), 'signalbox.yaml');
+    await writeFile(config, 'policy:\n  service:\n    url: http://127.0.0.1:9/bundles/signalbox.tar.gz\n    persist_file: null\n');
+    const report = await run([clockFixture], { configFile: config });
+    expect(report.counts).toEqual({ passed: 5, failed: 0, errors: 0, skipped: 0, mismatches: 0 });
+  });
+
   it('fails each field that does not match, with expected and actual', async () => {
     const dir = await fixture(`${HEADER}
   - { name: allowed, request: {}, expect: { allowed: false } }

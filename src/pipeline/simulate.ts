@@ -247,7 +247,10 @@ export class Simulation {
         audience: config.identity.audience.length > 0 ? config.identity.audience : [SIMULATED_AUDIENCE],
         algorithms: [alg],
       };
-      const simulated: SignalboxConfig = { ...config, identity };
+      // Always the bundle file the caller named (a table's compiled bundle, eval's --bundle):
+      // never a bundle server's download, and no watching.
+      const { service: _bundleServer, ...fileBundle } = config.policy;
+      const simulated: SignalboxConfig = { ...config, identity, policy: { ...fileBundle, watch: false } };
       const { store, reset } = resettableStore(config);
       const clock = { ns: settings.nowNs };
       const dns = settings.dns;
