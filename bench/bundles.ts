@@ -9,14 +9,19 @@ import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { readBundle } from '../src/policy/bundle.js';
 
-/** Writes `out`: the bundle at `path` with `change` applied to its data.json. */
-export async function withData(path: string, out: string, change: (data: Record<string, unknown>) => void): Promise<void> {
+/**
+ * Writes `out`: the bundle at `path` with `change` applied to its data.json, and its manifest
+ * revision replaced when `revision` is given (so two variants are two revisions).
+ */
+export async function withData(path: string, out: string, change: (data: Record<string, unknown>) => void, revision?: string): Promise<void> {
   const bundle = await readBundle(path);
   const data = structuredClone(bundle.data);
   change(data);
+  const manifest = revision === undefined ? undefined : Buffer.from(JSON.stringify({ ...JSON.parse(bundle.files.get('/.manifest')!.toString('utf8')), revision }));
   const writer = pack();
   for (const [name, content] of bundle.files) {
-    writer.entry({ name: name.slice(1) }, name === '/data.json' ? Buffer.from(JSON.stringify(data)) : content);
+    const replaced = name === '/data.json' ? Buffer.from(JSON.stringify(data)) : name === '/.manifest' ? manifest : undefined;
+    writer.entry({ name: name.slice(1) }, replaced ?? content);
   }
   writer.finalize();
   await writeFile(out, gzipSync(await buffer(writer)));

@@ -7,6 +7,9 @@
  *                   ratio signalbox / no-content is the price of scanning every body;
  *   budgets-memory  the default policy as shipped (4 budgets + a rate limit per request), in-memory store;
  *   budgets-redis   the same against a real Redis: one spend read and one atomic reservation per request;
+ *   reloading       signalbox while its bundle file is replaced every BENCH_SWAP_MS (default 250) by
+ *                   one of two revisions: the cost of hot reload under load, and how long a swap
+ *                   takes from the file's rename until the new revision decides;
  * and the ratios between them, so the cost of exact enforcement is a printed number.
  *
  * Rounds alternate the modes so drift on a noisy machine hits all of them; the median round is
@@ -14,7 +17,7 @@
  * (default 3), BENCH_USERS (distinct tokens, default 100), BENCH_MODES (comma-separated subset).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -30,7 +33,8 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const USERS = Number(process.env.BENCH_USERS ?? 100);
 const WARMUP_SECONDS = 2;
-const ALL_MODES = ['bare', 'signalbox', 'no-content', 'budgets-memory', 'budgets-redis'];
+const ALL_MODES = ['bare', 'signalbox', 'no-content', 'budgets-memory', 'budgets-redis', 'reloading'];
+const SWAP_MS = Number(process.env.BENCH_SWAP_MS ?? 250);
 const MODES = (process.env.BENCH_MODES ?? ALL_MODES.join(',')).split(',').filter((m) => ALL_MODES.includes(m));
 
 interface Result {
@@ -41,6 +45,8 @@ interface Result {
   p99Ms: number;
   cpuMicrosPerDecision: number;
   denied: number;
+  /** Bundle swaps during the measured period (reloading), each from rename to active, in ms. */
+  swapsMs: number[];
 }
 
 type CheckClient = grpc.Client & { Check: (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number } }) => void) => void };
@@ -58,12 +64,12 @@ function startServer(mode: string, env: Record<string, string>): Promise<{ child
   });
 }
 
-function serverCpu(child: ChildProcess): Promise<number> {
+function serverCpu(child: ChildProcess): Promise<{ micros: number; swapsMs: number[] }> {
   return new Promise((resolve) => {
-    const onMessage = (m: { type: string; micros?: number }): void => {
+    const onMessage = (m: { type: string; micros?: number; swapsMs?: number[] }): void => {
       if (m.type === 'cpu') {
         child.off('message', onMessage);
-        resolve(m.micros!);
+        resolve({ micros: m.micros!, swapsMs: m.swapsMs ?? [] });
       }
     };
     child.on('message', onMessage);
@@ -117,14 +123,19 @@ async function measure(mode: string, env: Record<string, string>, requests: obje
       perSecond: latencies.length / elapsed,
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
-      cpuMicrosPerDecision: (cpuAfter - cpuBefore) / latencies.length,
+      cpuMicrosPerDecision: (cpuAfter.micros - cpuBefore.micros) / latencies.length,
       denied,
+      swapsMs: cpuAfter.swapsMs.slice(cpuBefore.swapsMs.length),
     };
   } finally {
     client.close();
     child.send({ type: 'stop' });
     await new Promise((resolve) => child.once('exit', resolve));
   }
+}
+
+function swapPercentile(swapsMs: number[], p: number): string {
+  return percentile([...swapsMs].sort((a, b) => a - b), p).toFixed(0);
 }
 
 function median(results: Result[], key: keyof Result): number {
@@ -152,6 +163,16 @@ async function main(): Promise<void> {
     await withData(shipped, budgeted, (data) => {
       limitsOf(data).rate_limits = { user: { requests_per_minute: 100_000_000, tokens_per_minute: 1_000_000_000_000 } };
     });
+    // Two revisions of the unlimited bundle for the reloading mode, swapped into its own file.
+    const swapA = join(dir, 'swap-a.tar.gz');
+    const swapB = join(dir, 'swap-b.tar.gz');
+    const reloadingBundle = join(dir, 'reloading', 'signalbox.tar.gz');
+    if (MODES.includes('reloading')) {
+      await mkdir(join(dir, 'reloading'));
+      await withData(unlimited, swapA, () => {}, 'bench-swap-a');
+      await withData(unlimited, swapB, () => {}, 'bench-swap-b');
+      await copyFile(swapA, reloadingBundle);
+    }
     const key = await signingKey('ES256', 'bench');
     const jwksFile = join(dir, 'jwks.json');
     await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
@@ -175,6 +196,7 @@ async function main(): Promise<void> {
       'no-content': { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory', BENCH_CONTENT: 'off' },
       'budgets-memory': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'memory' },
       'budgets-redis': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'redis', BENCH_REDIS_URL: redis?.url ?? '' },
+      reloading: { ...common, BENCH_BUNDLE: reloadingBundle, BENCH_STORE: 'memory', BENCH_SWAP_BUNDLES: `${swapB},${swapA}`, BENCH_SWAP_MS: String(SWAP_MS) },
     };
     process.stdout.write(
       `Check over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, body ${body.length} bytes\n`,
@@ -186,8 +208,9 @@ async function main(): Promise<void> {
         result.mode = mode;
         if (mode !== 'bare' && result.denied > 0) throw new Error(`${mode} denied ${result.denied} benchmark requests; the benchmark must measure allows`);
         all[mode]!.push(result);
+        const swaps = result.swapsMs.length > 0 ? `  swaps ${result.swapsMs.length}, rename→active p50 ${swapPercentile(result.swapsMs, 50)} ms max ${swapPercentile(result.swapsMs, 100)} ms` : '';
         process.stdout.write(
-          `  round ${round} ${mode.padEnd(14)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision\n`,
+          `  round ${round} ${mode.padEnd(14)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision${swaps}\n`,
         );
       }
     }
@@ -206,8 +229,15 @@ async function main(): Promise<void> {
       ['signalbox', 'no-content'],
       ['budgets-memory', 'signalbox'],
       ['budgets-redis', 'signalbox'],
+      ['reloading', 'signalbox'],
     ] as const) {
       if (all[a] && all[b]) process.stdout.write(`${ratio(a, b)}\n`);
+    }
+    if (all.reloading) {
+      const swaps = all.reloading.flatMap((r) => r.swapsMs);
+      process.stdout.write(
+        `\nreloading: ${swaps.length} bundle swaps while measuring (every ${SWAP_MS} ms after the last landed), no request failed or was denied; rename → new revision deciding: p50 ${swapPercentile(swaps, 50)} ms, max ${swapPercentile(swaps, 100)} ms\n`,
+      );
     }
   } finally {
     await redis?.stop();

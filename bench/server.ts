@@ -3,14 +3,49 @@
  * bundle and budget store chosen by BENCH_BUNDLE and BENCH_STORE/BENCH_REDIS_URL) or a bare
  * grpc-js server with the same Authorization service that answers OK without work. It runs in
  * its own process so its CPU time is measured apart from the load generator's.
+ *
+ * With BENCH_SWAP_BUNDLES=a,b and BENCH_SWAP_MS, it also replaces its bundle file (BENCH_BUNDLE)
+ * by atomic rename every BENCH_SWAP_MS, alternating a and b, as a deploy would, and times each
+ * swap from the rename until the new revision decides (hot reload: watch, load, verify, swap).
  */
+import { copyFile, rename } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
+import type { RunningSignalbox } from '../src/server/app.js';
 import { parseConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/log.js';
 import { startSignalbox } from '../src/server/app.js';
 import { loadServices } from '../src/server/protos.js';
 
 type Message = { type: 'cpu' } | { type: 'stop' };
+
+/** Swaps the bundle file until stopped; returns the swap times so far (ms) on demand. */
+function swapBundles(running: RunningSignalbox, bundlePath: string, variants: readonly string[], everyMs: number): { swapsMs: number[]; stop: () => void } {
+  const swapsMs: number[] = [];
+  let stopped = false;
+  let next = 0;
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+      const variant = variants[next++ % variants.length]!;
+      const before = running.policy.revision;
+      const partial = `${bundlePath}.partial`;
+      await copyFile(variant, partial);
+      const started = performance.now();
+      await rename(partial, bundlePath);
+      // Wait (bounded) for the new revision to decide; a swap that never lands is reported as a failure.
+      const deadline = started + 10_000;
+      while (running.policy.revision === before && performance.now() < deadline && !stopped) await new Promise((resolve) => setTimeout(resolve, 2));
+      if (stopped) return;
+      if (running.policy.revision === before) throw new Error(`bundle swap to ${variant} never activated`);
+      swapsMs.push(performance.now() - started);
+    }
+  };
+  loop().catch((error: unknown) => {
+    process.stderr.write(`bench server: ${String(error)}\n`);
+    process.exit(1);
+  });
+  return { swapsMs, stop: () => (stopped = true) };
+}
 
 async function startBare(): Promise<{ port: number; close: () => Promise<void> }> {
   const server = new grpc.Server();
@@ -26,6 +61,7 @@ async function startBare(): Promise<{ port: number; close: () => Promise<void> }
 async function main(): Promise<void> {
   const mode = process.argv[2];
   let handle: { port: number; close: () => Promise<void> };
+  let swaps: number[] | undefined;
   if (mode === 'bare') {
     handle = await startBare();
   } else {
@@ -43,12 +79,21 @@ async function main(): Promise<void> {
       SIGNALBOX_REDIS_URL: process.env.BENCH_REDIS_URL ?? '',
     });
     const running = await startSignalbox(config, silentLogger());
-    handle = { port: running.grpcPort, close: running.close };
+    const variants = process.env.BENCH_SWAP_BUNDLES?.split(',').filter(Boolean) ?? [];
+    const swapper = variants.length > 0 ? swapBundles(running, process.env.BENCH_BUNDLE ?? '', variants, Number(process.env.BENCH_SWAP_MS ?? 250)) : undefined;
+    swaps = swapper?.swapsMs;
+    handle = {
+      port: running.grpcPort,
+      close: async () => {
+        swapper?.stop();
+        await running.close();
+      },
+    };
   }
   process.on('message', (message: Message) => {
     if (message.type === 'cpu') {
       const usage = process.cpuUsage();
-      process.send?.({ type: 'cpu', micros: usage.user + usage.system });
+      process.send?.({ type: 'cpu', micros: usage.user + usage.system, swapsMs: swaps ?? [] });
     } else {
       void handle.close().then(() => process.exit(0));
     }

@@ -161,11 +161,75 @@ export async function nginxConfig(dir: string, port: number, targets: GatewayTar
 /** Starts nginx (`nginx -p DIR -c CONF -g 'daemon off;'`) with examples/nginx/nginx.conf. */
 export async function startNginx(targets: GatewayTargets): Promise<RunningGateway> {
   const binary = nginxBinary();
+  const { dir, port } = await nginxDirAndPort();
+  const config = await nginxConfig(dir, port, targets);
+  return runNginx(binary, dir, port, config);
+}
+
+/** A temp dir for one nginx (readable by its workers) and a free loopback port. */
+async function nginxDirAndPort(): Promise<{ dir: string; port: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-nginx-'));
   // Workers drop to an unprivileged user when the tests run as root: let them reach their temp dirs.
   await chmod(dir, 0o755);
   const port = await freePort();
-  const config = await nginxConfig(dir, port, targets);
+  return { dir, port };
+}
+
+/** An nginx serving a folder as plain static files. */
+export interface StaticNginx extends RunningGateway {
+  /** The folder served at `/` (`http://127.0.0.1:<port>/<name>` is `<root>/<name>`); world-readable, for nginx's workers. */
+  readonly root: string;
+  /** The access log so far, one line per request in the `logFormat` given (empty before the first). */
+  accessLog(): Promise<string>;
+}
+
+/**
+ * Starts nginx as the plain file server OPA users put bundles on: `root` served as static files,
+ * nothing else configured, so nginx does what it does by default (an `ETag` of mtime and size,
+ * `304` to a matching `If-None-Match`, no long polling). `logFormat` is the access log's
+ * `log_format` string (JSON-escaped variables, so one JSON object per line works).
+ */
+export async function startNginxStatic(options: { logFormat: string }): Promise<StaticNginx> {
+  const binary = nginxBinary();
+  const { dir, port } = await nginxDirAndPort();
+  const root = join(dir, 'www');
+  await mkdir(root);
+  await chmod(root, 0o755);
+  const accessLog = join(dir, 'access.log');
+  const config = [
+    `pid ${join(dir, 'nginx.pid')};`,
+    `error_log ${join(dir, 'error.log')} info;`,
+    'worker_processes 1;',
+    'events {',
+    '    worker_connections 64;',
+    '}',
+    'http {',
+    `    log_format signalbox_test escape=json '${options.logFormat.replace(/[\\']/g, (c) => `\\${c}`)}';`,
+    `    access_log ${accessLog} signalbox_test;`,
+    `    client_body_temp_path ${join(dir, 'client_body')};`,
+    `    proxy_temp_path ${join(dir, 'proxy')};`,
+    `    fastcgi_temp_path ${join(dir, 'fastcgi')};`,
+    `    uwsgi_temp_path ${join(dir, 'uwsgi')};`,
+    `    scgi_temp_path ${join(dir, 'scgi')};`,
+    '    types {',
+    '        application/gzip gz;',
+    '    }',
+    '    default_type application/octet-stream;',
+    '    server {',
+    `        listen 127.0.0.1:${port};`,
+    '        location / {',
+    `            root ${root};`,
+    '        }',
+    '    }',
+    '}',
+    '',
+  ].join('\n');
+  const running = await runNginx(binary, dir, port, config);
+  return { ...running, root, accessLog: () => readFile(accessLog, 'utf8').catch(() => '') };
+}
+
+/** Writes `config` to DIR/nginx.conf and runs nginx with it until it listens on `port`. */
+async function runNginx(binary: string, dir: string, port: number, config: string): Promise<RunningGateway> {
   const confPath = join(dir, 'nginx.conf');
   await writeFile(confPath, config);
   const output: string[] = [];
