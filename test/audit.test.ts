@@ -8,6 +8,8 @@ import { canonicalJson } from '../src/audit/canonical.js';
 import { GENESIS_HASH, verifyAuditFile } from '../src/audit/chain.js';
 import { FileAuditLog } from '../src/audit/log.js';
 import { maskInput } from '../src/audit/mask.js';
+import { parseConfig } from '../src/config/load.js';
+import { maskedHeaders } from '../src/server/app.js';
 import { capturedLogger } from './helpers/logs.js';
 
 const run = promisify(execFile);
@@ -134,6 +136,19 @@ describe('audit hash chain', () => {
 });
 
 describe('input masking', () => {
+  it('masks every header a credential can travel in, not only the configured list', () => {
+    const config = parseConfig(
+      'identity:\n  header: x-user-token\nrouting:\n  providers:\n    acme-llm: { credential_header: X-Acme-Key }\n',
+      {},
+      'test',
+    );
+    const masked = maskedHeaders(config);
+    for (const name of ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'x-acme-key', 'x-user-token', 'proxy-authorization', 'cookie']) {
+      expect(masked.has(name), name).toBe(true);
+    }
+    expect(masked.has('content-type')).toBe(false);
+  });
+
   const input = {
     attributes: {
       request: {

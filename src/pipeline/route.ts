@@ -66,6 +66,12 @@ export function credentialScheme(provider: string, options: RoutingOptions): Cre
   return BUILT_IN_SCHEMES[family] ?? BEARER;
 }
 
+/** Every header a provider credential can travel in: the built-in schemes' and the configured ones'. */
+export function credentialHeaders(options: RoutingOptions): string[] {
+  const schemes = [BEARER, ...Object.values(BUILT_IN_SCHEMES), ...Object.values(options.schemes)];
+  return [...new Set(schemes.map((scheme) => scheme.header.toLowerCase()))];
+}
+
 /** What a route changes on the upstream request. */
 export interface RouteEffect {
   /** Headers to set (routing headers, and the credential when one was named). */

@@ -21,7 +21,7 @@ import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../pipeline/report.js';
 import { projectRoot } from '../paths.js';
 import { defaultResolver } from '../inspect/destinations.js';
-import type { CredentialLookup, RoutingOptions } from '../pipeline/route.js';
+import { credentialHeaders, type CredentialLookup, type RoutingOptions } from '../pipeline/route.js';
 import { CredentialSource } from '../vault/credentials.js';
 import { VAULT_KEY_ENV } from '../vault/vault.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -124,6 +124,15 @@ export function routingOptions(config: SignalboxConfig): RoutingOptions {
 }
 
 /**
+ * The headers whose values never reach the audit trail or `signalbox eval`'s output: the
+ * configured ones, the token header, the caller credential headers routing strips, and every
+ * header a provider credential can travel in.
+ */
+export function maskedHeaders(config: SignalboxConfig): Set<string> {
+  return new Set([...config.audit.mask_headers, config.identity.header, ...config.routing.strip_headers, ...credentialHeaders(routingOptions(config))]);
+}
+
+/**
  * The vault the server injects credentials from: opened when its master key is in the
  * environment, else none (a policy naming a credential is then denied with credential_unavailable).
  */
@@ -159,7 +168,7 @@ export async function createPipeline(
     identity,
     audit,
     logger,
-    maskHeaders: new Set([...config.audit.mask_headers, config.identity.header]),
+    maskHeaders: maskedHeaders(config),
     ...(clock ? { clock } : {}),
     labels: { id: hostname(), service: 'signalbox' },
     enforcer,

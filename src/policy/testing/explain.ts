@@ -19,7 +19,7 @@ import { readBundle } from '../bundle.js';
 import { PolicyEngine } from '../engine.js';
 import { interpretResult, type PolicyVerdict } from '../result.js';
 import { bundleVerification } from '../signing.js';
-import { resolveBundlePath } from '../../server/app.js';
+import { maskedHeaders, resolveBundlePath } from '../../server/app.js';
 import { actualDecision, type ActualDecision } from './expect.js';
 import { describeIssue } from './suite.js';
 import { explainTrace, staleSources, type ExplainMode } from './topdown.js';
@@ -130,7 +130,7 @@ export async function explainDecision(options: ExplainOptions): Promise<ExplainR
   const config = options.config;
   const decision = options.decision ?? config.policy.decision;
   const bundlePath = resolveBundlePath(options.bundle ?? config.policy.bundle);
-  const maskHeaders = new Set([...config.audit.mask_headers, config.identity.header]);
+  const maskHeaders = maskedHeaders(config);
   let engine: PolicyEngine;
   let input: Record<string, unknown>;
   let actual: ActualDecision;
