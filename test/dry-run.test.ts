@@ -56,11 +56,21 @@ describe('dry-run', () => {
   }
 
   it('lets a policy denial pass, audits it as a denial and logs it', async () => {
-    const response = await sb.check(checkRequest({ path: '/deny', headers: { 'x-signalbox-user': 'forged', 'x-signalbox-provider': 'evil' } }));
+    const response = await sb.check(
+      checkRequest({
+        path: '/deny',
+        token: 'not-a-valid-token',
+        headers: { 'x-signalbox-user': 'forged', 'x-signalbox-provider': 'evil', 'x-api-key': 'caller-key', 'x-signalbox-decision-id': 'forged-id' },
+      }),
+    );
     expect(response.status.code ?? 0).toBe(0);
-    // Nothing the policy never vouched for reaches the upstream: the caller's copies are removed, none are set.
-    expect(response.okResponse?.headersToRemove).toEqual(expect.arrayContaining(['x-signalbox-user', 'x-signalbox-provider']));
+    // Nothing the policy never vouched for reaches the upstream: the caller's copies are removed, none are set,
+    // and the caller's token and credential headers are removed as an allow would.
+    expect(response.okResponse?.headersToRemove).toEqual(expect.arrayContaining(['x-signalbox-user', 'x-signalbox-provider', 'authorization', 'x-api-key']));
     expect(headerValue(response.okResponse?.headers, 'x-signalbox-user')).toBeUndefined();
+    // The real decision id replaces a caller's copy; it is not also removed.
+    expect(response.okResponse?.headersToRemove).not.toContain('x-signalbox-decision-id');
+    expect(headerValue(response.okResponse?.headers, 'x-signalbox-decision-id')).toBe(response.dynamicMetadata?.fields?.decision_id?.stringValue);
     expect(response.dynamicMetadata?.fields?.dry_run).toBeDefined();
     expect(response.dynamicMetadata?.fields?.policy_revision?.stringValue).toBe(sb.running.engine.revision);
     const id = decisionIdOf(response);

@@ -58,6 +58,13 @@ describe('decision tables', () => {
     expect(report.counts).toEqual({ passed: 5, failed: 0, errors: 0, skipped: 0, mismatches: 0 });
   });
 
+  it('tests what the policy decides, not a deployment in dry-run', async () => {
+    const config = join(await mkdtemp(join(tmpdir(), 'signalbox-config-')), 'signalbox.yaml');
+    await writeFile(config, 'policy:\n  dry_run: true\n');
+    const report = await run([clockFixture], { configFile: config });
+    expect(report.counts).toEqual({ passed: 5, failed: 0, errors: 0, skipped: 0, mismatches: 0 });
+  });
+
   it('fails each field that does not match, with expected and actual', async () => {
     const dir = await fixture(`${HEADER}
   - { name: allowed, request: {}, expect: { allowed: false } }

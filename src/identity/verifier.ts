@@ -109,6 +109,11 @@ export class IdentityVerifier {
   /** Successful verifications by token hash, so a hot token is not re-verified on every call. */
   private readonly cache = new Map<string, { caller: VerifiedCaller; validUntilMs: number }>();
 
+  /** The request header the token is read from (lower case). */
+  get tokenHeader(): string {
+    return this.config.header;
+  }
+
   private constructor(
     private readonly config: IdentityConfig,
     private readonly keys: JWTVerifyGetKey | undefined,

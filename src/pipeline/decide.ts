@@ -502,10 +502,11 @@ export class DecisionPipeline {
   }
 
   /**
-   * What a dry-run answers instead of a policy denial: a pass that changes nothing but one thing.
-   * The policy never vouched for this caller, so no identity or routing headers are set, and any
-   * x-signalbox-* header the caller sent is removed, so an upstream that trusts those headers
-   * never sees a forged one.
+   * What a dry-run answers instead of a policy denial: a pass that sets nothing and removes what
+   * must never travel on. The policy never vouched for this caller, so no identity or routing
+   * headers are set, and any x-signalbox-* header the caller sent is removed, so an upstream that
+   * trusts those headers never sees a forged one; the caller's token and credential headers are
+   * removed as the default policy's allow removes them, so they never reach a provider.
    */
   private dryRunPass(denied: Decision, request: DecisionRequest): Decision {
     this.options.logger.info(
@@ -513,13 +514,17 @@ export class DecisionPipeline {
       'dry-run: policy denial not enforced',
     );
     const forged = Object.keys(request.headers).filter((name) => name.startsWith('x-signalbox-'));
+    const credentials = [this.options.identity.tokenHeader, ...this.options.routing.stripHeaders];
+    // The decision id header is set here, so a caller's copy is replaced, not removed after it.
+    const remove = new Set([...forged, ...ROUTE_HEADERS, ...credentials]);
+    remove.delete(DECISION_ID_HEADER);
     return {
       allowed: true,
       bare: denied.bare,
       httpStatus: 200,
       body: '',
       headers: withDecisionId([], denied.decisionId),
-      requestHeadersToRemove: [...new Set([...forged, ...ROUTE_HEADERS])],
+      requestHeadersToRemove: [...remove],
       responseHeadersToAdd: withDecisionId([], denied.decisionId),
       queryParametersToSet: [],
       queryParametersToRemove: [],

@@ -248,9 +248,10 @@ export class Simulation {
         algorithms: [alg],
       };
       // Always the bundle file the caller named (a table's compiled bundle, eval's --bundle):
-      // never a bundle server's download, and no watching.
+      // never a bundle server's download, and no watching. Never dry-run: a test or an explanation
+      // is about what the policy decides, not about the rollout mode of a deployment.
       const { service: _bundleServer, ...fileBundle } = config.policy;
-      const simulated: SignalboxConfig = { ...config, identity, policy: { ...fileBundle, watch: false } };
+      const simulated: SignalboxConfig = { ...config, identity, policy: { ...fileBundle, watch: false, dry_run: false } };
       const { store, reset } = resettableStore(config);
       const clock = { ns: settings.nowNs };
       const dns = settings.dns;
