@@ -77,10 +77,11 @@ describe('decision tables', () => {
   - { name: budgets, request: {}, expect: { budgets: [{ scope: user:bob }] } }
   - { name: no budgets, request: {}, expect: { budgets: null } }
   - { name: body, request: { user: null }, expect: { body: "other" } }
+  - { name: removed, request: {}, expect: { headers_removed: [x-signalbox-upstream, Authorization] } }
 `);
     const report = await run([dir], { rego: false });
     const byName = cases(report);
-    expect(report.counts.failed).toBe(10);
+    expect(report.counts.failed).toBe(11);
     expect(report.ok).toBe(false);
     expect(byName.allowed?.diffs).toEqual([{ field: 'allowed', expected: false, actual: true }]);
     expect(byName.status?.diffs).toEqual([{ field: 'http_status', expected: 403, actual: 200 }]);
@@ -92,6 +93,8 @@ describe('decision tables', () => {
     expect(byName.budgets?.diffs[0]).toMatchObject({ field: 'budgets', note: 'not named: {"scope":"user:bob"}' });
     expect(byName['no budgets']?.diffs[0]).toMatchObject({ field: 'budgets', expected: null });
     expect(byName.body?.diffs).toEqual([{ field: 'body', expected: 'other', actual: 'denied' }]);
+    // The routed request drops the caller's routing headers, but this policy never removes authorization.
+    expect(byName.removed?.diffs[0]).toMatchObject({ field: 'headers_removed', note: 'not removed: Authorization' });
     const text = textReport(report);
     expect(text).toContain('FAIL allowed');
     expect(text).toMatch(/http_status:\n\s+expected: 403\n\s+actual:\s+200/);

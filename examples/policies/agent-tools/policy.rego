@@ -14,8 +14,8 @@ package agents
 # description: Allow an agent's tool calls that its grants allow, with loop detection.
 decision := {
 	"allowed": true,
-	"headers": {"x-signalbox-user": input.identity.subject, "x-signalbox-actor": agent},
-	"request_headers_to_remove": ["authorization"],
+	"headers": upstream_headers,
+	"request_headers_to_remove": headers_to_remove,
 	"reasons": ["allowed"],
 	# Signalbox keeps the session's call history: the same call repeated, or two calls bouncing
 	# back and forth, is denied with 429 before it runs again.
@@ -75,3 +75,16 @@ deny contains sprintf("destination.%s", [d.reason]) if {
 	some d in input.destinations
 	d.private
 }
+
+# What the upstream learns about the caller, from verified claims only.
+upstream_headers := {"x-signalbox-user": input.identity.subject, "x-signalbox-actor": agent}
+
+# Upstreams trust x-signalbox-* headers to come from Signalbox: remove the caller's token and any
+# copy of those headers this policy does not set itself (Envoy, Kong and the native API pass
+# request headers through unless told to remove them).
+signalbox_headers := {
+	"x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor",
+	"x-signalbox-provider", "x-signalbox-model", "x-signalbox-upstream", "x-signalbox-fallbacks",
+}
+
+headers_to_remove := array.concat(["authorization"], sort([h | some h in signalbox_headers; not upstream_headers[h]]))

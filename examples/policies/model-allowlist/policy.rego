@@ -13,8 +13,8 @@ package models
 decision := {
 	"allowed": true,
 	# The upstream learns who is calling from headers Signalbox sets; the caller's token stays here.
-	"headers": {"x-signalbox-user": input.identity.subject, "x-signalbox-team": team},
-	"request_headers_to_remove": ["authorization"],
+	"headers": upstream_headers,
+	"request_headers_to_remove": headers_to_remove,
 	"reasons": ["allowed"],
 } if {
 	count(deny) == 0
@@ -52,3 +52,16 @@ deny contains "model.not_allowed" if {
 	is_string(model)
 	not model in object.get(data.models.teams, team, [])
 }
+
+# What the upstream learns about the caller, from verified claims only.
+upstream_headers := {"x-signalbox-user": input.identity.subject, "x-signalbox-team": team}
+
+# Upstreams trust x-signalbox-* headers to come from Signalbox: remove the caller's token and any
+# copy of those headers this policy does not set itself (Envoy, Kong and the native API pass
+# request headers through unless told to remove them).
+signalbox_headers := {
+	"x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor",
+	"x-signalbox-provider", "x-signalbox-model", "x-signalbox-upstream", "x-signalbox-fallbacks",
+}
+
+headers_to_remove := array.concat(["authorization"], sort([h | some h in signalbox_headers; not upstream_headers[h]]))

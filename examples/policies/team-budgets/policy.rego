@@ -16,8 +16,8 @@ package team_budgets
 decision := object.union(
 	{
 		"allowed": true,
-		"headers": {"x-signalbox-user": input.identity.subject},
-		"request_headers_to_remove": ["authorization"],
+		"headers": upstream_headers,
+		"request_headers_to_remove": headers_to_remove,
 		"reasons": ["allowed"],
 		"budgets": [b | some b in budgets],
 		"rate_limits": [{"scope": user_scope, "requests_per_minute": data.budgets.user_requests_per_minute}],
@@ -81,3 +81,16 @@ downgrade := {"route": {"provider": input.llm.provider, "model": data.budgets.do
 	nearly_spent
 	input.llm.model != data.budgets.downgrade.model
 } else := {}
+
+# What the upstream learns about the caller, from verified claims only.
+upstream_headers := {"x-signalbox-user": input.identity.subject}
+
+# Upstreams trust x-signalbox-* headers to come from Signalbox: remove the caller's token and any
+# copy of those headers this policy does not set itself (Envoy, Kong and the native API pass
+# request headers through unless told to remove them).
+signalbox_headers := {
+	"x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor",
+	"x-signalbox-provider", "x-signalbox-model", "x-signalbox-upstream", "x-signalbox-fallbacks",
+}
+
+headers_to_remove := array.concat(["authorization"], sort([h | some h in signalbox_headers; not upstream_headers[h]]))

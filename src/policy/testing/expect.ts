@@ -12,6 +12,8 @@ export interface ActualDecision {
   readonly reasons: readonly string[];
   /** Lower-cased header name → value, or a list for a repeated header. */
   readonly headers: Readonly<Record<string, string | string[]>>;
+  /** Lower-cased names of the request headers removed before forwarding. */
+  readonly headers_removed: readonly string[];
   readonly route: Record<string, unknown> | null;
   readonly budgets: readonly Record<string, unknown>[];
   readonly rate_limits: readonly Record<string, unknown>[];
@@ -109,6 +111,7 @@ export function actualDecision(decision: Decision, result: unknown): ActualDecis
     http_status: decision.allowed ? 200 : decision.httpStatus,
     reasons: [...decision.reasons],
     headers: headerMap(decision.headers),
+    headers_removed: decision.requestHeadersToRemove.map((name) => name.toLowerCase()),
     route: decision.route ? { ...decision.route } : isObject(raw.route) && decision.allowed ? raw.route : null,
     budgets: listOfObjects(raw.budgets),
     rate_limits: listOfObjects(raw.rate_limits),
@@ -116,6 +119,11 @@ export function actualDecision(decision: Decision, result: unknown): ActualDecis
     body: decision.body,
     error: decision.error ?? null,
   };
+}
+
+/** The table's view of an evaluation that failed closed with `code` before any verdict. */
+export function failedDecision(code: string): ActualDecision {
+  return { allowed: false, http_status: 403, reasons: [code], headers: {}, headers_removed: [], route: null, budgets: [], rate_limits: [], loop: null, body: '', error: code };
 }
 
 function partialListDiff(field: string, expected: readonly Record<string, unknown>[] | null, actual: readonly Record<string, unknown>[]): FieldDiff[] {
@@ -148,6 +156,10 @@ export function compareExpectation(expect: Expectation, actual: ActualDecision):
     if (want === null ? have !== undefined : !deepEqual(want, have)) {
       diffs.push({ field: `headers.${name.toLowerCase()}`, expected: want, actual: have ?? null, ...(want === null ? { note: 'expected absent' } : {}) });
     }
+  }
+  if (expect.headers_removed !== undefined) {
+    const missing = expect.headers_removed.filter((name) => !actual.headers_removed.includes(name.toLowerCase()));
+    if (missing.length > 0) diffs.push({ field: 'headers_removed', expected: expect.headers_removed, actual: actual.headers_removed, note: `not removed: ${missing.join(', ')}` });
   }
   if (expect.route !== undefined) {
     const ok = expect.route === null ? actual.route === null : isSubset(expect.route, actual.route);

@@ -20,7 +20,7 @@ import { PolicyEngine } from '../engine.js';
 import { interpretResult, type PolicyVerdict } from '../result.js';
 import { bundleVerification } from '../signing.js';
 import { maskedHeaders, resolveBundlePath } from '../../server/app.js';
-import { actualDecision, type ActualDecision } from './expect.js';
+import { actualDecision, failedDecision, type ActualDecision } from './expect.js';
 import { describeIssue } from './suite.js';
 import { explainTrace, staleSources, type ExplainMode } from './topdown.js';
 
@@ -192,7 +192,7 @@ export async function explainDecision(options: ExplainOptions): Promise<ExplainR
     }
     actual = verdict
       ? actualDecision({ ...verdict, decisionId: '', revision: engine.revision }, result)
-      : { allowed: false, http_status: 403, reasons: [error?.code ?? 'internal_error'], headers: {}, route: null, budgets: [], rate_limits: [], loop: null, body: '', error: error?.code ?? null };
+      : failedDecision(error?.code ?? 'internal_error');
     verdictHeadersToRemove = verdict?.requestHeadersToRemove ?? [];
   }
   const report: ExplainReport = {

@@ -17,7 +17,7 @@ import { buildBundle } from '../build.js';
 import { readBundle } from '../bundle.js';
 import type { PolicyEngine } from '../engine.js';
 import { interpretResult } from '../result.js';
-import { actualDecision, compareExpectation, compareResults, type ActualDecision, type FieldDiff } from './expect.js';
+import { actualDecision, compareExpectation, compareResults, failedDecision, type ActualDecision, type FieldDiff } from './expect.js';
 import { loadSuite, TABLE_FILE, type LoadedSuite, type TableCase } from './suite.js';
 import { evaluateTopdown, runRegoTests, staleSources, type RegoTestRun, type TopdownResult } from './topdown.js';
 
@@ -175,19 +175,7 @@ function evaluateInput(engine: PolicyEngine, input: unknown, nowNs: bigint): { a
     return { actual: actualDecision({ ...verdict, decisionId: '', revision: engine.revision }, result), result };
   } catch (caught) {
     const error = caught instanceof SignalboxError ? caught : new SignalboxError('internal_error', describeCause(caught));
-    const actual: ActualDecision = {
-      allowed: false,
-      http_status: 403,
-      reasons: [error.code],
-      headers: {},
-      route: null,
-      budgets: [],
-      rate_limits: [],
-      loop: null,
-      body: '',
-      error: error.code,
-    };
-    return { actual, result, error: { code: error.code, message: error.message } };
+    return { actual: failedDecision(error.code), result, error: { code: error.code, message: error.message } };
   }
 }
 

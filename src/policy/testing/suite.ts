@@ -43,6 +43,8 @@ export const expectSchema = z
       .optional(),
     /** Header name → value (a list for repeated headers), or null for "absent". Other headers are not checked. */
     headers: z.record(z.string(), z.union([z.string(), z.array(z.string()), z.null()])).optional(),
+    /** Request headers the decision removes before forwarding: each listed one must be removed. */
+    headers_removed: z.array(z.string().min(1)).optional(),
     /** Subset of the route (provider, model, upstream, credential, fallbacks); null: no route. */
     route: z.union([z.null(), object]).optional(),
     /** Budgets the policy names: each listed one must be named (by the keys given). */
