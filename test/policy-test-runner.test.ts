@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../src/log.js';
 import { junitReport, textReport } from '../src/policy/testing/report.js';
 import { runPolicyTests, type CaseOutcome, type TestReport } from '../src/policy/testing/runner.js';
+import { parseRfc3339Ns } from '../src/pipeline/simulate.js';
 
 const root = join(import.meta.dirname, '..');
 const clockFixture = join(root, 'test', 'fixtures', 'policy-tests', 'clock');
@@ -98,6 +99,12 @@ describe('decision tables', () => {
     const text = textReport(report);
     expect(text).toContain('FAIL allowed');
     expect(text).toMatch(/http_status:\n\s+expected: 403\n\s+actual:\s+200/);
+  });
+
+  it('refuses a suite time that does not exist rather than rolling it over', () => {
+    expect(() => parseRfc3339Ns('2026-02-30T00:00:00Z')).toThrow(expect.objectContaining({ code: 'test_suite_invalid' }));
+    expect(() => parseRfc3339Ns('2025-02-29T00:00:00Z')).toThrow(expect.objectContaining({ code: 'test_suite_invalid' }));
+    expect(parseRfc3339Ns('2024-02-29T23:59:59.5-05:30')).toBe(BigInt(Date.parse('2024-03-01T05:29:59Z')) * 1_000_000n + 500_000_000n);
   });
 
   it('does not assert a field the case leaves out', async () => {

@@ -416,10 +416,20 @@ function envoyAttributes(req: ForwardedRequest, nowNs: bigint): Record<string, u
   };
 }
 
+/** The UTC offset of an RFC 3339 zone ("Z", "+02:00", "-05:30") in milliseconds. */
+function offsetMs(zone: string): number {
+  if (zone.toUpperCase() === 'Z') return 0;
+  const sign = zone.startsWith('-') ? -1 : 1;
+  const [hours, minutes] = zone.slice(1).split(':').map(Number);
+  return sign * ((hours ?? 0) * 60 + (minutes ?? 0)) * 60_000;
+}
+
 /** Parses an RFC 3339 timestamp to ns since the epoch (fractional seconds to the nanosecond). */
 export function parseRfc3339Ns(text: string): bigint {
   const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/i.exec(text.trim());
   const ms = match ? Date.parse(`${match[1]}${match[3]}`) : NaN;
-  if (!match || Number.isNaN(ms)) throw new SignalboxError('test_suite_invalid', `"${text}" is not an RFC 3339 timestamp (2026-11-22T10:00:00Z)`);
+  // Date.parse rolls impossible dates over (February 30th becomes March 2nd): refuse them instead.
+  const rolledOver = match !== null && !Number.isNaN(ms) && new Date(ms + offsetMs(match[3] ?? 'Z')).toISOString().slice(0, 19) !== match[1];
+  if (!match || Number.isNaN(ms) || rolledOver) throw new SignalboxError('test_suite_invalid', `"${text}" is not an RFC 3339 timestamp (2026-11-22T10:00:00Z)`);
   return BigInt(ms) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0') || '0');
 }

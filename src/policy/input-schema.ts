@@ -2,7 +2,8 @@
  * The policy input's shape, defined once in schema/input.schema.json (documented in README,
  * "The policy input"). The service does not validate inputs per request (it builds them); the
  * tests validate every input the pipeline builds against it, so a key added in code without
- * documenting it fails, and `signalbox test` can check hand-written inputs with it.
+ * documenting it fails. (Hand-written inputs in decision tables are not checked against it: they
+ * are usually partial on purpose.)
  */
 import { Ajv } from 'ajv';
 import inputSchema from './schema/input.schema.json' with { type: 'json' };
