@@ -5,8 +5,11 @@
  * once, a server without OPA's media type is polled instead, signatures are verified, errors
  * back off and keep the previous bundle, and the persisted copy serves a restart.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -15,7 +18,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import type { PolicyConfig } from '../src/config/schema.js';
 import { SignalboxError } from '../src/errors.js';
-import { backoffDelayMs } from '../src/policy/bundle-service.js';
+import { BundleDownloader, backoffDelayMs, type BundleServiceConfig } from '../src/policy/bundle-service.js';
 import { PolicySource } from '../src/policy/source.js';
 import { loadServices } from '../src/server/protos.js';
 import { BundleServer, bundleVariant, MARKER_REGO, OPA_BUNDLE_TYPE, waitFor } from './helpers/bundle-server.js';
@@ -66,6 +69,30 @@ async function open(config: PolicyConfig, logger = capturedLogger().logger): Pro
   const source = await PolicySource.open({ config, bundlePath: join(dir, 'unused.tar.gz'), logger });
   cleanup.push(() => source.close());
   return source;
+}
+
+/** A node:http server answering every request with `handle`; its base URL and the requests seen. */
+async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ base: string; requests: { url: string; headers: IncomingHttpHeaders; at: number }[] }> {
+  const requests: { url: string; headers: IncomingHttpHeaders; at: number }[] = [];
+  const s = createServer((req, res) => {
+    requests.push({ url: req.url ?? '', headers: req.headers, at: Date.now() });
+    handle(req, res);
+  });
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  cleanup.push(async () => {
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  });
+  return { base: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, requests };
+}
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
 }
 
 function marker(source: PolicySource): unknown {
@@ -207,6 +234,129 @@ describe('bundle service protocol', () => {
     expect(bs.requests.at(-1)?.headers.prefer).toBe('modes=snapshot;wait=10');
   });
 
+  it('does not busy-loop when a long-polling server ignores If-None-Match and answers 200 with the same bytes at once', async () => {
+    const body = bundle('g1');
+    const raw = await rawServer((_req, res) => {
+      res.writeHead(200, { 'content-type': OPA_BUNDLE_TYPE, etag: '"same"', 'content-length': body.length }).end(body);
+    });
+    const source = await open(policyConfig(`${raw.base}/b.tar.gz`, ['long_polling_timeout_s: 10', 'min_delay_ms: 150', 'max_delay_ms: 200', 'persist_file: null']));
+    source.start();
+    await waitFor(() => raw.requests.length >= 2, 'the first long poll');
+    const n = raw.requests.length;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Each answer is "unchanged" (the same bytes) without holding: one request per 150–200 ms,
+    // not a tight loop of full downloads.
+    expect(raw.requests.length - n).toBeLessThanOrEqual(8);
+    expect(raw.requests.at(-1)?.headers.prefer).toBe('modes=snapshot;wait=10');
+    expect(source.revision).toBe('rev-g1');
+  });
+
+  it('never logs the URL credentials or header values that fetch quotes in its errors; network codes are kept', async () => {
+    const port = await closedPort();
+    const service = policyConfig(`http://127.0.0.1:${port}/b.tar.gz`, ['persist_file: null']).service as BundleServiceConfig;
+    const attempt = async (config: BundleServiceConfig): Promise<{ problem: unknown; text: string; message: string | undefined }> => {
+      const log = capturedLogger();
+      const downloader = new BundleDownloader({ config, logger: log.logger, activate: () => Promise.resolve('activated') });
+      expect(await downloader.once()).toBe('failed');
+      const line = log.lines().find((l) => l.msg === 'bundle download failed; the active bundle keeps serving');
+      return { problem: line?.problem, text: log.text(), message: downloader.lastError?.message };
+    };
+    // Configurations the schema refuses, made by hand: fetch's TypeError quotes the secret.
+    const withUserInfo = await attempt({ ...service, url: `http://user:s3cret-pw@127.0.0.1:${port}/b.tar.gz` });
+    expect(withUserInfo.problem).toBe('the request could not be made');
+    expect(withUserInfo.text).not.toContain('s3cret-pw');
+    expect(withUserInfo.message).not.toContain('s3cret-pw');
+    const badHeader = await attempt({ ...service, headers: { 'x-api-key': 'line1\nhdr-s3cret' } });
+    expect(badHeader.problem).toBe('the request could not be made');
+    expect(badHeader.text).not.toContain('hdr-s3cret');
+    // A network error keeps its code.
+    const refused = await attempt(service);
+    expect(refused.problem).toBe('the request could not be made (ECONNREFUSED)');
+
+    // Nor does the start-up error.
+    const policy = policyConfig(`http://127.0.0.1:${port}/b.tar.gz`, ['persist_file: null']);
+    const error = await open({ ...policy, service: { ...service, url: `http://user:s3cret-pw@127.0.0.1:${port}/b.tar.gz` } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'bundle_download_failed' });
+    expect((error as Error).message).not.toContain('s3cret-pw');
+  });
+
+  it('refuses header values and tokens with line breaks, without quoting them', async () => {
+    const bs = await server();
+    bs.publish(bundle('g1'));
+    // headers: at config time, naming the key.
+    for (const value of ['"a\\nhdr-s3cret"', '"a\\rhdr-s3cret"', '"a\\0hdr-s3cret"']) {
+      let caught: unknown;
+      try {
+        policyConfig(bs.url, [`headers: {X-Api-Key: ${value}}`]);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringMatching(/policy\.service\.headers\.X-Api-Key: must not contain a line break/) });
+      expect((caught as Error).message).not.toContain('hdr-s3cret');
+    }
+    expect(() => policyConfig(bs.url, ['token_scheme: "Bearer\\nx"'])).toThrow(/policy\.service\.token_scheme: must not contain a line break/);
+
+    // token_file: at read time; a single trailing newline is still trimmed (the end-to-end test).
+    const tokenFile = join(dir, 'token-inner-newline');
+    await writeFile(tokenFile, 'tok-part1\ntok-s3cret-part2\n');
+    const log = capturedLogger();
+    const error = await open(policyConfig(bs.url, [`token_file: ${tokenFile}`, 'persist_file: null']), log.logger).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'bundle_download_failed', message: expect.stringContaining('policy.service.token_file: the token contains a line break') });
+    expect((error as Error).message).not.toContain('tok-s3cret');
+    expect(log.text()).toContain('policy.service.token_file: the token contains a line break');
+    expect(log.text()).not.toContain('tok-s3cret');
+    expect(bs.requests).toHaveLength(0);
+
+    // token_env: at start-up.
+    const config = policyConfig(bs.url, ['token_env: SB_TEST_TOKEN', 'persist_file: null']).service as BundleServiceConfig;
+    let caught: unknown;
+    try {
+      new BundleDownloader({ config, env: { SB_TEST_TOKEN: 'env-part1\r\nenv-s3cret' }, activate: () => Promise.resolve('activated') });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringContaining('policy.service.token_env: environment variable SB_TEST_TOKEN contains a line break') });
+    expect((caught as Error).message).not.toContain('env-s3cret');
+    // Surrounding whitespace is trimmed as before.
+    expect(() => new BundleDownloader({ config, env: { SB_TEST_TOKEN: ' tok\n' }, activate: () => Promise.resolve('activated') })).not.toThrow();
+  });
+
+  it('keeps a presigned URL\'s signature out of the persisted sidecar, trusting the ETag only for the same URL', async () => {
+    const body = bundle('g1');
+    const etag = '"e1"';
+    const raw = await rawServer((req, res) => {
+      if (req.headers['if-none-match'] === etag) res.writeHead(304, { etag }).end();
+      else res.writeHead(200, { 'content-type': 'application/gzip', etag }).end(body);
+    });
+    const persist = join(dir, 'presigned', 'signalbox.tar.gz');
+    const url = `${raw.base}/b.tar.gz?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=sig-s3cret-0123`;
+    const config = policyConfig(JSON.stringify(url), [`persist_file: ${persist}`]);
+    await (await open(config)).close();
+    const sidecar = await readFile(`${persist}.json`, 'utf8');
+    expect(sidecar).not.toContain('sig-s3cret');
+    expect(sidecar).not.toContain('X-Amz');
+    expect(JSON.parse(sidecar)).toMatchObject({ url: `${raw.base}/b.tar.gz`, url_sha256: createHash('sha256').update(url).digest('hex'), etag });
+
+    // The same URL: the ETag is sent and confirmed by a 304.
+    const n = raw.requests.length;
+    await (await open(config)).close();
+    expect(raw.requests[n]?.headers['if-none-match']).toBe(etag);
+    // Another URL (a new signature): the copy serves, but its ETag is not trusted.
+    const other = policyConfig(JSON.stringify(url.replace('sig-s3cret-0123', 'sig-other')), [`persist_file: ${persist}`]);
+    await (await open(other)).close();
+    expect(raw.requests[n + 1]?.headers['if-none-match']).toBeUndefined();
+    // A sidecar written before (the URL in clear) is still honoured.
+    await writeFile(`${persist}.json`, JSON.stringify({ url, etag, sha256: createHash('sha256').update(body).digest('hex'), revision: 'rev-g1' }));
+    await (await open(config)).close();
+    expect(raw.requests[n + 2]?.headers['if-none-match']).toBe(etag);
+  });
+
   it('refuses tampered and unsigned remote bundles when verification is configured', async () => {
     const bs = await server();
     const verification = ['verification:', `  public_key_file: ${publicFile}`, '  key_id: prod', '  algorithm: RS256'];
@@ -303,7 +453,7 @@ describe('bundle service protocol', () => {
     await first.close();
     expect(await readFile(persist)).toEqual(bundle('g2'));
     const meta = JSON.parse(await readFile(`${persist}.json`, 'utf8')) as Record<string, unknown>;
-    expect(meta).toMatchObject({ url: bs.url, etag: BundleServer.etagOf(bundle('g2')), revision: 'rev-g2' });
+    expect(meta).toMatchObject({ url: bs.url, url_sha256: createHash('sha256').update(bs.url).digest('hex'), etag: BundleServer.etagOf(bundle('g2')), revision: 'rev-g2' });
     expect(existsSync(`${persist}.partial-${process.pid}`)).toBe(false);
 
     // The server is down: start from the copy.
@@ -354,6 +504,15 @@ describe('bundle service protocol', () => {
     ];
     for (const [lines, message] of bad) expect(() => policyConfig(bs.url, lines)).toThrow(message);
     expect(() => policyConfig('ftp://example.com/b.tar.gz')).toThrow(/policy\.service\.url: must be an http/);
+    let caught: unknown;
+    try {
+      policyConfig('http://user:s3cret@example.com/b.tar.gz');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringMatching(/policy\.service\.url: must not contain user info .*token_file, token_env or headers/) });
+    expect((caught as Error).message).not.toContain('s3cret');
+    expect(() => parseConfig('', { SIGNALBOX_BUNDLE_URL: 'http://:pw@example.com/b' }, 'env')).toThrow(/policy\.service\.url: must not contain user info/);
     expect(parseConfig('', { SIGNALBOX_BUNDLE_URL: bs.url }, 'env').policy.service?.url).toBe(bs.url);
     await expect(open(policyConfig(bs.url, ['token_env: SIGNALBOX_TEST_ABSENT_TOKEN']))).rejects.toMatchObject({ code: 'config_invalid' });
   });

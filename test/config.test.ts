@@ -90,6 +90,21 @@ describe('configuration', () => {
     expect(() => parseConfig(yaml, {})).toThrow(message);
   });
 
+  it.each([
+    ['a malformed bundle URL in the file', 'policy:\n  service:\n    url: "not a url"\n', {}],
+    ['a malformed SIGNALBOX_BUNDLE_URL', undefined, { SIGNALBOX_BUNDLE_URL: 'nope' }],
+    ['a bundle URL with user info', 'policy:\n  service:\n    url: "http://user:s3cret@host/b.tar.gz"\n', {}],
+  ])('rejects %s with config_invalid naming policy.service.url', (_name, yaml, env) => {
+    let caught: unknown;
+    try {
+      parseConfig(yaml, env);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringMatching(/^config: policy\.service\.url: must/) });
+    expect((caught as Error).message).not.toContain('s3cret');
+  });
+
   it('takes the Redis settings from SIGNALBOX_STORE and SIGNALBOX_REDIS_*', () => {
     const config = parseConfig(undefined, { SIGNALBOX_STORE: 'redis', SIGNALBOX_REDIS_CLUSTER: '10.0.0.1:7000,10.0.0.2:7000' });
     expect(config.store).toMatchObject({ type: 'redis', redis_cluster: ['10.0.0.1:7000', '10.0.0.2:7000'] });

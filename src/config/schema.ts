@@ -93,6 +93,29 @@ const envBoolean = z.preprocess((value) => (value === 'true' ? true : value === 
 /** Headers the bundle service protocol sets itself; configuring them would break it. */
 const PROTOCOL_HEADERS = new Set(['if-none-match', 'prefer', 'host', 'content-length', 'connection']);
 
+/** What fetch refuses in a header value (CR, LF, NUL; anything above Latin-1). Messages never quote the value. */
+// eslint-disable-next-line no-control-regex
+const BAD_HEADER_VALUE = /[\r\n\0\u0100-\uffff]/;
+const BAD_HEADER_VALUE_MESSAGE = 'must not contain a line break, NUL or a character above U+00FF';
+const headerValue = z.string().refine((v) => !BAD_HEADER_VALUE.test(v), BAD_HEADER_VALUE_MESSAGE);
+
+/**
+ * The bundle URL: http(s), and no user info (fetch refuses it and quotes the whole URL,
+ * password included, in its error). Checked in one step, so a malformed URL is an issue, not a
+ * TypeError from `new URL`.
+ */
+const bundleUrl = z.string().superRefine((url, ctx) => {
+  if (!URL.canParse(url)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an http:// or https:// URL (this is not a valid URL)' });
+    return;
+  }
+  const parsed = new URL(url);
+  if (!/^https?:$/.test(parsed.protocol)) ctx.addIssue({ code: 'custom', message: 'must be an http:// or https:// URL' });
+  else if (parsed.username || parsed.password) {
+    ctx.addIssue({ code: 'custom', message: 'must not contain user info (user:password@); put credentials in token_file, token_env or headers' });
+  }
+});
+
 /**
  * Downloading the bundle from an HTTP bundle server with OPA's bundle service protocol (README,
  * "Bundle server"). Durations are milliseconds except the long-polling timeout, which is sent to
@@ -101,10 +124,7 @@ const PROTOCOL_HEADERS = new Set(['if-none-match', 'prefer', 'host', 'content-le
 export const bundleServiceSchema = z
   .object({
     /** The bundle's full URL (OPA's service `url` joined with the bundle's `resource`). */
-    url: z
-      .string()
-      .url()
-      .refine((url) => /^https?:$/.test(new URL(url).protocol), 'must be an http:// or https:// URL'),
+    url: bundleUrl,
     /** After a successful poll, the next one comes after a random delay between these two (OPA's polling.min/max_delay_seconds). */
     min_delay_ms: z.number().int().min(1).default(60_000),
     max_delay_ms: z.number().int().min(1).default(120_000),
@@ -114,7 +134,7 @@ export const bundleServiceSchema = z
     timeout_ms: z.number().int().min(100).default(10_000),
     /** Extra request headers (for example an API key header); values are never logged. */
     headers: z
-      .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name'), z.string())
+      .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name'), headerValue)
       .transform((headers) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])))
       .refine((headers) => Object.keys(headers).every((k) => !PROTOCOL_HEADERS.has(k)), 'If-None-Match, Prefer, Host, Content-Length and Connection are set by the protocol')
       .default({}),
@@ -123,7 +143,7 @@ export const bundleServiceSchema = z
     /** A bearer token, from a file (read before every request, so a rotated token is picked up). */
     token_file: z.string().min(1).optional(),
     /** The scheme before the token in `Authorization`. */
-    token_scheme: z.string().min(1).default('Bearer'),
+    token_scheme: z.string().min(1).refine((v) => !BAD_HEADER_VALUE.test(v), BAD_HEADER_VALUE_MESSAGE).default('Bearer'),
     /** A bundle body larger than this is refused (bundle_download_failed). */
     max_bundle_bytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
     /** Where the last good download is kept (atomic rename), to start from when the server is down; null: not kept. */

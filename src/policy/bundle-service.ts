@@ -20,7 +20,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { PolicyConfig } from '../config/schema.js';
-import { SignalboxError, describeCause } from '../errors.js';
+import { SignalboxError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 
 /** The Content-Type with which a bundle server says it supports long polling. */
@@ -58,6 +58,21 @@ export interface BundleDownloaderOptions {
   readonly etag?: string;
   /** For tests of the delays; default Math.random. */
   readonly random?: () => number;
+}
+
+/** Why a header value is refused; never followed by the value. */
+const BAD_HEADER_VALUE = 'contains a line break, NUL or a character above U+00FF, which an HTTP header value cannot carry';
+
+/** Whether fetch accepts `value` as a header value (no CR, LF or NUL; Latin-1 only). */
+export function isHeaderValue(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return !/[\r\n\0\u0100-\uffff]/.test(value);
+}
+
+/** An error's `code` when it is a short identifier (never a message that could quote data). */
+function errorCode(error: unknown): string | undefined {
+  const code = error && typeof error === 'object' ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : undefined;
 }
 
 /** The URL without credentials or query (an S3 presigned URL carries its signature there), for logs. */
@@ -106,6 +121,8 @@ export class BundleDownloader {
     if (name !== undefined) {
       const token = (options.env ?? process.env)[name]?.trim();
       if (!token) throw new SignalboxError('config_invalid', `policy.service.token_env: environment variable ${name} is not set`);
+      // Never quote the value: it is the secret.
+      if (!isHeaderValue(token)) throw new SignalboxError('config_invalid', `policy.service.token_env: environment variable ${name} ${BAD_HEADER_VALUE}`);
       this.#token = token;
     }
   }
@@ -160,9 +177,11 @@ export class BundleDownloader {
       else {
         retries = 0;
         const { min_delay_ms: min, max_delay_ms: max } = this.#config;
-        // A long poll goes out again at once, unless the server answered "unchanged" without
-        // holding the request (then asking again at once would be a busy loop).
-        const held = outcome !== 'not_modified' || tookMs >= waitMs / 2;
+        // A long poll goes out again at once after a new bundle, or when the server held the
+        // request. Any other answer given without holding it (a 304, or a 200 with the same
+        // bytes from a server that ignores If-None-Match) waits the periodic delay: asking again
+        // at once would be a busy loop.
+        const held = outcome === 'activated' || tookMs >= waitMs / 2;
         delay = this.#longPolling && held ? 0 : Math.round(min + (max - min) * this.#random());
       }
       this.#logger.debug({ url: loggableUrl(this.url), delay_ms: delay }, 'next bundle download');
@@ -197,6 +216,9 @@ export class BundleDownloader {
       } catch (error) {
         throw new SignalboxError('bundle_download_failed', `cannot read policy.service.token_file: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
       }
+      // Never quote the value: it is the secret. (Surrounding whitespace, such as the file's
+      // trailing newline, was trimmed; only characters inside the token are refused.)
+      if (token && !isHeaderValue(token)) throw new SignalboxError('bundle_download_failed', `policy.service.token_file: the token ${BAD_HEADER_VALUE}`);
     }
     if (token) headers.authorization = `${this.#config.token_scheme} ${token}`;
     return headers;
@@ -210,7 +232,8 @@ export class BundleDownloader {
     } catch (error) {
       if (this.#closing.signal.aborted) return 'failed';
       this.#etag = '';
-      const e = error instanceof SignalboxError ? error : new SignalboxError('bundle_download_failed', describeCause(error), { cause: error });
+      // Not quoted: an unexpected error's message may carry the URL or a header value.
+      const e = error instanceof SignalboxError ? error : new SignalboxError('bundle_download_failed', `the download failed (${(error as Error | undefined)?.name ?? 'error'})`, { cause: error });
       this.#lastError = e;
       this.#logger.warn({ code: e.code, url, problem: e.message }, 'bundle download failed; the active bundle keeps serving');
       return 'failed';
@@ -237,7 +260,7 @@ export class BundleDownloader {
       try {
         response = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow' });
       } catch (error) {
-        throw this.#failure(controller.signal, error, 'request failed');
+        throw this.#failure(controller.signal, error, 'the request could not be made');
       }
       if (response.status === 304) {
         await response.body?.cancel();
@@ -287,15 +310,21 @@ export class BundleDownloader {
       }
     } catch (error) {
       if (error instanceof SignalboxError) throw error;
-      throw this.#failure(signal, error, 'reading the body failed');
+      throw this.#failure(signal, error, 'the body could not be read');
     }
     return Buffer.concat(chunks, total);
   }
 
+  /**
+   * A failed request or body read. fetch's own messages may quote the URL or a header value
+   * ("Request cannot be constructed from a URL that includes credentials: <url>",
+   * `Headers.append: "<value>" is an invalid header value`), so they are never repeated: the
+   * problem names what failed and only the error codes (ECONNREFUSED, ENOTFOUND,
+   * UND_ERR_SOCKET, …), which carry no request data.
+   */
   #failure(signal: AbortSignal, error: unknown, what: string): SignalboxError {
     if (signal.aborted && signal.reason instanceof SignalboxError) return signal.reason;
-    const cause = (error as { cause?: unknown }).cause;
-    const detail = cause instanceof Error ? `${describeCause(error)}: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : describeCause(error);
-    return new SignalboxError('bundle_download_failed', `${what}: ${detail}`, { cause: error });
+    const codes = [...new Set([errorCode(error), errorCode((error as { cause?: unknown } | undefined)?.cause)].filter((c) => c !== undefined))];
+    return new SignalboxError('bundle_download_failed', codes.length ? `${what} (${codes.join(', ')})` : what, codes.length ? { details: { codes } } : {});
   }
 }

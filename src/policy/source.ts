@@ -58,9 +58,15 @@ interface Active {
   readonly digest: string;
 }
 
-/** Sidecar of the persisted download: which server and ETag the bytes came from. */
+/**
+ * Sidecar of the persisted download: which server and ETag the bytes came from. The full URL is
+ * kept as its SHA-256 only (a presigned URL carries its signature in the query, which must not
+ * be written to disk); `url` is the loggable form, for people. Files from before, with the full
+ * URL in `url` and no `url_sha256`, are still honoured.
+ */
 interface PersistedMeta {
   readonly url: string;
+  readonly url_sha256: string;
   readonly etag: string;
   readonly sha256: string;
   readonly revision: string;
@@ -296,8 +302,9 @@ export class PolicySource {
         source = new PolicySource(options, await loadActive(bytes, persistPath, options.config, verification));
         source.#activated(undefined, source.#active, 'persisted', persistPath);
         const meta = JSON.parse(await readFile(metaPath(persistPath), 'utf8').catch(() => '{}')) as Partial<PersistedMeta>;
-        // The ETag only vouches for these bytes from this server.
-        if (meta.url === service.url && meta.sha256 === sha256(bytes) && typeof meta.etag === 'string') etag = meta.etag;
+        // The ETag only vouches for these bytes from this server (this exact URL).
+        const sameUrl = meta.url_sha256 !== undefined ? meta.url_sha256 === urlDigest(service.url) : meta.url === service.url;
+        if (sameUrl && meta.sha256 === sha256(bytes) && typeof meta.etag === 'string') etag = meta.etag;
       } catch (error) {
         logger.warn({ code: codeOf(error), path: persistPath, problem: describeCause(error) }, 'the persisted policy bundle cannot be loaded; ignoring it');
         options.observe?.({ type: 'load', origin: 'persisted', result: codeOf(error), revision: undefined });
@@ -354,7 +361,8 @@ export class PolicySource {
     const url = this.#config.service?.url;
     if (!this.#persistPath || !url) return;
     const meta: PersistedMeta = {
-      url,
+      url: loggableUrl(url),
+      url_sha256: urlDigest(url),
       etag: downloaded.etag,
       sha256: sha256(downloaded.body),
       revision: this.revision,
@@ -370,6 +378,11 @@ export class PolicySource {
 }
 
 type ServiceConfig = NonNullable<PolicyConfig['service']>;
+
+/** What the persisted sidecar keeps of the URL: enough to recognise it, nothing to reuse. */
+function urlDigest(url: string): string {
+  return createHash('sha256').update(url, 'utf8').digest('hex');
+}
 
 function metaPath(persistPath: string): string {
   return `${persistPath}.json`;
