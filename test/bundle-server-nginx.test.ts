@@ -147,26 +147,29 @@ function rejections(code: string): Record<string, unknown>[] {
   return logs.lines().filter((l) => l.code === code && typeof l.msg === 'string' && l.msg.startsWith('policy bundle rejected'));
 }
 
+/** Signalbox's config: signed bundles from `url`, polled every 200-400 ms, kept at `persist`. */
+function serviceConfig(url: string, persist: string): string {
+  return [
+    'policy:',
+    '  decision: nginxdelivery/decision',
+    `  verification: { public_key_file: ${publicFile}, key_id: prod, algorithm: RS256 }`,
+    '  service:',
+    `    url: ${url}`,
+    '    min_delay_ms: 200',
+    '    max_delay_ms: 400',
+    '    long_polling_timeout_s: 5',
+    `    persist_file: ${persist}`,
+    '',
+  ].join('\n');
+}
+
 describe('bundle server: a real nginx serving static files', () => {
   it('delivers signed bundles with ETag/304, falls back to polling, swaps atomically and refuses corrupt and tampered files', async () => {
     await publish(one);
     const server = nginx as StaticNginx;
     const url = `${server.url}${BUNDLE_PATH}`;
     const persist = join(dir, 'persisted', 'signalbox.tar.gz');
-    sb = await startTestSignalbox(logs.logger, {
-      yaml: [
-        'policy:',
-        '  decision: nginxdelivery/decision',
-        `  verification: { public_key_file: ${publicFile}, key_id: prod, algorithm: RS256 }`,
-        '  service:',
-        `    url: ${url}`,
-        '    min_delay_ms: 200',
-        '    max_delay_ms: 400',
-        '    long_polling_timeout_s: 5',
-        `    persist_file: ${persist}`,
-        '',
-      ].join('\n'),
-    });
+    sb = await startTestSignalbox(logs.logger, { yaml: serviceConfig(url, persist) });
     const running = sb.running;
 
     // Revision 1 serves from start-up.
@@ -303,18 +306,7 @@ describe('bundle server: a real nginx serving static files', () => {
     const server = nginx as StaticNginx;
     const url = `${server.url}${BUNDLE_PATH}`;
     const persist = join(dir, 'restart', 'signalbox.tar.gz');
-    const yaml = [
-      'policy:',
-      '  decision: nginxdelivery/decision',
-      `  verification: { public_key_file: ${publicFile}, key_id: prod, algorithm: RS256 }`,
-      '  service:',
-      `    url: ${url}`,
-      '    min_delay_ms: 200',
-      '    max_delay_ms: 400',
-      '    long_polling_timeout_s: 5',
-      `    persist_file: ${persist}`,
-      '',
-    ].join('\n');
+    const yaml = serviceConfig(url, persist);
     // A first run downloads bundle 1 and keeps it with nginx's ETag.
     const firstRun = await startTestSignalbox(capturedLogger().logger, { yaml });
     const rev1 = firstRun.running.policy.revision;
