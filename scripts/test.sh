@@ -9,5 +9,6 @@ bash scripts/install-test-deps.sh
 bash scripts/install-litellm.sh
 bash scripts/install-caddy.sh
 bash scripts/build-envoy-client.sh
+bash scripts/build-clock-shim.sh
 npx tsc --noEmit -p tsconfig.json
 npx vitest run "$@"

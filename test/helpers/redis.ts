@@ -8,10 +8,12 @@
  * you to run scripts/install-test-deps.sh.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { access, constants, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** A running standalone `redis-server`, from {@link startRedis}. */
 export interface RedisServer {
@@ -38,6 +40,11 @@ export interface RedisServer {
 export interface StartRedisOptions {
   /** Enable the append-only file so data survives {@link RedisServer.kill} + restart. Default false. */
   appendonly?: boolean;
+  /**
+   * Move the server's wall clock by this many seconds (TIME, and the clock it expires keys by),
+   * through the LD_PRELOAD shim scripts/build-clock-shim.sh builds. Default 0: the real clock.
+   */
+  clockShiftS?: number;
 }
 
 /** A running Redis Cluster, from {@link startRedisCluster}: masters only, all 16384 slots assigned. */
@@ -85,7 +92,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     // redis-server binds. That is rare, so retry with a new port rather than lock.
     for (let attempt = 1; !node; attempt++) {
       const port = await reservePort(false);
-      const candidate = new RedisNode(binaries, port, dir, extraArgs);
+      const candidate = new RedisNode(binaries, port, dir, extraArgs, clockShiftEnv(options.clockShiftS ?? 0));
       try {
         await candidate.start();
         node = candidate;
@@ -314,6 +321,18 @@ class PortInUseError extends Error {
   override readonly name = 'PortInUseError';
 }
 
+const CLOCK_SHIM = fileURLToPath(new URL('../../.tools/lib/shift-clock.so', import.meta.url));
+
+/** The environment of a server whose wall clock is `shiftS` seconds off this process's. */
+function clockShiftEnv(shiftS: number): NodeJS.ProcessEnv {
+  if (shiftS === 0) return process.env;
+  if (!existsSync(CLOCK_SHIM)) throw new Error(`${CLOCK_SHIM} is missing; run "bash scripts/build-clock-shim.sh"`);
+  // On top of any shift this process already runs with (scripts/test-future.sh).
+  const inherited = Number(process.env.SIGNALBOX_CLOCK_SHIFT_S ?? 0);
+  const preload = process.env.LD_PRELOAD?.includes(CLOCK_SHIM) ? process.env.LD_PRELOAD : [CLOCK_SHIM, process.env.LD_PRELOAD].filter(Boolean).join(' ');
+  return { ...process.env, LD_PRELOAD: preload, SIGNALBOX_CLOCK_SHIFT_S: String(inherited + shiftS) };
+}
+
 class RedisNode {
   private child: ChildProcess | undefined;
   private exited: Promise<void> | undefined;
@@ -324,6 +343,7 @@ class RedisNode {
     readonly port: number,
     readonly dir: string,
     private readonly extraArgs: readonly string[],
+    private readonly env: NodeJS.ProcessEnv = process.env,
   ) {
     this.logPath = join(dir, 'redis.log');
   }
@@ -351,8 +371,8 @@ class RedisNode {
       // for any reason, including the SIGTERM/SIGKILL vitest sends its workers, where no
       // 'exit' listener runs. setpriv execs redis-server, so child.pid is the server's pid.
       child = this.binaries.setpriv
-        ? spawn(this.binaries.setpriv, ['--pdeathsig', 'SIGKILL', '--', this.binaries.server, ...args], { stdio: ['ignore', log.fd, log.fd] })
-        : spawn(this.binaries.server, args, { stdio: ['ignore', log.fd, log.fd] });
+        ? spawn(this.binaries.setpriv, ['--pdeathsig', 'SIGKILL', '--', this.binaries.server, ...args], { stdio: ['ignore', log.fd, log.fd], env: this.env })
+        : spawn(this.binaries.server, args, { stdio: ['ignore', log.fd, log.fd], env: this.env });
       // Listen before anything awaits: a server that fails fast (bad option, port taken) can
       // exit within one event-loop turn, and a missed 'exit' would leave us waiting forever.
       this.exited = new Promise((resolve) => {
