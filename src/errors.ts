@@ -32,6 +32,7 @@ export const ERROR_CATALOGUE = {
   audit_chain_broken: 'An audit file fails hash-chain verification (edited, deleted or reordered record).',
   budget_store_unavailable: 'The budget store (Redis) did not answer; requests that need a reservation are denied with 503 unless the policy opts to fail open.',
   budget_estimate_unavailable: 'The policy named budgets but the request cost could not be estimated (unpriced model or unknown API); the request is denied.',
+  store_clock_skew: 'Logged when a replica connects to Redis and their clocks differ by more than 1 s: hold expiry, budget windows and rate-limit refills follow the replica clock, so replicas must be kept in sync (NTP). Counter lifetimes in Redis are relative and are not affected.',
   report_malformed: 'A usage report or spend query is missing a field or has a value of the wrong type.',
   hold_not_found: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
   vault_key_invalid: 'The vault master key (SIGNALBOX_VAULT_KEY or SIGNALBOX_VAULT_OLD_KEYS) is missing, malformed or not 32 bytes.',

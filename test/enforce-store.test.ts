@@ -1,16 +1,22 @@
 /**
  * One behaviour, two stores: every case runs against the in-memory store, a real standalone
  * Redis and a real Redis Cluster (unpartitioned and partitioned by tenant). Time is virtual: each
- * call carries its own `nowMs`, so expiry and refill are tested without waiting.
+ * call carries its own `nowMs`, so expiry and refill are tested without waiting. The virtual
+ * clock starts from the real one (T0, noon UTC of today), never from a fixed date: Redis expires
+ * keys by its own real clock, and a suite frozen at a past date only passes on the day it was
+ * written.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/enforce/memory-store.js';
-import { RedisStore } from '../src/enforce/redis-store.js';
+import { CLOCK_SKEW_WARNING_MS, RedisStore } from '../src/enforce/redis-store.js';
+import { RedisKeys } from '../src/enforce/keys.js';
+import { windowSlot } from '../src/enforce/windows.js';
 import { MAX_PROVIDERS, breakerState, breakerStep, providerView, type StoredBreaker, type BudgetCounter, type EnforcementStore, type ExpiredHoldPolicy, type ProviderBreakerSettings, type Reservation } from '../src/enforce/store.js';
 import { SignalboxError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
-import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
+import { capturedLogger } from './helpers/logs.js';
+import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
 
 let redis: RedisServer;
 let cluster: RedisCluster;
@@ -25,11 +31,11 @@ afterAll(async () => {
 
 type Factory = (expired: ExpiredHoldPolicy) => Promise<{ store: EnforcementStore; partition: string }>;
 
-async function redisStore(expired: ExpiredHoldPolicy, options: { cluster?: boolean; partitioned?: boolean }): Promise<RedisStore> {
+async function redisStore(expired: ExpiredHoldPolicy, options: { cluster?: boolean; partitioned?: boolean; keyPrefix?: string }): Promise<RedisStore> {
   const store = RedisStore.create(
     {
       ...(options.cluster ? { cluster: cluster.nodes.map((n) => `${n.host}:${n.port}`) } : { url: redis.url }),
-      keyPrefix: `t${randomUUID().slice(0, 8)}`,
+      keyPrefix: options.keyPrefix ?? `t${randomUUID().slice(0, 8)}`,
       commandTimeoutMs: 2000,
       connectTimeoutMs: 2000,
       expiredHolds: expired,
@@ -48,11 +54,15 @@ const stores: [string, Factory][] = [
   ['redis cluster, partitioned by tenant', async (expired) => ({ store: await redisStore(expired, { cluster: true, partitioned: true }), partition: 't:acme' })],
 ];
 
-const T0 = Date.UTC(2026, 10, 22, 12, 0, 0);
+const DAY_MS = 86_400_000;
+/** Noon UTC of the real current day: far from a day boundary, and never in the past by more than 12 hours. */
+const T0 = Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS / 2;
+const TODAY = windowSlot('day', T0).id;
+const THIS_MONTH = windowSlot('month', T0).id;
 const HOLD_TTL = 60_000;
 
-function budget(scope: string, limit: number, window = 'day', slot = 'd2026-11-22'): BudgetCounter {
-  return { scope, window, slot, limit, expireAtMs: T0 + 2 * 86_400_000 };
+function budget(scope: string, limit: number, window = 'day', slot = TODAY, nowMs = T0): BudgetCounter {
+  return { scope, window, slot, limit, expireAtMs: nowMs + 2 * DAY_MS };
 }
 
 function reservation(partition: string, overrides: Partial<Reservation>): Reservation {
@@ -83,7 +93,7 @@ describe.each(stores)('%s store', (_name, factory) => {
   it('reserves against every budget and reports the balances', async () => {
     const { store, partition, close } = await open();
     try {
-      const result = await store.reserve(reservation(partition, { budgets: [budget('user:alice', 1000), budget('team:search', 5000, 'month', 'm2026-11')] }));
+      const result = await store.reserve(reservation(partition, { budgets: [budget('user:alice', 1000), budget('team:search', 5000, 'month', THIS_MONTH)] }));
       expect(result).toMatchObject({ outcome: 'reserved' });
       if (result.outcome !== 'reserved') return;
       expect(result.budgets.map((b) => [b.scope, b.spent, b.held, b.holds, b.limit])).toEqual([
@@ -287,9 +297,24 @@ describe.each(stores)('%s store', (_name, factory) => {
   it('lists live budget counters', async () => {
     const { store, partition, close } = await open();
     try {
-      await store.reserve(reservation(partition, { budgets: [budget('user:kim', 1000), budget('org:acme', 9000, 'month', 'm2026-11')] }));
+      await store.reserve(reservation(partition, { budgets: [budget('user:kim', 1000), budget('org:acme', 9000, 'month', THIS_MONTH)] }));
       const listed = (await store.listBudgets(T0)).map((b) => `${b.scope}/${b.window}/${b.slot}/${b.held}`).sort();
-      expect(listed).toEqual(['org:acme/month/m2026-11/100', 'user:kim/day/d2026-11-22/100']);
+      expect(listed).toEqual([`org:acme/month/${THIS_MONTH}/100`, `user:kim/day/${TODAY}/100`]);
+    } finally {
+      await close();
+    }
+  });
+
+  it.each([
+    ['30 days behind', -30 * DAY_MS],
+    ['30 days ahead of', 30 * DAY_MS],
+  ])('keeps counting when the caller clock is %s the store clock', async (_what, skewMs) => {
+    const { store, partition, close } = await open();
+    try {
+      const now = Date.now() + skewMs;
+      const b = budget('user:skewed', 150, 'day', windowSlot('day', now).id, now);
+      expect((await store.reserve(reservation(partition, { budgets: [b], nowMs: now }))).outcome).toBe('reserved');
+      expect(await store.reserve(reservation(partition, { budgets: [b], nowMs: now + 1 }))).toMatchObject({ outcome: 'budget_exceeded', budget: { held: 100 } });
     } finally {
       await close();
     }
@@ -480,5 +505,92 @@ describe.each(stores)('%s store', (_name, factory) => {
         await close();
       }
     });
+  });
+});
+
+describe('a budget counter in Redis', () => {
+  const pttl = async (key: string) => Number(await redisCommand(redis.port, ['PTTL', key]));
+
+  it('lives for its window plus retention as Redis counts time, whatever the caller clock reads, and only ever longer', async () => {
+    const keyPrefix = `t${randomUUID().slice(0, 8)}`;
+    const store = await redisStore('charge', { keyPrefix });
+    try {
+      const keys = new RedisKeys(keyPrefix);
+      // A replica 30 days behind Redis: an absolute expiry would be in Redis's past.
+      const behind = Date.now() - 30 * DAY_MS;
+      const b = budget('team:lifetime', 10_000, 'day', 'd-lifetime', behind);
+      await store.reserve(reservation('', { budgets: [b], nowMs: behind }));
+      for (const key of [keys.budget('', b), keys.budgetHolds('', b)]) {
+        const left = await pttl(key);
+        expect(left).toBeGreaterThan(2 * DAY_MS - 60_000);
+        expect(left).toBeLessThanOrEqual(2 * DAY_MS);
+      }
+      // Another replica, whose clock is a day ahead, asks for a shorter life: it is not cut.
+      const ahead = behind + DAY_MS;
+      await store.reserve(reservation('', { budgets: [{ ...b, expireAtMs: ahead + DAY_MS / 2 }], nowMs: ahead }));
+      expect(await pttl(keys.budget('', b))).toBeGreaterThan(2 * DAY_MS - 60_000);
+      // A longer life than the current one is granted.
+      await store.reserve(reservation('', { budgets: [{ ...b, expireAtMs: behind + 3 * DAY_MS }], nowMs: behind }));
+      expect(await pttl(keys.budget('', b))).toBeGreaterThan(3 * DAY_MS - 60_000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('is kept by Redis until its lifetime ends, and then forgotten', async () => {
+    const keyPrefix = `t${randomUUID().slice(0, 8)}`;
+    const store = await redisStore('charge', { keyPrefix });
+    try {
+      const key = new RedisKeys(keyPrefix).budget('', { scope: 'team:short', window: '1s', slot: 's-short' });
+      // A caller a year ahead gives the counter 1.5 s to live (hold_ttl and retention kept short).
+      const now = Date.now() + 365 * DAY_MS;
+      const b: BudgetCounter = { scope: 'team:short', window: '1s', slot: 's-short', limit: 10_000, expireAtMs: now + 1_500 };
+      await store.reserve(reservation('', { budgets: [b], nowMs: now, holdTtlMs: 500, retentionMs: 500 }));
+      expect(Number(await redisCommand(redis.port, ['EXISTS', key]))).toBe(1);
+      await new Promise((done) => setTimeout(done, 1_700));
+      expect(Number(await redisCommand(redis.port, ['EXISTS', key]))).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('a replica clock that differs from Redis', () => {
+  async function connect(server: RedisServer, logger = silentLogger()): Promise<RedisStore> {
+    const store = RedisStore.create({ url: server.url, keyPrefix: 'skew', commandTimeoutMs: 2000, connectTimeoutMs: 2000, expiredHolds: 'charge', partitioned: false }, logger);
+    await store.ready(10_000);
+    return store;
+  }
+
+  it('measures nothing worth a warning on one machine', async () => {
+    const { logger, lines } = capturedLogger();
+    const store = await connect(redis, logger);
+    try {
+      expect(Math.abs(await store.clockSkewMs())).toBeLessThan(CLOCK_SKEW_WARNING_MS);
+      await new Promise((done) => setTimeout(done, 100));
+      expect(lines().filter((l) => l.code === 'store_clock_skew')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('is measured, and logged as store_clock_skew when the replica connects', async () => {
+    // This Redis runs an hour ahead: the replica is an hour behind it.
+    const ahead = await startRedis({ clockShiftS: 3_600 });
+    const { logger, lines } = capturedLogger();
+    const store = await connect(ahead, logger);
+    try {
+      const skew = await store.clockSkewMs();
+      expect(skew).toBeLessThan(-3_600_000 + 1_000);
+      expect(skew).toBeGreaterThan(-3_600_000 - 1_000);
+      await vi.waitFor(() => expect(lines().find((l) => l.code === 'store_clock_skew')).toMatchObject({ level: 40, skew_ms: expect.any(Number), msg: expect.stringContaining('behind Redis') }));
+      // Counting is unaffected: lifetimes are relative, so nothing written expires at once.
+      const b = budget('user:skew', 150);
+      expect((await store.reserve(reservation('', { budgets: [b] }))).outcome).toBe('reserved');
+      expect((await store.reserve(reservation('', { budgets: [b] }))).outcome).toBe('budget_exceeded');
+    } finally {
+      await store.close();
+      await ahead.stop();
+    }
   });
 });

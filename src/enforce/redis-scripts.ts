@@ -20,6 +20,15 @@ local function sweep(bk, zk, now, charge)
     redis.call('ZREM', zk, id)
   end
 end
+-- Lifetimes are set relative to the caller's "now", never as an absolute time: an absolute
+-- PEXPIREAT would be judged by Redis's own clock, so a replica whose clock is behind Redis's
+-- (or a test's frozen clock) would write counters that are already expired, and a budget would
+-- never fill. A key's lifetime only ever grows, so a replica with a slower clock cannot cut
+-- short the lifetime another replica gave it. PTTL is -1 for a key with no expiry yet.
+local function extend(key, ttl)
+  local current = redis.call('PTTL', key)
+  if current < 0 or current < ttl then redis.call('PEXPIRE', key, int(ttl)) end
+end
 local function balance(bk, zk)
   local v = redis.call('HMGET', bk, 'spent', 'held', 'limit')
   return { spent = tonumber(v[1] or '0'), held = tonumber(v[2] or '0'), limit = tonumber(v[3] or '0'), holds = redis.call('ZCARD', zk) }
@@ -31,7 +40,8 @@ end
  * then the loop list when there is a loop check.
  * ARGV[1]: JSON { id, now, amount, charge, hold_ttl, retention, budgets: [{scope, window, slot,
  * limit, expire_at}], rates: [{per_minute, weight, unit}], loop: {hash, max_repeats, ping_pong,
- * window, ttl} | null, meta }
+ * window, ttl} | null, meta }. Every time is on the caller's clock: a budget counter lives for
+ * (expire_at - now) ms as Redis counts time, whatever Redis's own clock reads.
  */
 export const RESERVE_SCRIPT = `${SWEEP}
 local p = cjson.decode(ARGV[1])
@@ -104,9 +114,9 @@ for i = 1, nb do
   redis.call('HINCRBY', bk, 'held', int(p.amount))
   redis.call('HSET', bk, 'h:' .. p.id, int(p.amount), 'limit', int(b.limit), 'scope', b.scope, 'window', b.window, 'slot', b.slot)
   redis.call('ZADD', zk, hold_expires, p.id)
-  local expire_at = math.max(b.expire_at, hold_expires + p.retention)
-  redis.call('PEXPIREAT', bk, int(expire_at))
-  redis.call('PEXPIREAT', zk, int(expire_at))
+  local ttl = math.max(b.expire_at, hold_expires + p.retention) - now
+  extend(bk, ttl)
+  extend(zk, ttl)
   budget_keys[#budget_keys + 1] = { bk, zk }
   balances[i].held = balances[i].held + p.amount
   balances[i].holds = balances[i].holds + 1

@@ -65,6 +65,13 @@ const PROVIDER = script(PROVIDER_SCRIPT);
 
 type Client = Redis | Cluster;
 
+/**
+ * A replica whose clock differs from Redis's by more than this logs `store_clock_skew` when it
+ * connects. Hold expiry, budget windows and bucket refills run on the replica's clock, so
+ * replicas that disagree by seconds expire one another's holds early or late by as much.
+ */
+export const CLOCK_SKEW_WARNING_MS = 1_000;
+
 /** Lua's cjson writes an empty table as {} rather than []. */
 function luaList<T>(json: string | null | undefined): T[] {
   if (!json) return [];
@@ -151,11 +158,40 @@ export class RedisStore implements EnforcementStore {
       if (!down) logger.error({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store connection lost');
       down = true;
     });
+    const store = new RedisStore(client, options);
     client.on('ready', () => {
       if (down) logger.info('budget store connection restored');
       down = false;
+      store.clockSkewMs().then(
+        (skewMs) => {
+          if (Math.abs(skewMs) > CLOCK_SKEW_WARNING_MS) {
+            logger.warn({ code: 'store_clock_skew', skew_ms: skewMs }, `this replica's clock is ${Math.abs(skewMs)} ms ${skewMs > 0 ? 'ahead of' : 'behind'} Redis's; keep replicas in sync (NTP)`);
+          }
+        },
+        // A store that fails here fails the next reservation too, which reports it.
+        () => undefined,
+      );
     });
-    return new RedisStore(client, options);
+    return store;
+  }
+
+  /**
+   * How far this process's clock is ahead of Redis's (negative: behind), in ms: Redis's TIME
+   * against the local clock at the middle of the round trip. For a Cluster, the largest
+   * difference over its masters.
+   */
+  async clockSkewMs(): Promise<number> {
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    let worst = 0;
+    for (const node of nodes) {
+      const sent = Date.now();
+      const [seconds, micros] = await node.time();
+      const received = Date.now();
+      const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      const skew = Math.round((sent + received) / 2 - redisMs);
+      if (Math.abs(skew) > Math.abs(worst)) worst = skew;
+    }
+    return worst;
   }
 
   /** Resolves when the client is connected (tests and start-up checks). */
