@@ -177,9 +177,16 @@ function fixtureEngine(fixture: Fixture, path: string): Promise<PolicyEngine> {
   return engine;
 }
 
-/** The wall clock: the JWT fixtures' tokens are valid until 2031+ and their policies call time.now_ns. */
+/**
+ * "Now" for every evaluation, in the engine and in the server: the time the fixtures' requests
+ * carry (request.time). The JWT fixtures hold upstream tokens that expire on fixed dates
+ * (2031-07-06 and later) and their policies compare exp with time.now_ns(), so a real clock would
+ * fail them from that day on. Nothing else in these tests reads a clock: the server decides with
+ * the in-memory store.
+ */
+const FIXTURE_TIME_NS = BigInt(Date.parse('2026-11-22T09:30:00.123Z')) * 1_000_000n;
 function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
+  return FIXTURE_TIME_NS;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +483,7 @@ describe.each(rows(E2E_GROUPS, (g) => `${g.fixture.name} [${g.path}]`))('end to 
 
   beforeAll(async () => {
     const { file } = await buildFixture(group.fixture);
-    sb = await startTestSignalbox(capturedLogger().logger, { bundle: file, decision: group.path });
+    sb = await startTestSignalbox(capturedLogger().logger, { bundle: file, decision: group.path, clock: nowNs });
   });
   afterAll(async () => {
     await sb?.close();
