@@ -88,7 +88,17 @@ export function asSignalboxError(error: unknown, fallback: ErrorCode, message: s
 
 /** A short description of a thrown value for logs, never for callers. */
 export function describeCause(error: unknown): string {
-  if (error instanceof Error) return error.message;
+  if (error instanceof Error) {
+    // A SignalboxError wraps what actually failed (an ioredis timeout, a refused connection):
+    // the log needs both, so follow the cause chain a few levels.
+    const parts = [error.message];
+    let cause: unknown = error.cause;
+    for (let depth = 0; depth < 3 && cause !== undefined && cause !== null; depth++) {
+      parts.push(cause instanceof Error ? cause.message : String(cause));
+      cause = cause instanceof Error ? cause.cause : undefined;
+    }
+    return parts.join(': ');
+  }
   if (typeof error === 'string') return error;
   if (error && typeof error === 'object' && 'message' in error) return String((error as { message: unknown }).message);
   return String(error);
