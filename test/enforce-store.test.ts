@@ -13,7 +13,7 @@ import { CLOCK_SKEW_WARNING_MS, RedisStore } from '../src/enforce/redis-store.js
 import { RedisKeys } from '../src/enforce/keys.js';
 import { windowSlot } from '../src/enforce/windows.js';
 import { MAX_PROVIDERS, breakerState, breakerStep, providerView, type StoredBreaker, type BudgetCounter, type EnforcementStore, type ExpiredHoldPolicy, type ProviderBreakerSettings, type Reservation } from '../src/enforce/store.js';
-import { SignalboxError } from '../src/errors.js';
+import { SignalboxError, describeCause } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { capturedLogger } from './helpers/logs.js';
 import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
@@ -505,6 +505,30 @@ describe.each(stores)('%s store', (_name, factory) => {
         await close();
       }
     });
+  });
+});
+
+describe('a Redis Cluster client', () => {
+  // Before node connections queued their first command, one start in a few failed the Cluster's
+  // ready check, dropped every connection and started again, answering 503 meanwhile.
+  it('comes up without a reconnect cycle, and serves a burst over every node at once', async () => {
+    const { logger, lines } = capturedLogger();
+    for (let start = 0; start < 10; start++) {
+      const store = RedisStore.create(
+        { cluster: cluster.nodes.map((n) => `${n.host}:${n.port}`), keyPrefix: `t${randomUUID().slice(0, 8)}`, commandTimeoutMs: 2000, connectTimeoutMs: 2000, expiredHolds: 'charge', partitioned: true },
+        logger,
+      );
+      try {
+        await store.ready(10_000);
+        // 30 tenants: their partitions hash to slots on every node.
+        const results = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => store.reserve(reservation(`t:tenant-${i % 30}`, { budgets: [budget(`team:t${i % 30}`, 1_000)] }))));
+        expect(results.flatMap((r) => (r.status === 'rejected' ? [describeCause(r.reason)] : [])).slice(0, 3), `start ${start}`).toEqual([]);
+        expect(results.every((r) => r.status === 'fulfilled' && r.value.outcome === 'reserved')).toBe(true);
+      } finally {
+        await store.close();
+      }
+    }
+    expect(lines().filter((l) => l.code === 'budget_store_unavailable').map((l) => l.msg)).toEqual([]);
   });
 });
 

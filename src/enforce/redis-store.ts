@@ -4,7 +4,8 @@
  * One reservation is one EVALSHA over keys that share a hash tag, so it lands in one Cluster
  * slot and runs atomically whatever the number of Signalbox replicas. Commands are never queued
  * while Redis is unreachable (they fail at once, and the caller denies with
- * budget_store_unavailable); the client keeps reconnecting in the background, so service resumes
+ * budget_store_unavailable; a Cluster node that is still connecting holds a command for at most
+ * the command timeout); the client keeps reconnecting in the background, so service resumes
  * without a restart when Redis returns.
  */
 import { createHash } from 'node:crypto';
@@ -126,15 +127,9 @@ export class RedisStore implements EnforcementStore {
 
   /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
   static create(options: RedisStoreOptions, logger: Logger): RedisStore {
-    const common = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs,
-      connectTimeout: options.connectTimeoutMs,
-      // Keep trying for ever, backing off to 2 s: the service must recover without a restart.
-      retryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
-      lazyConnect: false,
-    };
+    const connection = { maxRetriesPerRequest: 0, commandTimeout: options.commandTimeoutMs, connectTimeout: options.connectTimeoutMs };
+    // Keep trying for ever, backing off to 2 s: the service must recover without a restart.
+    const backOff = (attempt: number) => Math.min(attempt * 100, 2000);
     let client: Client;
     if (options.cluster && options.cluster.length > 0) {
       client = new Cluster(
@@ -143,14 +138,23 @@ export class RedisStore implements EnforcementStore {
           return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
         }),
         {
-          enableOfflineQueue: false,
-          clusterRetryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
+          // Node connections are made lazily, on their first command, and queue it while they
+          // connect; the Cluster, not the node, reconnects. (This store used to pass its
+          // standalone options to the nodes, offline queue off: a command for a node still
+          // connecting was refused at once, and when that command was the Cluster's own ready
+          // check the Cluster dropped every connection and started again. Under load it flapped
+          // like that for seconds after start-up, failing reservations with 503 "Cluster isn't
+          // ready".) commandTimeout bounds the wait of a command queued on a node (ioredis arms
+          // it before queueing). The Cluster's own queue only serves its ready check:
+          // connected() refuses at once, without queueing, while the Cluster is not ready.
+          enableOfflineQueue: true,
+          clusterRetryStrategy: backOff,
           slotsRefreshTimeout: options.connectTimeoutMs,
-          redisOptions: { ...common, ...(options.password ? { password: options.password } : {}) },
+          redisOptions: { ...connection, ...(options.password ? { password: options.password } : {}) },
         },
       );
     } else {
-      client = new Redis(options.url ?? 'redis://127.0.0.1:6379', common);
+      client = new Redis(options.url ?? 'redis://127.0.0.1:6379', { ...connection, enableOfflineQueue: false, retryStrategy: backOff, lazyConnect: false });
     }
     let down = false;
     client.on('error', (error: unknown) => {
@@ -158,6 +162,9 @@ export class RedisStore implements EnforcementStore {
       if (!down) logger.error({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store connection lost');
       down = true;
     });
+    // A Cluster drops every connection and starts again when its ready check fails or it loses
+    // its nodes; say so, or a flapping Cluster shows only as 503s.
+    if (client instanceof Cluster) client.on('reconnecting', () => logger.debug({ code: 'budget_store_unavailable' }, 'budget store (Redis Cluster) reconnecting'));
     const store = new RedisStore(client, options);
     client.on('ready', () => {
       if (down) logger.info('budget store connection restored');
@@ -208,7 +215,20 @@ export class RedisStore implements EnforcementStore {
     }
   }
 
+  /**
+   * The client, when it can take a command now. A Cluster that is not ready (connecting, or
+   * reconnecting after losing its nodes) is refused here rather than queued: a queued
+   * reservation could run long after the caller was answered 503.
+   */
+  private connected(): Client {
+    if (this.client instanceof Cluster && this.client.status !== 'ready') {
+      throw unavailable(new Error(`the Redis Cluster client is ${this.client.status}, not ready`));
+    }
+    return this.client;
+  }
+
   async reserve(r: Reservation): Promise<ReserveResult> {
+    const client = this.connected();
     const keys = [this.keys.hold(r.partition, r.holdId)];
     for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
     for (const rate of r.rates) keys.push(this.keys.rate(r.partition, rate.unit, rate.scope));
@@ -229,7 +249,7 @@ export class RedisStore implements EnforcementStore {
     // Record the partition for settlement in parallel (its own slot); harmless if the
     // reservation is then refused, since it expires with the hold.
     if (this.options.partitioned) {
-      pending.push(this.client.set(this.keys.holdIndex(r.holdId), r.partition, 'PX', r.holdTtlMs + r.retentionMs));
+      pending.push(client.set(this.keys.holdIndex(r.holdId), r.partition, 'PX', r.holdTtlMs + r.retentionMs));
     }
     const [raw] = await Promise.all(pending).catch((error: unknown) => {
       throw unavailable(error);
@@ -271,16 +291,17 @@ export class RedisStore implements EnforcementStore {
 
   async settle(s: Settlement): Promise<SettleResult> {
     try {
+      const client = this.connected();
       let partition = '';
       if (this.options.partitioned) {
-        const found = await this.client.get(this.keys.holdIndex(s.holdId));
+        const found = await client.get(this.keys.holdIndex(s.holdId));
         if (found === null) return { outcome: 'not_found' };
         partition = found;
       }
       const holdKey = this.keys.hold(partition, s.holdId);
       // The keys a hold touched are fixed when it is made; read them so the script declares
       // every key it uses (Cluster requires it), then settle atomically.
-      const [budgetsJson, ratesJson, metaJson] = await this.client.hmget(holdKey, 'budgets', 'token_rates', 'meta');
+      const [budgetsJson, ratesJson, metaJson] = await client.hmget(holdKey, 'budgets', 'token_rates', 'meta');
       if (!budgetsJson) return { outcome: 'not_found' };
       const meta = metaJson ? (JSON.parse(metaJson) as Record<string, string | number | null>) : {};
       const amount = s.price(meta);
@@ -309,6 +330,7 @@ export class RedisStore implements EnforcementStore {
 
   async balances(partition: string, keys: readonly BudgetKey[], nowMs: number): Promise<BudgetBalance[]> {
     if (keys.length === 0) return [];
+    this.connected();
     const redisKeys = keys.flatMap((k) => [this.keys.budget(partition, k), this.keys.budgetHolds(partition, k)]);
     const raw = await this.run(BALANCES, redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
       throw unavailable(error);
@@ -320,7 +342,8 @@ export class RedisStore implements EnforcementStore {
 
   async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
     try {
-      const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+      const client = this.connected();
+      const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
       const found: BudgetBalance[] = [];
       for (const node of nodes) {
         for (const pattern of this.keys.budgetPatterns()) {
@@ -355,6 +378,7 @@ export class RedisStore implements EnforcementStore {
   async recordProviderOutcome(provider: string, outcome: ProviderOutcome, nowMs: number, settings: ProviderBreakerSettings): Promise<ProviderHealthChange> {
     checkProviderName(provider);
     checkBreakerSettings(settings);
+    this.connected();
     const raw = await this.run(PROVIDER, [this.keys.providers()], {
       provider,
       outcome,
@@ -375,7 +399,7 @@ export class RedisStore implements EnforcementStore {
   async providerHealth(nowMs: number): Promise<ProviderHealth[]> {
     let all: Record<string, string>;
     try {
-      all = await this.client.hgetall(this.keys.providers());
+      all = await this.connected().hgetall(this.keys.providers());
     } catch (error) {
       throw unavailable(error);
     }
