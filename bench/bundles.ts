@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
-import { readBundle } from '../src/policy/bundle.js';
+import { readBundle } from '../src/bundles/bundle.js';
 
 /**
  * Writes `out`: the bundle at `path` with `change` applied to its data.json, and its manifest

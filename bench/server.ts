@@ -10,11 +10,11 @@
  */
 import { copyFile, rename } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { RunningSignalbox } from '../src/server/app.js';
+import type { RunningSignalbox } from '../src/app/app.js';
 import { parseConfig } from '../src/config/load.js';
-import { silentLogger } from '../src/log.js';
-import { startSignalbox } from '../src/server/app.js';
-import { loadServices } from '../src/server/protos.js';
+import { silentLogger } from '../src/core/log.js';
+import { startSignalbox } from '../src/app/app.js';
+import { loadServices } from '../src/transport/protos.js';
 
 type Message = { type: 'cpu' } | { type: 'stop' };
 

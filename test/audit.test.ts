@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../src/audit/canonical.js';
+import { canonicalJson } from '../src/core/canonical-json.js';
 import { GENESIS_HASH, verifyAuditFile } from '../src/audit/chain.js';
 import { FileAuditLog } from '../src/audit/log.js';
 import { maskInput } from '../src/audit/mask.js';
 import { parseConfig } from '../src/config/load.js';
-import { maskedHeaders } from '../src/server/app.js';
+import { maskedHeaders } from '../src/app/app.js';
 import { capturedLogger } from './helpers/logs.js';
 
 const run = promisify(execFile);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditFile } from '../src/audit/chain.js';
 import { llmFacts } from '../src/inspect/llm.js';
 import { PriceTable } from '../src/inspect/prices.js';
-import { loadServices } from '../src/server/protos.js';
+import { loadServices } from '../src/transport/protos.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox } from './helpers/signalbox.js';

@@ -28,12 +28,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SignalboxError } from '../src/errors.js';
+import { SignalboxError } from '../src/core/errors.js';
 import { ENGINE_PROVIDED_BUILTINS, HOST_BUILTINS } from '../src/policy/builtins.js';
-import { readBundle } from '../src/policy/bundle.js';
-import { engineCapabilitiesFile, importedBuiltins } from '../src/policy/capabilities.js';
+import { readBundle } from '../src/bundles/bundle.js';
+import { engineCapabilitiesFile, importedBuiltins } from '../src/bundles/capabilities.js';
 import { PolicyEngine } from '../src/policy/engine.js';
-import { runOpa } from '../src/policy/opa-cli.js';
+import { runOpa } from '../src/bundles/opa-cli.js';
 import { SDK_BUILTINS } from '../src/policy/sdk-builtins.js';
 import { buildTestBundle } from './helpers/bundles.js';
 

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packBundle, readBundleFiles } from '../src/policy/bundle.js';
+import { packBundle, readBundleFiles } from '../src/bundles/bundle.js';
 import { buildTestBundle } from './helpers/bundles.js';
 import { startNginxStatic, type StaticNginx } from './helpers/gateways.js';
 import { capturedLogger } from './helpers/logs.js';

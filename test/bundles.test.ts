@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/paths.js';
-import { sourceRevision } from '../src/policy/build.js';
-import { parseBundle, readBundle } from '../src/policy/bundle.js';
+import { projectRoot } from '../src/core/paths.js';
+import { sourceRevision } from '../src/bundles/build.js';
+import { parseBundle, readBundle } from '../src/bundles/bundle.js';
 import { PolicyEngine } from '../src/policy/engine.js';
-import { runOpa } from '../src/policy/opa-cli.js';
+import { runOpa } from '../src/bundles/opa-cli.js';
 import { buildTestBundle } from './helpers/bundles.js';
 
 const root = projectRoot();

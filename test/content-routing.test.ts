@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadServices } from '../src/server/protos.js';
+import { loadServices } from '../src/transport/protos.js';
 import type { CredentialSource } from '../src/vault/credentials.js';
 import { buildTestBundle } from './helpers/bundles.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';

@@ -13,8 +13,8 @@ import { CLOCK_SKEW_WARNING_MS, RedisStore } from '../src/enforce/redis-store.js
 import { RedisKeys } from '../src/enforce/keys.js';
 import { windowSlot } from '../src/enforce/windows.js';
 import { MAX_PROVIDERS, breakerState, breakerStep, providerView, type StoredBreaker, type BudgetCounter, type EnforcementStore, type ExpiredHoldPolicy, type ProviderBreakerSettings, type Reservation } from '../src/enforce/store.js';
-import { SignalboxError, describeCause } from '../src/errors.js';
-import { silentLogger } from '../src/log.js';
+import { SignalboxError, describeCause } from '../src/core/errors.js';
+import { silentLogger } from '../src/core/log.js';
 import { capturedLogger } from './helpers/logs.js';
 import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
 

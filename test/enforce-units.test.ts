@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { toolCallHash } from '../src/enforce/enforcer.js';
 import { loopVerdict } from '../src/enforce/memory-store.js';
-import { usdToMicro } from '../src/enforce/money.js';
+import { usdToMicro } from '../src/core/money.js';
 import { windowSlot } from '../src/enforce/windows.js';
-import { SignalboxError } from '../src/errors.js';
+import { SignalboxError } from '../src/core/errors.js';
 
 describe('budget windows', () => {
   const at = (iso: string) => Date.parse(iso);

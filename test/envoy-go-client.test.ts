@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/paths.js';
+import { projectRoot } from '../src/core/paths.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';

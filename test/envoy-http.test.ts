@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { projectRoot } from '../src/paths.js';
+import { projectRoot } from '../src/core/paths.js';
 import type { CredentialSource } from '../src/vault/credentials.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { gatewayTestBundle } from './helpers/gateways.js';

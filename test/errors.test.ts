@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CATALOGUE } from '../src/errors.js';
+import { ERROR_CATALOGUE } from '../src/core/errors.js';
 
 describe('error catalogue', () => {
   it('README lists exactly the catalogue, with the same meanings', async () => {

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { silentLogger } from '../src/log.js';
-import { parseRfc3339Ns, Simulation } from '../src/pipeline/simulate.js';
-import { explainDecision, textExplain, type ExplainReport } from '../src/policy/testing/explain.js';
+import { silentLogger } from '../src/core/log.js';
+import { parseRfc3339Ns, Simulation } from '../src/testing/simulate.js';
+import { explainDecision, textExplain, type ExplainReport } from '../src/testing/explain.js';
 
 const root = join(import.meta.dirname, '..');
 const NOW = parseRfc3339Ns('2026-11-22T10:00:00Z');

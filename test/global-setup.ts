@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { engineCapabilitiesFile } from '../src/policy/capabilities.js';
-import { projectRoot } from '../src/paths.js';
+import { engineCapabilitiesFile } from '../src/bundles/capabilities.js';
+import { projectRoot } from '../src/core/paths.js';
 
 /**
  * The suite needs the pinned OPA CLI (scripts/install-opa.sh, run by `npm test`). Fail loudly

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditFile } from '../src/audit/chain.js';
-import { loadServices } from '../src/server/protos.js';
+import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { checkRequest, startTestSignalbox } from './helpers/signalbox.js';

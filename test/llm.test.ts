@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { countTokens as cl100kCount, encode as cl100kEncode, encodeChat as cl100kChat } from 'gpt-tokenizer/encoding/cl100k_base';
 import { countTokens as o200kCount, encodeChat as o200kChat } from 'gpt-tokenizer/encoding/o200k_base';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isSignalboxError } from '../src/errors.js';
+import { isSignalboxError } from '../src/core/errors.js';
 import {
   ANTHROPIC_TOOLS_SYSTEM_PROMPT_TOKENS,
   AUDIO_PART_TOKENS,

@@ -3,8 +3,8 @@
  * decisions and reports the test made.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Decision } from '../src/pipeline/decide.js';
-import { DURATION_BUCKETS, MAX_LABEL_VALUES, Metrics, METRICS_CONTENT_TYPE } from '../src/server/metrics.js';
+import type { Decision } from '../src/decide/decide.js';
+import { DURATION_BUCKETS, MAX_LABEL_VALUES, Metrics, METRICS_CONTENT_TYPE } from '../src/transport/metrics.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadServices } from '../src/server/protos.js';
+import { loadServices } from '../src/transport/protos.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';

@@ -7,12 +7,12 @@ import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/paths.js';
-import { buildBundle } from '../src/policy/build.js';
-import { runOpa } from '../src/policy/opa-cli.js';
-import { textReport } from '../src/policy/testing/report.js';
-import { runPolicyTests } from '../src/policy/testing/runner.js';
-import { silentLogger } from '../src/log.js';
+import { projectRoot } from '../src/core/paths.js';
+import { buildBundle } from '../src/bundles/build.js';
+import { runOpa } from '../src/bundles/opa-cli.js';
+import { textReport } from '../src/testing/report.js';
+import { runPolicyTests } from '../src/testing/runner.js';
+import { silentLogger } from '../src/core/log.js';
 
 const EXAMPLES = join(projectRoot(), 'examples', 'policies');
 

@@ -13,9 +13,9 @@ import * as grpc from '@grpc/grpc-js';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { packBundle, readBundleFiles } from '../src/policy/bundle.js';
-import { PolicySource } from '../src/policy/source.js';
-import { loadServices } from '../src/server/protos.js';
+import { packBundle, readBundleFiles } from '../src/bundles/bundle.js';
+import { PolicySource } from '../src/bundles/source.js';
+import { loadServices } from '../src/transport/protos.js';
 import { buildTestBundle } from './helpers/bundles.js';
 import { bundleVariant, MARKER_REGO, OTHER_ENTRYPOINT_REGO, waitFor } from './helpers/bundle-server.js';
 import { capturedLogger } from './helpers/logs.js';
@@ -90,7 +90,7 @@ describe('hot reload of the bundle file under load', () => {
       good.subarray(0, Math.floor(good.length / 2)),
       await (async () => {
         const files = new Map([...withoutWasm].filter(([name]) => name !== '/.signatures.json'));
-        const { signBundleFiles } = await import('../src/policy/signing.js');
+        const { signBundleFiles } = await import('../src/bundles/signing.js');
         files.set('/.signatures.json', await signBundleFiles(files, signing));
         return packBundle(files);
       })(),

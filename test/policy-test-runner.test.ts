@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/log.js';
-import { junitReport, textReport } from '../src/policy/testing/report.js';
-import { runPolicyTests, type CaseOutcome, type TestReport } from '../src/policy/testing/runner.js';
-import { parseRfc3339Ns } from '../src/pipeline/simulate.js';
+import { silentLogger } from '../src/core/log.js';
+import { junitReport, textReport } from '../src/testing/report.js';
+import { runPolicyTests, type CaseOutcome, type TestReport } from '../src/testing/runner.js';
+import { parseRfc3339Ns } from '../src/testing/simulate.js';
 
 const root = join(import.meta.dirname, '..');
 const clockFixture = join(root, 'test', 'fixtures', 'policy-tests', 'clock');

@@ -13,11 +13,11 @@ import type { AuditSink } from '../src/audit/log.js';
 import { DEFAULT_BREAKER, Enforcer } from '../src/enforce/enforcer.js';
 import { MemoryStore } from '../src/enforce/memory-store.js';
 import type { EnforcementStore, ProviderBreakerSettings } from '../src/enforce/store.js';
-import { SignalboxError } from '../src/errors.js';
+import { SignalboxError } from '../src/core/errors.js';
 import { PriceTable } from '../src/inspect/prices.js';
-import { silentLogger } from '../src/log.js';
-import { ReportService, parseReport, providerOutcome } from '../src/pipeline/report.js';
-import { loadServices } from '../src/server/protos.js';
+import { silentLogger } from '../src/core/log.js';
+import { ReportService, parseReport, providerOutcome } from '../src/enforce/report.js';
+import { loadServices } from '../src/transport/protos.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 

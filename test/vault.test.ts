@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SignalboxError } from '../src/errors.js';
+import { SignalboxError } from '../src/core/errors.js';
 import { CredentialSource, type CredentialSourceOptions } from '../src/vault/credentials.js';
 import { Vault, createKeyring, keyringFromEnv, runVaultCommand, type VaultKeyring } from '../src/vault/vault.js';
 import { capturedLogger } from './helpers/logs.js';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson } from '../core/canonical-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 

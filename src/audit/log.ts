@@ -7,8 +7,8 @@
  */
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SignalboxError, describeCause } from '../errors.js';
-import type { Logger } from '../log.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { GENESIS_HASH, chainRecord, recordHash } from './chain.js';
 
 /** Where decision records go; the pipeline depends on this, not on files. */

@@ -7,16 +7,16 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { verifyAuditFile } from '../audit/chain.js';
 import { loadConfig } from '../config/load.js';
-import { SignalboxError, describeCause } from '../errors.js';
-import { createLogger } from '../log.js';
-import { projectRoot } from '../paths.js';
-import { buildAllBundles, buildBundle, type SigningOptions } from '../policy/build.js';
-import { parseRfc3339Ns } from '../pipeline/simulate.js';
-import { explainDecision, readRequestFile, textExplain } from '../policy/testing/explain.js';
-import { formatReport, textReport, type ReportFormat } from '../policy/testing/report.js';
-import { runPolicyTests } from '../policy/testing/runner.js';
-import type { ExplainMode } from '../policy/testing/topdown.js';
-import { startSignalbox } from '../server/app.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import { projectRoot } from '../core/paths.js';
+import { buildAllBundles, buildBundle, type SigningOptions } from '../bundles/build.js';
+import { parseRfc3339Ns } from '../testing/simulate.js';
+import { explainDecision, readRequestFile, textExplain } from '../testing/explain.js';
+import { formatReport, textReport, type ReportFormat } from '../testing/report.js';
+import { runPolicyTests } from '../testing/runner.js';
+import type { ExplainMode } from '../testing/topdown.js';
+import { startSignalbox } from '../app/app.js';
 import { runVaultCommand } from '../vault/vault.js';
 
 const USAGE = `usage: signalbox <command> [options]

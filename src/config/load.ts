@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 import { configSchema, type SignalboxConfig } from './schema.js';
 
 /** Environment variables that override one config key each, for settings operators change per deployment. */

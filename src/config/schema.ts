@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_BREAKER } from '../enforce/enforcer.js';
 import { WINDOW_PATTERN } from '../enforce/windows.js';
 import { DEFAULT_ALGORITHMS } from '../identity/verifier.js';
-import { BUNDLE_SIGNING_ALGORITHMS, compileExcludePattern, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePublicKey } from '../policy/signing.js';
+import { BUNDLE_SIGNING_ALGORITHMS, compileExcludePattern, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePublicKey } from '../bundles/signing.js';
 
 const ASYMMETRIC_ALGORITHMS = new Set<string>(DEFAULT_ALGORITHMS);
 
@@ -336,7 +336,7 @@ export const routingSchema = z
   .object({
     /**
      * How each provider takes its API key, for providers whose scheme is not built in (see
-     * src/pipeline/route.ts): the header and the text before the key ("Bearer ").
+     * src/decide/route.ts): the header and the text before the key ("Bearer ").
      */
     providers: z
       .record(

@@ -6,12 +6,12 @@
  * (reserved, denied with a reason, store unavailable) that the pipeline turns into a decision.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../audit/canonical.js';
-import { SignalboxError } from '../errors.js';
+import { canonicalJson } from '../core/canonical-json.js';
+import { SignalboxError } from '../core/errors.js';
 import type { LlmFacts, ToolCallFact } from '../inspect/llm.js';
 import type { PriceTable, TokenUsage } from '../inspect/prices.js';
 import type { EnforcementClaims } from '../policy/result.js';
-import { microToUsd, usdToMicro } from './money.js';
+import { microToUsd, usdToMicro } from '../core/money.js';
 import {
   checkBreakerSettings,
   type BudgetBalance,

@@ -6,7 +6,7 @@
  * holds, check the loop, the budgets and the rate limits, then commit everything); the shared
  * store test suite holds the two to the same behaviour.
  */
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 import {
   MAX_PROVIDERS,
   breakerState,

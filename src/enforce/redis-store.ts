@@ -10,8 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
-import { SignalboxError, describeCause } from '../errors.js';
-import type { Logger } from '../log.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
 import { BALANCES_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
 import {

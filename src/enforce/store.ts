@@ -10,7 +10,7 @@
  * The store also keeps one circuit breaker per LLM provider (at the end of this file), fed by
  * the outcomes gateways report, so every replica's policy sees the same provider health.
  */
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 
 /** One budget counter to reserve against. */
 export interface BudgetCounter {

@@ -2,7 +2,7 @@
  * Budget windows: which counter a charge made "now" lands in, and when that counter can be
  * forgotten. Calendar windows are UTC so every replica, whatever its time zone, agrees.
  */
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 
 /** `day`, `week` (ISO, from Monday), `month`, `session` (never resets) or a fixed length `<N>s`. */
 export type BudgetWindow = string;

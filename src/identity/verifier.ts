@@ -9,8 +9,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { SignalboxError, type ErrorCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import { SignalboxError, type ErrorCode } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import type { IdentityConfig } from '../config/schema.js';
 
 /** What the policy sees as `input.identity`. Never contains the token itself. */

@@ -2,7 +2,7 @@
  * The HTTP facts opa-envoy-plugin adds to the input: `parsed_path`, `parsed_query`,
  * `parsed_body` and `truncated_body`, with the same rules so its policies run unchanged.
  */
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 
 export interface HttpFacts {
   parsed_path: string[];

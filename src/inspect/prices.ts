@@ -8,7 +8,7 @@
  * its tokens.
  */
 import { readFileSync } from 'node:fs';
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 import shippedPrices from './prices.json' with { type: 'json' };
 
 /** USD per million tokens. */

@@ -6,8 +6,8 @@
  * the raw result, and `interpretResult` (result.ts) turns it into a verdict or an error.
  */
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
-import { SignalboxError, describeCause } from '../errors.js';
-import type { PolicyBundle } from './bundle.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import type { PolicyBundle } from '../bundles/bundle.js';
 import { createHostBuiltins, type EvaluationContext } from './builtins.js';
 
 export interface EngineOptions {

@@ -4,7 +4,7 @@
  * is `policy_result_invalid`, and the caller denies.
  */
 import { Ajv } from 'ajv';
-import { SignalboxError } from '../errors.js';
+import { SignalboxError } from '../core/errors.js';
 import type { FindingType } from '../inspect/content/detectors.js';
 import resultSchema from './schema/result.schema.json' with { type: 'json' };
 import type { Evaluation } from './engine.js';

@@ -2,7 +2,7 @@
  * The running server's view of the credential vault: the entries of the vault file, decrypted
  * on demand and cached, and reloaded when the file changes.
  *
- * The file is watched as src/file-watch.ts does it (`fs.watch` on its directory plus a poll of
+ * The file is watched as src/core/file-watch.ts does it (`fs.watch` on its directory plus a poll of
  * the file's identity). `signalbox vault` writes by atomic rename, so a reload never sees a
  * half-written file from it.
  *
@@ -13,9 +13,9 @@
  */
 import { resolve } from 'node:path';
 import { inspect } from 'node:util';
-import { SignalboxError, describeCause } from '../errors.js';
-import { FileWatch, fileFingerprint } from '../file-watch.js';
-import { silentLogger, type Logger } from '../log.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import { FileWatch, fileFingerprint } from '../core/file-watch.js';
+import { silentLogger, type Logger } from '../core/log.js';
 import { Vault, keyringFromEnv, type VaultKeyring } from './vault.js';
 
 export interface CredentialSourceOptions {

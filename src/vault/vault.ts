@@ -21,8 +21,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { inspect } from 'node:util';
-import { SignalboxError, describeCause } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
 
 export const VAULT_KEY_ENV = 'SIGNALBOX_VAULT_KEY';
 export const VAULT_OLD_KEYS_ENV = 'SIGNALBOX_VAULT_OLD_KEYS';

@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { packBundle, readBundleFiles } from '../../src/policy/bundle.js';
-import { SIGNATURES_FILE, signBundleFiles, type BundleSigningOptions } from '../../src/policy/signing.js';
+import { packBundle, readBundleFiles } from '../../src/bundles/bundle.js';
+import { SIGNATURES_FILE, signBundleFiles, type BundleSigningOptions } from '../../src/bundles/signing.js';
 
 export const OPA_BUNDLE_TYPE = 'application/vnd.openpolicyagent.bundles';
 

@@ -1,7 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBundle, type BuildOptions } from '../../src/policy/build.js';
+import { buildBundle, type BuildOptions } from '../../src/bundles/build.js';
 
 /** Compiles Rego source text (and optional data) into a bundle tarball in a temp dir. */
 export async function buildTestBundle(

@@ -14,8 +14,8 @@ import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } fro
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { projectRoot } from '../../src/paths.js';
-import { buildBundle } from '../../src/policy/build.js';
+import { projectRoot } from '../../src/core/paths.js';
+import { buildBundle } from '../../src/bundles/build.js';
 
 export interface RunningGateway {
   /** `http://127.0.0.1:<port>`: where clients send their requests. */

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadServices } from '../../src/server/protos.js';
+import { loadServices } from '../../src/transport/protos.js';
 import type { CheckResponse } from './signalbox.js';
 
 /** A `signalbox serve` child process: a replica as it runs in production. */

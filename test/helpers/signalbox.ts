@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { parseConfig } from '../../src/config/load.js';
 import type { SignalboxConfig } from '../../src/config/schema.js';
-import type { Logger } from '../../src/log.js';
-import { startSignalbox, type RunningSignalbox, type StartOptions } from '../../src/server/app.js';
-import { loadServices } from '../../src/server/protos.js';
+import type { Logger } from '../../src/core/log.js';
+import { startSignalbox, type RunningSignalbox, type StartOptions } from '../../src/app/app.js';
+import { loadServices } from '../../src/transport/protos.js';
 import { AUDIENCE, ISSUER } from './keys.js';
 
 export interface TestSignalbox {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/core/log.js';
 import { CredentialSource } from '../../src/vault/credentials.js';
 import { Vault, createKeyring } from '../../src/vault/vault.js';
 

@@ -1,0 +1,266 @@
+/**
+ * Wiring: config → bundle, engine, identity, audit, pipeline → gRPC and HTTP listeners.
+ */
+import { hostname } from 'node:os';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Server as HttpServer } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import { FileAuditLog, type AuditSink } from '../audit/log.js';
+import type { SignalboxConfig } from '../config/schema.js';
+import { SignalboxError } from '../core/errors.js';
+import { IdentityVerifier } from '../identity/verifier.js';
+import type { Logger } from '../core/log.js';
+import { DecisionPipeline, type PipelineOptions } from '../decide/decide.js';
+import { Enforcer } from '../enforce/enforcer.js';
+import { MemoryStore } from '../enforce/memory-store.js';
+import { RedisStore } from '../enforce/redis-store.js';
+import type { EnforcementStore } from '../enforce/store.js';
+import { warmUpTokenizers } from '../inspect/llm.js';
+import { PriceTable } from '../inspect/prices.js';
+import { ReportService } from '../enforce/report.js';
+import { projectRoot } from '../core/paths.js';
+import { defaultResolver } from '../inspect/destinations.js';
+import { credentialHeaders, type CredentialLookup, type RoutingOptions } from '../decide/route.js';
+import { CredentialSource } from '../vault/credentials.js';
+import { VAULT_KEY_ENV } from '../vault/vault.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { PolicySource, type BundleObservation } from '../bundles/source.js';
+import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from '../transport/grpc.js';
+import { createHttpServer, listenHttp } from '../transport/http.js';
+import { Metrics } from '../transport/metrics.js';
+
+export interface RunningSignalbox {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** The engine deciding now; a reload replaces it (see {@link policy}). */
+  readonly engine: PolicyEngine;
+  /** The active policy and what keeps it current (bundle file watch or bundle server). */
+  readonly policy: PolicySource;
+  readonly pipeline: DecisionPipeline;
+  readonly enforcer: Enforcer;
+  readonly reports: ReportService;
+  readonly audit: AuditSink;
+  /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
+  close(): Promise<void>;
+}
+
+export interface PipelineDependencies {
+  readonly clock?: () => bigint;
+  /** Replace the configured enforcement store (tests). */
+  readonly store?: EnforcementStore;
+  /** Replace DNS for `input.destinations` (tests never touch the network). */
+  readonly resolve?: (host: string) => Promise<string[]>;
+  /** Replace the vault (tests); by default it is opened when SIGNALBOX_VAULT_KEY is set. */
+  readonly credentials?: CredentialLookup;
+  /** Observes every finished decision (the server's metrics). */
+  readonly onDecision?: PipelineOptions['onDecision'];
+  /** Observes bundle loads and downloads (the server's metrics). */
+  readonly onBundle?: (observation: BundleObservation) => void;
+}
+
+export interface StartOptions extends PipelineDependencies {
+  /** Replace the file audit log (tests). */
+  readonly audit?: AuditSink;
+}
+
+/**
+ * A relative bundle path is looked up in the working directory first, then in the Signalbox
+ * installation, so the embedded default works from any directory.
+ */
+export function resolveBundlePath(path: string): string {
+  if (isAbsolute(path)) return path;
+  const fromCwd = resolve(path);
+  return existsSync(fromCwd) ? fromCwd : join(projectRoot(), path);
+}
+
+/** The configured enforcement store: in-memory by default, Redis when configured. */
+export function createStore(config: SignalboxConfig, logger: Logger): EnforcementStore {
+  const store = config.store;
+  if (store.type === 'memory') return new MemoryStore(config.budgets.expired_holds);
+  return RedisStore.create(
+    {
+      ...(store.redis_url ? { url: store.redis_url } : {}),
+      ...(store.redis_cluster ? { cluster: store.redis_cluster } : {}),
+      ...(store.redis_password ? { password: store.redis_password } : {}),
+      keyPrefix: store.key_prefix,
+      commandTimeoutMs: store.command_timeout_ms,
+      connectTimeoutMs: store.connect_timeout_ms,
+      expiredHolds: config.budgets.expired_holds,
+      partitioned: store.partition === 'tenant',
+    },
+    logger,
+  );
+}
+
+export function createEnforcer(config: SignalboxConfig, store: EnforcementStore, prices: PriceTable): Enforcer {
+  const budgets = config.budgets;
+  return new Enforcer({
+    store,
+    prices,
+    holdTtlMs: budgets.hold_ttl_ms,
+    retentionMs: budgets.retention_ms,
+    loopTtlMs: budgets.loop_ttl_ms,
+    sessionTtlMs: budgets.session_ttl_ms,
+    partition: config.store.partition,
+    spendScopes: budgets.spend_scopes,
+    spendWindows: budgets.spend_windows,
+    breaker: {
+      failureThreshold: config.routing.breaker.failure_threshold,
+      failureWindowMs: config.routing.breaker.failure_window_ms,
+      coolDownMs: config.routing.breaker.cool_down_ms,
+    },
+  });
+}
+
+/** The pipeline's routing options from config: credential schemes and the headers to strip. */
+export function routingOptions(config: SignalboxConfig): RoutingOptions {
+  return {
+    schemes: Object.fromEntries(
+      Object.entries(config.routing.providers).map(([name, p]) => [name, { header: p.credential_header, prefix: p.credential_prefix }]),
+    ),
+    stripHeaders: config.routing.strip_headers,
+  };
+}
+
+/**
+ * The headers whose values never reach the audit trail or `signalbox eval`'s output: the
+ * configured ones, the token header, the caller credential headers routing strips, and every
+ * header a provider credential can travel in.
+ */
+export function maskedHeaders(config: SignalboxConfig): Set<string> {
+  return new Set([...config.audit.mask_headers, config.identity.header, ...config.routing.strip_headers, ...credentialHeaders(routingOptions(config))]);
+}
+
+/**
+ * The vault the server injects credentials from: opened when its master key is in the
+ * environment, else none (a policy naming a credential is then denied with credential_unavailable).
+ */
+export async function openCredentials(config: SignalboxConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<CredentialSource | undefined> {
+  if (!env[VAULT_KEY_ENV]) {
+    if (existsSync(resolve(config.vault.file))) logger.warn({ path: resolve(config.vault.file) }, `vault file present but ${VAULT_KEY_ENV} is not set; no credentials will be injected`);
+    return undefined;
+  }
+  return CredentialSource.open({ file: resolve(config.vault.file), env, logger });
+}
+
+/** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
+export async function createPipeline(
+  config: SignalboxConfig,
+  logger: Logger,
+  audit: AuditSink,
+  dependencies: PipelineDependencies = {},
+): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; policy: PolicySource; enforcer: Enforcer }> {
+  const { clock } = dependencies;
+  const store = dependencies.store ?? createStore(config, logger);
+  // Loaded now; reloading (file watch or bundle server) begins with policy.start().
+  const policy = await PolicySource.open({
+    config: config.policy,
+    bundlePath: resolveBundlePath(config.policy.bundle),
+    logger,
+    ...(dependencies.onBundle ? { observe: dependencies.onBundle } : {}),
+  });
+  const identity = await IdentityVerifier.create(config.identity, logger);
+  const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
+  const enforcer = createEnforcer(config, store, prices);
+  const pipeline = new DecisionPipeline({
+    engine: () => policy.current(),
+    identity,
+    audit,
+    logger,
+    maskHeaders: maskedHeaders(config),
+    ...(clock ? { clock } : {}),
+    labels: { id: hostname(), service: 'signalbox' },
+    enforcer,
+    llm: { prices, defaultMaxOutputTokens: config.llm.default_max_output_tokens },
+    sessionHeaders: config.identity.session_headers,
+    content: { enabled: config.content.enabled, maxStringBytes: config.content.max_string_bytes, maxDepth: config.content.max_depth },
+    destinations: {
+      resolve: dependencies.resolve ?? (config.destinations.resolve ? defaultResolver : () => Promise.resolve([])),
+      timeoutMs: config.destinations.timeout_ms,
+      maxDestinations: config.destinations.max_per_request,
+    },
+    routing: routingOptions(config),
+    dryRun: config.policy.dry_run,
+    ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
+    ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
+  });
+  return { pipeline, engine: policy.current(), policy, enforcer };
+}
+
+export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
+  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger));
+  // Load the tokenizer encodings now, not on the first request (about half a second).
+  warmUpTokenizers();
+  const store = options.store ?? createStore(config, logger);
+  const vault = options.credentials ? undefined : await openCredentials(config, logger);
+  const credentials = options.credentials ?? vault;
+  const metrics = new Metrics();
+  const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
+    ...options,
+    onDecision: metrics.onDecision,
+    onBundle: metrics.onBundle,
+    store,
+    ...(credentials ? { credentials } : {}),
+  });
+  const clock = options.clock;
+  const reports = new ReportService({ enforcer, audit, logger, observe: metrics.onReport, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
+  const health = new HealthState();
+  const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
+  const httpServer: HttpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics });
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr);
+    httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
+      throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });
+    });
+  } catch (error) {
+    grpcServer.forceShutdown();
+    httpServer.close();
+    await policy.close();
+    await audit.close();
+    await store.close();
+    await vault?.close();
+    throw error;
+  }
+  health.set('SERVING');
+  if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
+  policy.start();
+  logger.info(
+    { grpc_port: grpcPort, http_port: httpPort, revision: policy.revision, decision: config.policy.decision, bundle: policy.origin },
+    'signalbox serving',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      health.set('NOT_SERVING');
+      health.endWatches();
+      await policy.close();
+      await shutdownGrpc(grpcServer, config.server.shutdown_grace_ms);
+      await new Promise<void>((done) => {
+        httpServer.close(() => done());
+        httpServer.closeAllConnections();
+      });
+      await audit.close();
+      await store.close();
+      await vault?.close();
+      logger.info('signalbox stopped');
+    })();
+    return closing;
+  };
+  return {
+    grpcPort,
+    httpPort,
+    get engine() {
+      return policy.current();
+    },
+    policy,
+    pipeline,
+    enforcer,
+    reports,
+    audit,
+    close,
+  };
+}

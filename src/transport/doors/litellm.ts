@@ -1,0 +1,448 @@
+/**
+ * The LiteLLM door: LiteLLM's Generic Guardrail API (`guardrail: generic_guardrail_api`), and
+ * LiteLLM's `generic_api` logging callback for settling the budget hold with the usage LiteLLM saw.
+ *
+ * Contract (LiteLLM 1.104.0, `litellm/proxy/guardrails/guardrail_hooks/generic_guardrail_api/`
+ * and `litellm/types/proxy/guardrails/guardrail_hooks/generic_guardrail_api.py`):
+ *
+ * - LiteLLM POSTs `{input_type: "request" | "response", litellm_call_id, litellm_trace_id, texts,
+ *   images, tools, tool_calls, structured_messages, model, request_data, request_headers,
+ *   litellm_version, additional_provider_specific_params}` to `<api_base>/beta/litellm_basic_guardrail_api`.
+ *   `request_data` holds only LiteLLM key metadata (`user_api_key_*`), never the LLM request;
+ *   `request_headers` are the client's headers with every value outside LiteLLM's allowlist (and
+ *   the guardrail's `extra_headers`) replaced by `"[present]"`; `Authorization` and LiteLLM's
+ *   other key headers are removed before that (`clean_headers` in `litellm/proxy/litellm_pre_call_utils.py`),
+ *   so the caller's token travels as {@link LITELLM_TOKEN_HEADER}.
+ * - It expects `{action: "NONE" | "BLOCKED" | "GUARDRAIL_INTERVENED", blocked_reason?, texts?,
+ *   structured_messages?}`. `texts` replaces the texts it sent, index for index;
+ *   `structured_messages`, when a row differs from what was sent, replaces those messages (the
+ *   only way to rewrite tool-call arguments). There is no status: a block is LiteLLM's own error.
+ * - A non-2xx answer fails the call (the default `fail_on_error: true`), so errors fail closed.
+ *
+ * Pre-call (`input_type: "request"`) is decided: the texts, structured messages, tool calls and
+ * tools are presented to the pipeline as one OpenAI chat completions request. Post-call
+ * (`"response"`) carries the answer's texts but no usage, so it is answered NONE and settles
+ * nothing: the usage arrives through the `generic_api` logging callback (StandardLoggingPayload,
+ * `litellm_call_id`, `prompt_tokens`, `completion_tokens`, `model`, `status`), posted to
+ * {@link LITELLM_USAGE_PATH}. The decision id of a call is remembered per replica, keyed by
+ * LiteLLM's call id, in a bounded map with a TTL.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { SignalboxError, describeCause } from '../../core/errors.js';
+import type { Decision, DecisionPipeline } from '../../decide/decide.js';
+import type { ReportService } from '../../enforce/report.js';
+import type { Logger } from '../../core/log.js';
+import type { FindingType } from '../../inspect/content/detectors.js';
+import { redactText } from '../../inspect/content/redact.js';
+import { decisionRequestFromHttp } from './http-request.js';
+import { readLimitedBody } from './read-body.js';
+
+/** Where LiteLLM sends guardrail checks (it appends this to the guardrail's `api_base`). */
+export const LITELLM_GUARDRAIL_PATH = '/beta/litellm_basic_guardrail_api';
+/** Where LiteLLM's `generic_api` logging callback sends its StandardLoggingPayload batches. */
+export const LITELLM_USAGE_PATH = '/v1/litellm/usage';
+
+export const LITELLM_DOOR = 'litellm.generic_guardrail_api';
+const USAGE_DOOR = 'litellm.usage';
+/** The LLM API the guardrail input is presented as (the policy's route grants see this path). */
+const LLM_PATH = '/v1/chat/completions';
+/** Values LiteLLM sends instead of a header's own: outside its allowlist, or a credential. */
+const WITHHELD_VALUES = new Set(['[present]', '***REDACTED***']);
+/**
+ * The header carrying the caller's token through LiteLLM. LiteLLM never forwards
+ * `Authorization` to a guardrail (it strips every header it reads its own keys from, then masks
+ * credential headers), so callers send their JWT here, the guardrail's `extra_headers` lists it,
+ * and the door presents it to the pipeline as `authorization`.
+ */
+export const LITELLM_TOKEN_HEADER = 'x-signalbox-authorization';
+const MAX_GUARDRAIL_BYTES = 16 * 1024 * 1024;
+const MAX_USAGE_BYTES = 16 * 1024 * 1024;
+/**
+ * Headers not passed on: those describing LiteLLM's inbound request rather than the body
+ * Signalbox is shown, and LiteLLM's own API key (its `x-litellm-*` allowlist forwards it), which
+ * is no business of the policy or the audit trail.
+ */
+const DROPPED_HEADERS = new Set(['content-length', 'content-type', 'transfer-encoding', 'content-encoding', 'connection', 'expect', 'x-litellm-api-key']);
+
+/** What the door needs from the HTTP server. */
+export interface LiteLlmContext {
+  readonly pipeline: DecisionPipeline;
+  readonly reports: ReportService;
+  readonly logger: Logger;
+}
+
+type Action = 'NONE' | 'BLOCKED' | 'GUARDRAIL_INTERVENED';
+
+interface GuardrailAnswer {
+  readonly action: Action;
+  readonly blocked_reason?: string;
+  readonly texts?: string[];
+  readonly structured_messages?: unknown[];
+}
+
+/**
+ * LiteLLM call id → decision id, for settling holds when the usage log arrives. Bounded and
+ * TTL'd; entries are inserted in time order, so expiry and eviction both trim from the front.
+ * Per replica: a usage log that reaches another replica finds nothing, and the hold expires as
+ * `budgets.expired_holds` says (by default charging its full estimate).
+ */
+export class CallLedger {
+  private readonly entries = new Map<string, { decisionId: string; expiresAt: number }>();
+
+  constructor(
+    private readonly maxEntries = 100_000,
+    private readonly ttlMs = 60 * 60 * 1000,
+  ) {}
+
+  remember(callId: string, decisionId: string, nowMs: number): void {
+    this.entries.delete(callId);
+    this.entries.set(callId, { decisionId, expiresAt: nowMs + this.ttlMs });
+    this.trim(nowMs);
+  }
+
+  /** The decision for a call id, removed from the ledger (each call settles once). */
+  take(callId: string, nowMs: number): string | undefined {
+    this.trim(nowMs);
+    const entry = this.entries.get(callId);
+    if (!entry) return undefined;
+    this.entries.delete(callId);
+    return entry.decisionId;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private trim(nowMs: number): void {
+    for (const [key, entry] of this.entries) {
+      if (entry.expiresAt > nowMs && this.entries.size <= this.maxEntries) break;
+      this.entries.delete(key);
+    }
+  }
+}
+
+/** One ledger per running Signalbox (keyed by its ReportService), so test instances stay apart. */
+const ledgers = new WeakMap<ReportService, CallLedger>();
+function ledgerFor(reports: ReportService): CallLedger {
+  let ledger = ledgers.get(reports);
+  if (!ledger) {
+    ledger = new CallLedger();
+    ledgers.set(reports, ledger);
+  }
+  return ledger;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function stringList(value: unknown, name: string): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || !value.every((t) => typeof t === 'string')) throw new SignalboxError('request_malformed', `${name} must be a list of strings`);
+  return value as string[];
+}
+
+function objectList(value: unknown, name: string): Record<string, unknown>[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || !value.every(isObject)) throw new SignalboxError('request_malformed', `${name} must be a list of objects`);
+  return value as Record<string, unknown>[];
+}
+
+/** The guardrail request, checked as far as the mapping relies on it. */
+interface GuardrailRequest {
+  readonly inputType: 'request' | 'response';
+  readonly callId: string | undefined;
+  readonly texts: string[];
+  readonly images: string[];
+  readonly structuredMessages: Record<string, unknown>[] | undefined;
+  readonly toolCalls: Record<string, unknown>[];
+  readonly tools: Record<string, unknown>[];
+  readonly model: string | undefined;
+  readonly headers: Record<string, string>;
+  /** Header names LiteLLM withheld the values of ("[present]"). */
+  readonly withheld: string[];
+}
+
+function parseGuardrailRequest(raw: Buffer): GuardrailRequest {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (error) {
+    throw new SignalboxError('request_malformed', 'the guardrail request is not JSON', { cause: error });
+  }
+  if (!isObject(body)) throw new SignalboxError('request_malformed', 'the guardrail request is not a JSON object');
+  const inputType = body.input_type;
+  if (inputType !== 'request' && inputType !== 'response') throw new SignalboxError('request_malformed', 'input_type must be "request" or "response"');
+  const headers: Record<string, string> = {};
+  const withheld: string[] = [];
+  if (body.request_headers !== undefined && body.request_headers !== null) {
+    if (!isObject(body.request_headers)) throw new SignalboxError('request_malformed', 'request_headers must be an object');
+    for (const [name, value] of Object.entries(body.request_headers)) {
+      const lower = name.toLowerCase();
+      // Only the token header speaks for the caller: whatever LiteLLM shows as authorization is
+      // its own key's header (stripped or masked), never the caller's token.
+      if (typeof value !== 'string' || DROPPED_HEADERS.has(lower) || lower === 'authorization') continue;
+      if (WITHHELD_VALUES.has(value)) {
+        withheld.push(lower);
+        continue;
+      }
+      headers[lower] = value;
+    }
+  }
+  const token = headers[LITELLM_TOKEN_HEADER];
+  delete headers[LITELLM_TOKEN_HEADER];
+  if (token !== undefined) headers.authorization = token;
+  const structured = body.structured_messages;
+  return {
+    inputType,
+    callId: typeof body.litellm_call_id === 'string' && body.litellm_call_id !== '' ? body.litellm_call_id : undefined,
+    texts: stringList(body.texts, 'texts'),
+    images: stringList(body.images, 'images'),
+    structuredMessages: structured === undefined || structured === null ? undefined : objectList(structured, 'structured_messages'),
+    toolCalls: objectList(body.tool_calls, 'tool_calls'),
+    tools: objectList(body.tools, 'tools'),
+    model: typeof body.model === 'string' && body.model !== '' ? body.model : undefined,
+    headers,
+    withheld,
+  };
+}
+
+/** Every text of a chat message: string content and the text of content parts. */
+function messageTexts(message: Record<string, unknown>, into: Set<string>): void {
+  const content = message.content;
+  if (typeof content === 'string') into.add(content);
+  else if (Array.isArray(content)) {
+    for (const part of content) if (isObject(part) && typeof part.text === 'string') into.add(part.text);
+  }
+}
+
+function toolCallKey(call: Record<string, unknown>): string {
+  const fn = isObject(call.function) ? call.function : {};
+  return JSON.stringify([call.id ?? null, fn.name ?? null, fn.arguments ?? null]);
+}
+
+/**
+ * The LLM request LiteLLM is about to send, as an OpenAI chat completions body: the structured
+ * messages it sent, then anything it asked about that those messages do not contain (texts as
+ * user messages, image URLs as image parts, tool calls as a last assistant turn), so every text
+ * LiteLLM shows the guardrail is scanned, and tool calls are `input.tool_calls`.
+ */
+function chatBody(req: GuardrailRequest): { body: Record<string, unknown>; structuredCount: number } {
+  const messages: Record<string, unknown>[] = [...(req.structuredMessages ?? [])];
+  const seenTexts = new Set<string>();
+  const seenCalls = new Set<string>();
+  const seenImages = new Set<string>();
+  for (const message of messages) {
+    messageTexts(message, seenTexts);
+    if (Array.isArray(message.tool_calls)) for (const call of message.tool_calls) if (isObject(call)) seenCalls.add(toolCallKey(call));
+    if (Array.isArray(message.content)) {
+      for (const part of message.content) {
+        const url = isObject(part) ? (isObject(part.image_url) ? part.image_url.url : part.image_url) : undefined;
+        if (typeof url === 'string') seenImages.add(url);
+      }
+    }
+  }
+  const extraTexts = req.texts.filter((t) => !seenTexts.has(t));
+  const extraImages = req.images.filter((u) => !seenImages.has(u));
+  if (extraTexts.length > 0 || extraImages.length > 0) {
+    for (const text of extraTexts) messages.push({ role: 'user', content: text });
+    if (extraImages.length > 0) messages.push({ role: 'user', content: extraImages.map((url) => ({ type: 'image_url', image_url: { url } })) });
+  }
+  const extraCalls = req.toolCalls.filter((c) => !seenCalls.has(toolCallKey(c)));
+  if (extraCalls.length > 0) messages.push({ role: 'assistant', content: null, tool_calls: extraCalls });
+  return {
+    body: { ...(req.model !== undefined ? { model: req.model } : {}), messages, ...(req.tools.length > 0 ? { tools: req.tools } : {}) },
+    structuredCount: req.structuredMessages?.length ?? 0,
+  };
+}
+
+/** The deny's message from Signalbox's JSON error body, when it has one. */
+function denyMessage(decision: Decision): string | undefined {
+  try {
+    const body = JSON.parse(decision.body) as unknown;
+    if (isObject(body) && isObject(body.error) && typeof body.error.message === 'string') return body.error.message;
+    if (isObject(body) && typeof body.message === 'string') return body.message;
+  } catch {
+    // not JSON: the reasons say enough
+  }
+  return undefined;
+}
+
+function blockedReason(decision: Decision, withheld: readonly string[]): string {
+  const reasons = decision.reasons.length > 0 ? decision.reasons.join(', ') : (decision.error ?? 'denied');
+  const message = denyMessage(decision);
+  let text = `Signalbox denied the request (${decision.httpStatus} ${reasons})${message ? `: ${message}` : ''} [decision ${decision.decisionId}]`;
+  if (decision.reasons.includes('identity.token_missing')) {
+    text += withheld.includes(LITELLM_TOKEN_HEADER)
+      ? `; LiteLLM withheld the ${LITELLM_TOKEN_HEADER} header: list it in the guardrail's extra_headers`
+      : `; send the caller's token as ${LITELLM_TOKEN_HEADER}: Bearer <jwt> (LiteLLM never forwards Authorization to guardrails)`;
+  }
+  return text;
+}
+
+/** Maps an allowed decision with `redact` back to LiteLLM's texts (and messages, for tool calls). */
+function intervention(decision: Decision, req: GuardrailRequest, structuredCount: number): GuardrailAnswer {
+  const types = decision.redact?.types ? new Set<FindingType>(decision.redact.types) : undefined;
+  let changed = false;
+  const texts = req.texts.map((text) => {
+    const masked = redactText(text, types);
+    if (masked.redactions > 0) changed = true;
+    return masked.text;
+  });
+  let structured: unknown[] | undefined;
+  if (structuredCount > 0 && decision.upstreamBody !== undefined) {
+    try {
+      const upstream = JSON.parse(decision.upstreamBody) as unknown;
+      const rows = isObject(upstream) && Array.isArray(upstream.messages) ? upstream.messages.slice(0, structuredCount) : undefined;
+      if (rows && rows.length === structuredCount && JSON.stringify(rows) !== JSON.stringify(req.structuredMessages)) {
+        structured = rows;
+        changed = true;
+      }
+    } catch {
+      // the pipeline only returns JSON bodies for JSON requests; nothing to add
+    }
+  }
+  if (!changed) return { action: 'NONE' };
+  return { action: 'GUARDRAIL_INTERVENED', texts, ...(structured ? { structured_messages: structured } : {}) };
+}
+
+/** `POST /beta/litellm_basic_guardrail_api`: one guardrail check from LiteLLM. */
+export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerResponse, context: LiteLlmContext): Promise<void> {
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_GUARDRAIL_BYTES);
+  let request: GuardrailRequest;
+  try {
+    if (overLimit) throw new SignalboxError('request_malformed', `the guardrail request is larger than ${MAX_GUARDRAIL_BYTES} bytes`);
+    request = parseGuardrailRequest(raw);
+  } catch (error) {
+    // Unreadable is a deny, audited like any other decision; LiteLLM fails the call on BLOCKED.
+    const decision = context.pipeline.rejectUnreadable(LITELLM_DOOR, error);
+    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, []) } satisfies GuardrailAnswer);
+    return;
+  }
+  if (request.inputType === 'response') {
+    // The answer's texts, without usage: settlement comes from the usage log.
+    json(res, 200, { action: 'NONE' } satisfies GuardrailAnswer);
+    return;
+  }
+  const { body, structuredCount } = chatBody(request);
+  const decisionRequest = decisionRequestFromHttp(
+    LITELLM_DOOR,
+    {
+      method: 'POST',
+      path: LLM_PATH,
+      ...(request.headers.host ? { host: request.headers.host } : {}),
+      headers: { ...request.headers, 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(body), 'utf8'),
+      ...(request.callId ? { contextExtensions: { litellm_call_id: request.callId } } : {}),
+    },
+    true,
+  );
+  const decision = await context.pipeline.decide(decisionRequest);
+  if (!decision.allowed) {
+    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, request.withheld) } satisfies GuardrailAnswer);
+    return;
+  }
+  if (request.callId) ledgerFor(context.reports).remember(request.callId, decision.decisionId, Date.now());
+  json(res, 200, decision.redact ? intervention(decision, request, structuredCount) : ({ action: 'NONE' } satisfies GuardrailAnswer));
+}
+
+function count(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
+/** The usage block of one StandardLoggingPayload, in OpenAI chat terms. */
+function payloadUsage(entry: Record<string, unknown>): Record<string, unknown> {
+  const response = isObject(entry.response) ? entry.response : undefined;
+  const usage = response && isObject(response.usage) ? response.usage : undefined;
+  const details = usage && isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
+  const cached = details ? count(details.cached_tokens) : undefined;
+  return {
+    prompt_tokens: count(entry.prompt_tokens) ?? count(usage?.prompt_tokens) ?? 0,
+    completion_tokens: count(entry.completion_tokens) ?? count(usage?.completion_tokens) ?? 0,
+    ...(cached !== undefined ? { prompt_tokens_details: { cached_tokens: cached } } : {}),
+  };
+}
+
+function upstreamStatus(entry: Record<string, unknown>): number | undefined {
+  const info = isObject(entry.error_information) ? entry.error_information : undefined;
+  const code = info ? Number(info.error_code) : NaN;
+  return Number.isInteger(code) && code >= 100 && code <= 599 ? code : undefined;
+}
+
+type UsageResult = { readonly litellm_call_id: string | null; readonly outcome: string; readonly decision_id?: string; readonly error?: string };
+
+async function settleEntry(entry: unknown, context: LiteLlmContext, ledger: CallLedger): Promise<UsageResult> {
+  if (!isObject(entry)) return { litellm_call_id: null, outcome: 'ignored', error: 'not an object' };
+  const callId = typeof entry.litellm_call_id === 'string' ? entry.litellm_call_id : typeof entry.id === 'string' ? entry.id : null;
+  if (callId === null) return { litellm_call_id: null, outcome: 'ignored', error: 'no litellm_call_id' };
+  const decisionId = ledger.take(callId, Date.now());
+  if (decisionId === undefined) return { litellm_call_id: callId, outcome: 'unknown_call' };
+  const failed = entry.status === 'failure';
+  const status = upstreamStatus(entry);
+  const base = {
+    decision_id: decisionId,
+    usage: payloadUsage(entry),
+    ...(failed ? { outcome: 'failed' } : {}),
+    ...(typeof entry.custom_llm_provider === 'string' && entry.custom_llm_provider !== '' ? { provider: entry.custom_llm_provider } : {}),
+    ...(status !== undefined ? { upstream_status: status } : {}),
+  };
+  const model = typeof entry.model === 'string' && entry.model !== '' ? entry.model : undefined;
+  try {
+    let result;
+    try {
+      result = await context.reports.report(USAGE_DOOR, model ? { ...base, model } : base);
+    } catch (error) {
+      // A deployment model name the price table does not know: price it as the model reserved for.
+      if (!(model && error instanceof SignalboxError && error.code === 'report_malformed')) throw error;
+      result = await context.reports.report(USAGE_DOOR, base);
+    }
+    return { litellm_call_id: callId, decision_id: decisionId, outcome: result.outcome };
+  } catch (error) {
+    const code = error instanceof SignalboxError ? error.code : 'internal_error';
+    if (code !== 'hold_not_found') {
+      context.logger.warn({ decision_id: decisionId, litellm_call_id: callId, code, cause: describeCause(error) }, 'LiteLLM usage not settled');
+    }
+    return { litellm_call_id: callId, decision_id: decisionId, outcome: 'not_settled', error: code };
+  }
+}
+
+/** A JSON array, one JSON object, or NDJSON. Throws when it is none of them. */
+function parseEntries(text: string): unknown[] {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return Array.isArray(parsed) ? parsed : [parsed];
+  } catch {
+    return text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as unknown);
+  }
+}
+
+/**
+ * `POST /v1/litellm/usage`: LiteLLM's `generic_api` logging callback, in any of its formats
+ * (`json_array`, `ndjson`, `single`). Each entry settles the hold of the decision made for its
+ * `litellm_call_id`; entries for calls this replica did not decide are counted and skipped.
+ */
+export async function handleLiteLlmUsage(req: IncomingMessage, res: ServerResponse, context: LiteLlmContext): Promise<void> {
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_USAGE_BYTES);
+  if (overLimit) {
+    json(res, 413, { error: { code: 'report_malformed', message: `body larger than ${MAX_USAGE_BYTES} bytes` } });
+    return;
+  }
+  const text = raw.toString('utf8').trim();
+  let entries: unknown[];
+  try {
+    entries = text === '' ? [] : parseEntries(text);
+  } catch {
+    json(res, 400, { error: { code: 'report_malformed', message: 'the body is not JSON, a JSON array or NDJSON' } });
+    return;
+  }
+  const ledger = ledgerFor(context.reports);
+  const results: UsageResult[] = [];
+  for (const entry of entries) results.push(await settleEntry(entry, context, ledger));
+  json(res, 200, { results });
+}

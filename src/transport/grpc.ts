@@ -1,0 +1,170 @@
+/**
+ * The gRPC server: Envoy's Authorization/Check, signalbox.v1.DecisionService/Decide and
+ * grpc.health.v1.Health. Handlers only map wire ↔ pipeline. A decision call is always answered
+ * with a response (a deny when anything fails), never a gRPC error: Envoy's failure_mode_allow
+ * would turn an error into an allow.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ENVOY_DOOR, fromCheckRequest, toCheckResponse } from './doors/envoy-grpc.js';
+import {
+  SIGNALBOX_DOOR,
+  fromDecideRequest,
+  fromReportMessage,
+  toDecideResponse,
+  toReportResponse,
+  toSpendResponse,
+  type ReportMessage,
+} from './doors/signalbox-grpc.js';
+import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
+import type { ReportService } from '../enforce/report.js';
+import type { Logger } from '../core/log.js';
+import type { Decision, DecisionPipeline, DecisionRequest } from '../decide/decide.js';
+import { loadServices } from './protos.js';
+
+export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+
+/** grpc.health.v1 state; "" is the whole server, the others are the served service names. */
+export class HealthState {
+  private status: ServingStatus = 'NOT_SERVING';
+  private readonly watchers = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  static readonly SERVICES = ['', 'envoy.service.auth.v3.Authorization', 'signalbox.v1.DecisionService'];
+
+  get current(): ServingStatus {
+    return this.status;
+  }
+
+  set(status: ServingStatus): void {
+    this.status = status;
+    for (const watcher of this.watchers) watcher.write({ status });
+  }
+
+  watch(call: grpc.ServerWritableStream<unknown, unknown>): void {
+    this.watchers.add(call);
+    call.write({ status: this.status });
+    call.on('cancelled', () => this.watchers.delete(call));
+    call.on('close', () => this.watchers.delete(call));
+  }
+
+  endWatches(): void {
+    for (const watcher of this.watchers) watcher.end();
+    this.watchers.clear();
+  }
+}
+
+/** gRPC status per error code the native calls can answer with. */
+const GRPC_STATUS: Partial<Record<ErrorCode, grpc.status>> = {
+  report_malformed: grpc.status.INVALID_ARGUMENT,
+  hold_not_found: grpc.status.NOT_FOUND,
+  budget_store_unavailable: grpc.status.UNAVAILABLE,
+};
+
+export interface GrpcServerOptions {
+  readonly pipeline: DecisionPipeline;
+  readonly reports: ReportService;
+  readonly logger: Logger;
+  readonly health: HealthState;
+  readonly maxRequestBytes: number;
+}
+
+export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
+  const services = loadServices();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxRequestBytes,
+    'grpc.max_send_message_length': options.maxRequestBytes,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+
+  const decide = <Req, Res>(
+    door: string,
+    toRequest: (message: Req) => DecisionRequest,
+    toResponse: (decision: Decision) => Res,
+  ): grpc.handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      let request: DecisionRequest;
+      try {
+        request = toRequest(call.request);
+      } catch (error) {
+        options.logger.warn({ code: 'request_malformed', door, cause: describeCause(error) }, 'cannot map request');
+        callback(null, toResponse(options.pipeline.rejectUnreadable(door, error)));
+        return;
+      }
+      options.pipeline.decide(request).then(
+        (decision) => callback(null, toResponse(decision)),
+        (error: unknown) => {
+          // decide() never rejects by contract. If it ever does, answer with a deny: a gRPC error
+          // would let Envoy's failure_mode_allow turn it into an allow.
+          options.logger.error({ code: 'internal_error', door, cause: describeCause(error) }, 'pipeline rejected');
+          callback(null, toResponse(options.pipeline.rejectUnreadable(door, new SignalboxError('internal_error', 'pipeline failure', { cause: error }))));
+        },
+      );
+    };
+  };
+
+  server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse) });
+  const native = <Req, Res>(name: string, run: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      run(call.request).then(
+        (response) => callback(null, response),
+        (error: unknown) => {
+          if (error instanceof SignalboxError && GRPC_STATUS[error.code] !== undefined) {
+            callback({ code: GRPC_STATUS[error.code] as grpc.status, details: `${error.code}: ${error.code === 'budget_store_unavailable' ? 'the budget store did not answer; retry' : error.message}` });
+            return;
+          }
+          options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
+          callback({ code: grpc.status.INTERNAL, details: 'internal_error' });
+        },
+      );
+    };
+  };
+
+  server.addService(services.decision, {
+    Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse),
+    Report: native('Report', (request: ReportMessage) => options.reports.report(SIGNALBOX_DOOR, fromReportMessage(request)).then(toReportResponse)),
+    GetSpend: native('GetSpend', async (request: { scope?: string; window?: string }) =>
+      toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
+    ),
+  });
+  server.addService(services.health, {
+    Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const service = call.request.service ?? '';
+      if (!HealthState.SERVICES.includes(service)) {
+        callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${service}"` });
+        return;
+      }
+      callback(null, { status: options.health.current });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service?: string }, unknown>) => {
+      const service = call.request.service ?? '';
+      if (!HealthState.SERVICES.includes(service)) {
+        call.write({ status: 'SERVICE_UNKNOWN' });
+        return;
+      }
+      options.health.watch(call as grpc.ServerWritableStream<unknown, unknown>);
+    },
+  });
+  return server;
+}
+
+export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+      if (error) reject(new SignalboxError('config_invalid', `server.grpc_addr: cannot listen on ${address}: ${error.message}`, { cause: error }));
+      else resolve(port);
+    });
+  });
+}
+
+/** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then cuts the rest. */
+export function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

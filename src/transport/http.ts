@@ -1,0 +1,177 @@
+/**
+ * The HTTP listener (8181 by default, as OPA's): liveness and readiness for orchestrators, the
+ * native API's usage reports, spend and provider health, and the HTTP doors gateways call
+ * (each door is one entry of {@link HTTP_ROUTES}, implemented in its own adapter module).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from './doors/http-authz.js';
+import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from './doors/litellm.js';
+import { OPA_DATA_PREFIX, handleOpaData } from './doors/opa-rest.js';
+import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
+import { readLimitedBody } from './doors/read-body.js';
+import type { Logger } from '../core/log.js';
+import type { DecisionPipeline } from '../decide/decide.js';
+import type { ReportService } from '../enforce/report.js';
+import type { HealthState } from './grpc.js';
+import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
+
+export interface HttpServerOptions {
+  readonly health: HealthState;
+  readonly revision: () => string;
+  readonly reports: ReportService;
+  readonly pipeline: DecisionPipeline;
+  readonly logger: Logger;
+  /** Served at GET /metrics; absent, /metrics answers 404. */
+  readonly metrics?: Metrics;
+}
+
+/** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
+export interface HttpRoute {
+  /** An exact path, or a prefix ending in "/" that matches everything below it. */
+  readonly path: string;
+  /** Methods answered; anything else is 405. Undefined: every method (a door mirroring the original request). */
+  readonly methods?: readonly string[];
+  readonly handle: (req: IncomingMessage, res: ServerResponse, url: URL, options: HttpServerOptions) => Promise<void>;
+}
+
+const MAX_REPORT_BYTES = 64 * 1024;
+
+/** HTTP status per error code the native endpoints can answer with. */
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  request_malformed: 400,
+  report_malformed: 400,
+  hold_not_found: 404,
+  budget_store_unavailable: 503,
+};
+
+function errorBody(code: ErrorCode, message: string): unknown {
+  return { error: { code, message } };
+}
+
+/** Answers a failed native call: our own errors by code, anything else as a generic 500. */
+function fail(res: ServerResponse, error: unknown, logger: Logger): void {
+  if (error instanceof SignalboxError && HTTP_STATUS[error.code]) {
+    json(res, HTTP_STATUS[error.code] as number, errorBody(error.code, error.code === 'budget_store_unavailable' ? 'the budget store did not answer; retry' : error.message));
+    return;
+  }
+  logger.error({ code: 'internal_error', cause: describeCause(error) }, 'native HTTP call failed');
+  json(res, 500, errorBody('internal_error', 'internal error'));
+}
+
+async function handleReport(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
+  const { body: raw, overLimit } = await readLimitedBody(req, MAX_REPORT_BYTES);
+  if (overLimit) throw new SignalboxError('report_malformed', `body larger than ${MAX_REPORT_BYTES} bytes`);
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new SignalboxError('report_malformed', 'the body is not JSON');
+  }
+  json(res, 200, await options.reports.report('signalbox.v1.http', body));
+}
+
+async function handleSpend(url: URL, res: ServerResponse, options: HttpServerOptions): Promise<void> {
+  const scope = url.searchParams.get('scope') ?? undefined;
+  const window = url.searchParams.get('window') ?? undefined;
+  json(res, 200, { budgets: await options.reports.spend(scope, window) });
+}
+
+async function handleProviders(res: ServerResponse, options: HttpServerOptions): Promise<void> {
+  json(res, 200, { providers: await options.reports.providers() });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Every HTTP endpoint. Exact paths win over prefixes; among prefixes the longest wins. Doors
+ * add their entry here and keep their mapping in src/transport/doors/.
+ */
+export const HTTP_ROUTES: readonly HttpRoute[] = [
+  {
+    path: '/health',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res) => json(res, 200, { status: 'ok' }),
+  },
+  {
+    path: '/ready',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res, _url, options) => {
+      const serving = options.health.current === 'SERVING';
+      json(res, serving ? 200 : 503, { status: serving ? 'ready' : 'not_ready', revision: options.revision() });
+    },
+  },
+  { path: '/v1/report', methods: ['POST'], handle: (req, res, _url, options) => handleReport(req, res, options) },
+  { path: '/v1/spend', methods: ['GET'], handle: (_req, res, url, options) => handleSpend(url, res, options) },
+  { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
+  // OPA's REST Data API (generic OPA callers and Kong's OPA plugin): src/transport/doors/opa-rest.ts.
+  { path: OPA_DATA_PREFIX, methods: ['POST', 'GET'], handle: (req, res, url, options) => handleOpaData(req, res, url, options) },
+  // Prometheus text exposition format 0.0.4: src/transport/metrics.ts.
+  {
+    path: '/metrics',
+    methods: ['GET', 'HEAD'],
+    handle: async (_req, res, _url, options) => {
+      if (!options.metrics) {
+        json(res, 404, errorBody('request_malformed', 'metrics are not enabled'));
+        return;
+      }
+      const text = options.metrics.render();
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    },
+  },
+  // The HTTP authorization doors: every method, since each mirrors (or names) the original request.
+  { path: ENVOY_HTTP_PREFIX, handle: (req, res, _url, options) => handleAuthz('envoy', req, res, options) },
+  { path: NGINX_AUTH_PATH, handle: (req, res, _url, options) => handleAuthz('nginx', req, res, options) },
+  { path: CADDY_AUTH_PATH, handle: (req, res, _url, options) => handleAuthz('caddy', req, res, options) },
+  // LiteLLM: the Generic Guardrail API (pre-call decisions) and its generic_api usage log (settlement).
+  { path: LITELLM_GUARDRAIL_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmGuardrail(req, res, options) },
+  { path: LITELLM_USAGE_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmUsage(req, res, options) },
+];
+
+/** The route for a path: an exact match, else the longest matching prefix. */
+export function matchRoute(routes: readonly HttpRoute[], path: string): HttpRoute | undefined {
+  let best: HttpRoute | undefined;
+  for (const route of routes) {
+    if (route.path === path) return route;
+    if (route.path.endsWith('/') && path.startsWith(route.path) && (!best || route.path.length > best.path.length)) best = route;
+  }
+  return best;
+}
+
+export function createHttpServer(options: HttpServerOptions, routes: readonly HttpRoute[] = HTTP_ROUTES): Server {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://signalbox');
+    const route = matchRoute(routes, url.pathname);
+    if (!route) {
+      json(res, 404, errorBody('request_malformed', 'not found'));
+      return;
+    }
+    if (route.methods && !route.methods.includes(req.method ?? '')) {
+      res.setHeader('allow', route.methods.join(', '));
+      json(res, 405, errorBody('request_malformed', `use ${route.methods.join(' or ')}`));
+      return;
+    }
+    route.handle(req, res, url, options).catch((error: unknown) => fail(res, error, options.logger));
+  });
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  return server;
+}
+
+export function listenHttp(server: Server, address: string): Promise<number> {
+  const index = address.lastIndexOf(':');
+  const host = address.slice(0, index).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(index + 1));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const bound = server.address();
+      resolve(typeof bound === 'object' && bound ? bound.port : port);
+    });
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * Loading the .proto files in proto/ for grpc-js. Envoy's messages are decoded with options that
+ * make the object match opa-envoy-plugin's input encoding (see transport/doors/envoy-grpc.ts).
+ */
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { projectRoot } from '../core/paths.js';
+
+export function protoDir(): string {
+  return join(projectRoot(), 'proto');
+}
+
+/** Decoding that matches opa-envoy-plugin: only set fields, numbers for int64 and enums, base64 bytes. */
+export const ENVOY_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: Number,
+  bytes: String,
+  defaults: false,
+  arrays: false,
+  objects: false,
+  oneofs: false,
+};
+
+const NATIVE_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+export interface LoadedServices {
+  authorization: grpc.ServiceDefinition;
+  health: grpc.ServiceDefinition;
+  decision: grpc.ServiceDefinition;
+  /** Client constructors, for tests, the benchmark and the CLI. */
+  clients: {
+    Authorization: grpc.ServiceClientConstructor;
+    Health: grpc.ServiceClientConstructor;
+    DecisionService: grpc.ServiceClientConstructor;
+  };
+}
+
+let cached: LoadedServices | undefined;
+
+type Namespace = Record<string, unknown>;
+
+function lookup(root: grpc.GrpcObject, path: string): grpc.ServiceClientConstructor {
+  let node: unknown = root;
+  for (const part of path.split('.')) node = (node as Namespace)[part];
+  return node as grpc.ServiceClientConstructor;
+}
+
+export function loadServices(): LoadedServices {
+  if (cached) return cached;
+  const includeDirs = [protoDir()];
+  const envoy = grpc.loadPackageDefinition(
+    protoLoader.loadSync(['envoy/service/auth/v3/external_auth.proto', 'grpc/health/v1/health.proto'], { ...ENVOY_LOADER_OPTIONS, includeDirs }),
+  );
+  const native = grpc.loadPackageDefinition(protoLoader.loadSync(['signalbox/v1/signalbox.proto'], { ...NATIVE_LOADER_OPTIONS, includeDirs }));
+  const Authorization = lookup(envoy, 'envoy.service.auth.v3.Authorization');
+  const Health = lookup(envoy, 'grpc.health.v1.Health');
+  const DecisionService = lookup(native, 'signalbox.v1.DecisionService');
+  cached = {
+    authorization: Authorization.service,
+    health: Health.service,
+    decision: DecisionService.service,
+    clients: { Authorization, Health, DecisionService },
+  };
+  return cached;
+}
