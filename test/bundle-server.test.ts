@@ -16,7 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import type { PolicyConfig } from '../src/config/schema.js';
+import type { PolicyConfig } from '../src/bundles/config.js';
 import { SignalboxError } from '../src/core/errors.js';
 import { BundleDownloader, backoffDelayMs, type BundleServiceConfig } from '../src/bundles/download.js';
 import { PolicySource } from '../src/bundles/source.js';

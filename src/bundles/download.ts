@@ -19,7 +19,7 @@
  * file); a bundle it rejects counts as an error for the backoff.
  */
 import { readFile } from 'node:fs/promises';
-import type { PolicyConfig } from '../config/schema.js';
+import type { PolicyConfig } from './config.js';
 import { SignalboxError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 

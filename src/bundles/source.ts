@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import type { PolicyConfig } from '../config/schema.js';
+import type { PolicyConfig } from './config.js';
 import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
 import { FileWatch, fileFingerprint } from '../core/file-watch.js';
 import type { Logger } from '../core/log.js';

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { SignalboxError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { IdentityConfig } from '../config/schema.js';
+import type { IdentityConfig } from './config.js';
 
 /** What the policy sees as `input.identity`. Never contains the token itself. */
 export interface Identity {
@@ -38,9 +38,6 @@ export interface VerifiedCaller {
   readonly identity: Identity;
   readonly actor: Actor;
 }
-
-/** Algorithms allowed when the config does not narrow them: asymmetric only. */
-export const DEFAULT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const MAX_TOKEN_BYTES = 16 * 1024;
