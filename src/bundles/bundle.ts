@@ -7,25 +7,8 @@ import { buffer } from 'node:stream/consumers';
 import { createGunzip, createGzip } from 'node:zlib';
 import { extract, pack } from 'tar-stream';
 import { SignalboxError } from '../core/errors.js';
+import type { BundleManifest, PolicyBundle } from '../policy/compiled.js';
 import { verifyBundleSignature, type BundleVerificationConfig } from './signing.js';
-
-/** The parts of OPA's bundle manifest Signalbox relies on. */
-export interface BundleManifest {
-  readonly revision: string;
-  readonly roots: readonly string[];
-  readonly wasm: readonly { entrypoint: string; module: string }[];
-  readonly metadata?: Record<string, unknown>;
-}
-
-export interface PolicyBundle {
-  /** Where the bundle came from, for logs ("bundles/signalbox.tar.gz"). */
-  readonly source: string;
-  readonly manifest: BundleManifest;
-  readonly wasm: Uint8Array;
-  readonly data: Record<string, unknown>;
-  /** Every file in the archive by its normalised path ("/policy.wasm"), including Rego sources. */
-  readonly files: ReadonlyMap<string, Buffer>;
-}
 
 /** Bundles are built by us or by OPA users; anything bigger than this is refused as a likely zip bomb. */
 const MAX_UNPACKED_BYTES = 256 * 1024 * 1024;

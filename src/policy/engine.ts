@@ -7,7 +7,7 @@
  */
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import { SignalboxError, describeCause } from '../core/errors.js';
-import type { PolicyBundle } from '../bundles/bundle.js';
+import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins, type EvaluationContext } from './builtins.js';
 
 export interface EngineOptions {

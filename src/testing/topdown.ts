@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignalboxError } from '../core/errors.js';
-import type { PolicyBundle } from '../bundles/bundle.js';
+import type { PolicyBundle } from '../policy/compiled.js';
 import { sourceRevision } from '../bundles/build.js';
 import { runOpa } from '../bundles/opa-cli.js';
 
