@@ -20,7 +20,7 @@ import { parseConfig } from '../src/config/load.js';
 import type { Enforcer } from '../src/enforce/enforcer.js';
 import { MemoryStore } from '../src/enforce/memory-store.js';
 import type { ProviderState } from '../src/enforce/store.js';
-import { ERROR_CODES } from '../src/core/errors.js';
+import { ERROR_CODES } from '../src/core/codes.js';
 import type { DestinationReason, NumericForm } from '../src/inspect/destinations.js';
 import type { EncodingName, LlmApi } from '../src/inspect/llm.js';
 import { silentLogger } from '../src/core/log.js';

@@ -7,7 +7,8 @@
  * allowed or denied, is audited.
  */
 import { randomUUID } from 'node:crypto';
-import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
+import { ENFORCEMENT_CODE, clientAnswer, type ErrorCode } from '../core/codes.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
 import type { AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
 import type { Enforcer, EnforcementOutcome } from '../enforce/enforcer.js';
@@ -139,26 +140,6 @@ interface Shaping {
   readonly verdict: PolicyVerdict;
   readonly upstreamBody: string | undefined;
 }
-
-const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
-  request_malformed: 400,
-  body_malformed: 400,
-  budget_store_unavailable: 503,
-  credential_unavailable: 503,
-  internal_error: 500,
-};
-
-const ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
-  request_malformed: 'the request could not be read',
-  body_malformed: 'the request body could not be parsed',
-  policy_eval_failed: 'the request was denied because the policy could not be evaluated',
-  policy_result_invalid: 'the request was denied because the policy returned an invalid result',
-  budget_store_unavailable: 'the request was denied because budgets could not be checked; retry shortly',
-  budget_estimate_unavailable: 'the request was denied because its cost could not be estimated for the budgets that apply',
-  redaction_unsupported: 'the request was denied because its body had to be redacted and this gateway cannot rewrite it',
-  credential_unavailable: 'the request was denied because the provider credential for its route is not available',
-  internal_error: 'the request was denied because of an internal error',
-};
 
 function withDecisionId(headers: readonly HeaderEntry[], decisionId: string): HeaderEntry[] {
   return [...headers.filter((h) => h.key.toLowerCase() !== DECISION_ID_HEADER), { key: DECISION_ID_HEADER, value: decisionId }];
@@ -463,7 +444,7 @@ export class DecisionPipeline {
       case 'denied': {
         const headers = [{ key: 'content-type', value: 'application/json' }];
         if (outcome.retryAfterS !== null) headers.push({ key: 'retry-after', value: String(outcome.retryAfterS) });
-        const code = outcome.reason.replace('.', '_');
+        const code = ENFORCEMENT_CODE[outcome.reason];
         return this.finish(
           {
             ...verdict,
@@ -552,15 +533,16 @@ export class DecisionPipeline {
   }
 
   private failClosed(error: unknown, decisionId: string, revision: string): Decision {
-    const code: ErrorCode = error instanceof SignalboxError ? error.code : 'internal_error';
+    const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+    const code = answer.code;
     const log = { decision_id: decisionId, code, cause: describeCause(error) };
     if (code === 'internal_error') this.options.logger.error(log, 'decision failed; denied');
     else this.options.logger.warn(log, 'decision failed closed; denied');
     return {
       allowed: false,
       bare: false,
-      httpStatus: ERROR_STATUS[code] ?? 403,
-      body: JSON.stringify({ error: { code, message: ERROR_MESSAGES[code] ?? 'the request was denied', decision_id: decisionId } }),
+      httpStatus: answer.http,
+      body: JSON.stringify({ error: { code, message: answer.message, decision_id: decisionId } }),
       headers: withDecisionId([{ key: 'content-type', value: 'application/json' }], decisionId),
       requestHeadersToRemove: [],
       responseHeadersToAdd: [],

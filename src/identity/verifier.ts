@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { SignalboxError, type ErrorCode } from '../core/errors.js';
+import type { ErrorCode } from '../core/codes.js';
+import { SignalboxError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { IdentityConfig } from './config.js';
 

@@ -15,7 +15,8 @@ import {
   toSpendResponse,
   type ReportMessage,
 } from './doors/signalbox-grpc.js';
-import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
+import { clientAnswer } from '../core/codes.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
 import type { ReportService } from '../enforce/report.js';
 import type { Logger } from '../core/log.js';
 import type { Decision, DecisionPipeline, DecisionRequest } from '../decide/decide.js';
@@ -50,13 +51,6 @@ export class HealthState {
     this.watchers.clear();
   }
 }
-
-/** gRPC status per error code the native calls can answer with. */
-const GRPC_STATUS: Partial<Record<ErrorCode, grpc.status>> = {
-  report_malformed: grpc.status.INVALID_ARGUMENT,
-  hold_not_found: grpc.status.NOT_FOUND,
-  budget_store_unavailable: grpc.status.UNAVAILABLE,
-};
 
 export interface GrpcServerOptions {
   readonly pipeline: DecisionPipeline;
@@ -106,12 +100,10 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       run(call.request).then(
         (response) => callback(null, response),
         (error: unknown) => {
-          if (error instanceof SignalboxError && GRPC_STATUS[error.code] !== undefined) {
-            callback({ code: GRPC_STATUS[error.code] as grpc.status, details: `${error.code}: ${error.code === 'budget_store_unavailable' ? 'the budget store did not answer; retry' : error.message}` });
-            return;
-          }
-          options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
-          callback({ code: grpc.status.INTERNAL, details: 'internal_error' });
+          const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+          if (answer.code === 'internal_error') options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
+          const message = answer.ownMessage && error instanceof SignalboxError ? error.message : answer.message;
+          callback({ code: grpc.status[answer.grpc], details: `${answer.code}: ${message}` });
         },
       );
     };

@@ -7,7 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from './doors/http-authz.js';
 import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from './doors/litellm.js';
 import { OPA_DATA_PREFIX, handleOpaData } from './doors/opa-rest.js';
-import { SignalboxError, describeCause, type ErrorCode } from '../core/errors.js';
+import { clientAnswer, type ErrorCode } from '../core/codes.js';
+import { SignalboxError, describeCause } from '../core/errors.js';
 import { readLimitedBody } from './doors/read-body.js';
 import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
@@ -36,26 +37,15 @@ export interface HttpRoute {
 
 const MAX_REPORT_BYTES = 64 * 1024;
 
-/** HTTP status per error code the native endpoints can answer with. */
-const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
-  request_malformed: 400,
-  report_malformed: 400,
-  hold_not_found: 404,
-  budget_store_unavailable: 503,
-};
-
 function errorBody(code: ErrorCode, message: string): unknown {
   return { error: { code, message } };
 }
 
-/** Answers a failed native call: our own errors by code, anything else as a generic 500. */
+/** Answers a failed native call: our own errors by their catalogue entry, anything else as a generic 500. */
 function fail(res: ServerResponse, error: unknown, logger: Logger): void {
-  if (error instanceof SignalboxError && HTTP_STATUS[error.code]) {
-    json(res, HTTP_STATUS[error.code] as number, errorBody(error.code, error.code === 'budget_store_unavailable' ? 'the budget store did not answer; retry' : error.message));
-    return;
-  }
-  logger.error({ code: 'internal_error', cause: describeCause(error) }, 'native HTTP call failed');
-  json(res, 500, errorBody('internal_error', 'internal error'));
+  const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+  if (answer.code === 'internal_error') logger.error({ code: 'internal_error', cause: describeCause(error) }, 'native HTTP call failed');
+  json(res, answer.http, errorBody(answer.code, answer.ownMessage && error instanceof SignalboxError ? error.message : answer.message));
 }
 
 async function handleReport(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
