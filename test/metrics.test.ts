@@ -3,7 +3,7 @@
  * decisions and reports the test made.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Decision } from '../src/decide/decide.js';
+import type { Decision } from '../src/decide/decision.js';
 import { DURATION_BUCKETS, MAX_LABEL_VALUES, Metrics, METRICS_CONTENT_TYPE } from '../src/transport/metrics.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';

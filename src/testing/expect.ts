@@ -2,7 +2,7 @@
  * What a decision looked like, field by field, and how it differs from a case's expectations.
  * A field the case does not name is not checked.
  */
-import type { Decision } from '../decide/decide.js';
+import type { Decision } from '../decide/decision.js';
 import type { Expectation } from './suite.js';
 
 /** The decision as a table sees it. */

@@ -30,7 +30,8 @@ import { SignalboxError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { createPipeline } from '../app/app.js';
-import type { DecisionPipeline, DecisionRequest, DecisionTrace } from '../decide/decide.js';
+import type { DecisionPipeline, DecisionTrace } from '../decide/decide.js';
+import type { DecisionRequest } from '../decide/decision.js';
 import type { CredentialLookup } from '../decide/route.js';
 
 /** Doors a simulated request can come through, by their short names. */

@@ -19,7 +19,8 @@ import { clientAnswer } from '../core/codes.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { ReportService } from '../enforce/report.js';
 import type { Logger } from '../core/log.js';
-import type { Decision, DecisionPipeline, DecisionRequest } from '../decide/decide.js';
+import type { DecisionPipeline } from '../decide/decide.js';
+import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';

@@ -6,7 +6,7 @@
  * {seconds, nanos}, 64-bit integers and enums as numbers, bytes as base64. The proto-loader
  * options in transport/protos.ts produce exactly that; this module fixes up the Structs.
  */
-import type { Decision, DecisionRequest } from '../../decide/decide.js';
+import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { fromStruct, toStruct, type Struct } from './struct.js';
 

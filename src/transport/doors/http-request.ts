@@ -5,7 +5,7 @@
  * with these fields and gets the same Envoy-shaped `input.attributes`, so one policy serves them
  * all.
  */
-import type { DecisionRequest } from '../../decide/decide.js';
+import type { DecisionRequest } from '../../decide/decision.js';
 
 export interface ForwardedRequest {
   readonly method?: string;

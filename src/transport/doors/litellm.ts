@@ -29,7 +29,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SignalboxError, describeCause } from '../../core/errors.js';
-import type { Decision, DecisionPipeline } from '../../decide/decide.js';
+import type { DecisionPipeline } from '../../decide/decide.js';
+import type { Decision } from '../../decide/decision.js';
 import type { ReportService } from '../../enforce/report.js';
 import type { Logger } from '../../core/log.js';
 import type { FindingType } from '../../inspect/content/detectors.js';

@@ -23,7 +23,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SignalboxError, describeCause } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { Decision, DecisionPipeline } from '../../decide/decide.js';
+import type { DecisionPipeline } from '../../decide/decide.js';
+import type { Decision } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
 import { readLimitedBody } from './read-body.js';

@@ -4,7 +4,7 @@
  */
 import type { BudgetView } from '../../enforce/enforcer.js';
 import type { ProviderHealth } from '../../enforce/store.js';
-import type { Decision, DecisionRequest } from '../../decide/decide.js';
+import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import { decisionRequestFromHttp } from './http-request.js';
 import { toStruct } from './struct.js';
 

@@ -1,0 +1,81 @@
+/**
+ * The audit record of one decision: what was asked (the input, masked), what the policy
+ * answered, what was decided and enforced, and how long it took. Every decision is recorded,
+ * allowed or denied, errors included; a failed append never changes the decision.
+ */
+import type { AuditSink } from '../audit/log.js';
+import { maskInput } from '../audit/mask.js';
+import { describeCause } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { microToUsd } from '../core/money.js';
+import type { EnforcementOutcome } from '../enforce/enforcer.js';
+import type { Decision, DecisionRequest } from './decision.js';
+
+/** Where records go, and what is masked and stamped on them. */
+export interface RecordOptions {
+  readonly audit: AuditSink;
+  readonly logger: Logger;
+  readonly maskHeaders: ReadonlySet<string>;
+  /** Labels stamped on every record (instance id, version). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+function rfc3339Nano(ns: bigint): string {
+  const ms = Number(ns / 1_000_000n);
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+}
+
+/** What the audit trail keeps of enforcement: amounts and counters, never request content. */
+function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown> {
+  switch (outcome.kind) {
+    case 'reserved':
+      return { outcome: 'reserved', reserved_usd: microToUsd(outcome.amountMicroUsd), budgets: outcome.budgets };
+    case 'denied':
+      return { outcome: 'denied', reason: outcome.reason, ...outcome.detail };
+    case 'estimate_unavailable':
+      return { outcome: 'estimate_unavailable' };
+    case 'store_unavailable':
+      return { outcome: 'store_unavailable', fail_open: outcome.failOpen };
+  }
+}
+
+/** Appends the decision's record; a failed append is logged and never changes the decision. */
+export function recordDecision(
+  options: RecordOptions,
+  request: DecisionRequest,
+  decisionPath: string,
+  input: Record<string, unknown>,
+  result: unknown,
+  decision: Decision,
+  nowNs: bigint,
+  enforcement: EnforcementOutcome | undefined,
+  metrics: Record<string, number>,
+  /** True when this denial was let through by dry-run. */
+  dryRunPassed = false,
+): void {
+  try {
+    options.audit.append({
+      decision_id: decision.decisionId,
+      timestamp: rfc3339Nano(nowNs),
+      path: decisionPath,
+      door: request.door,
+      bundles: { signalbox: { revision: decision.revision } },
+      input: maskInput(input, options.maskHeaders),
+      result: result === undefined ? null : result,
+      decision: {
+        allowed: decision.allowed,
+        http_status: decision.allowed ? 200 : decision.httpStatus,
+        reasons: decision.reasons,
+        ...(dryRunPassed ? { dry_run: true } : {}),
+      },
+      ...(decision.error ? { error: { code: decision.error } } : {}),
+      ...(enforcement ? { enforcement: auditedEnforcement(enforcement) } : {}),
+      metrics,
+      labels: options.labels ?? {},
+    });
+  } catch (error) {
+    // Auditing must never change the decision; the sink logs its own write failures.
+    options.logger.error({ code: 'audit_write_failed', cause: describeCause(error) }, 'audit append failed');
+  }
+}
