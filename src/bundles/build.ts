@@ -7,8 +7,9 @@
  * the manifest the build writes.
  */
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
-import { readdir, readFile, rename, mkdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
+import { commitFile } from '../core/atomic-file.js';
 import { SignalboxError } from '../core/errors.js';
 import { pinnedOpaVersion } from '../core/paths.js';
 import { packBundle, readBundle, readBundleFiles } from './bundle.js';
@@ -119,7 +120,7 @@ export async function buildBundle(sourceDir: string, output: string, options: Bu
       throw error;
     }
   }
-  await rename(partial, output);
+  await commitFile(partial, output);
   const bundle = await readBundle(output);
   return { output, revision, entrypoints: bundle.manifest.wasm.map((w) => w.entrypoint) };
 }

@@ -8,11 +8,12 @@
  * host. Everything imported but not provided is left out, so a policy that calls it fails at
  * build time with OPA's "undefined function" error instead of failing at request time.
  */
-import { mkdtemp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { SignalboxError } from '../core/errors.js';
 import { pinnedOpaVersion, projectRoot } from '../core/paths.js';
 import { parseBundle } from './bundle.js';
@@ -127,11 +128,8 @@ export async function engineCapabilitiesFile(): Promise<{ path: string; capabili
       return !imported.has(b.name) || provided.has(b.name);
     });
     const capabilities: Capabilities = { ...full, builtins: supported };
-    await mkdir(cacheDir, { recursive: true });
     // Written aside and renamed, so a concurrent build never reads a half-written file.
-    const partial = `${path}.${process.pid}.partial`;
-    await writeFile(partial, `${JSON.stringify(capabilities, null, 1)}\n`);
-    await rename(partial, path);
+    await writeFileAtomic(path, `${JSON.stringify(capabilities, null, 1)}\n`);
     return { path, capabilities };
   } finally {
     await rm(workDir, { recursive: true, force: true });

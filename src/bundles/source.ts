@@ -14,8 +14,9 @@
  * the engine that made it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import type { PolicyConfig } from './config.js';
 import type { ErrorCode } from '../core/codes.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
@@ -88,18 +89,6 @@ async function readBundleBytes(path: string): Promise<Buffer> {
   }
 }
 
-/** Writes `bytes` to `path` by rename, so a reader (or a crash) never sees half a file. */
-async function writeAtomically(path: string, bytes: Buffer | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const partial = `${path}.partial-${process.pid}`;
-  try {
-    await writeFile(partial, bytes);
-    await rename(partial, path);
-  } catch (error) {
-    await rm(partial, { force: true });
-    throw error;
-  }
-}
 
 /** The active policy engine and what keeps it current. */
 export class PolicySource {
@@ -370,8 +359,8 @@ export class PolicySource {
       saved_at: new Date().toISOString(),
     };
     try {
-      await writeAtomically(this.#persistPath, downloaded.body);
-      await writeAtomically(metaPath(this.#persistPath), `${JSON.stringify(meta, null, 2)}\n`);
+      await writeFileAtomic(this.#persistPath, downloaded.body);
+      await writeFileAtomic(metaPath(this.#persistPath), `${JSON.stringify(meta, null, 2)}\n`);
     } catch (error) {
       this.#logger.warn({ path: this.#persistPath, problem: describeCause(error) }, 'cannot keep a copy of the downloaded policy bundle; a restart will need the bundle server');
     }
