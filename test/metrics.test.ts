@@ -22,6 +22,8 @@ function parseExposition(text: string): { samples: Sample[]; types: Map<string, 
   const helped = new Set<string>();
   const samples: Sample[] = [];
   for (const line of text.slice(0, -1).split('\n')) {
+    // The format ignores blank lines (prom-client separates metric families with one).
+    if (line.trim() === '') continue;
     const help = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (help) {
       helped.add(help[1]!);
@@ -63,22 +65,22 @@ function value(samples: Sample[], name: string, labels: Record<string, string>):
 describe('Metrics registry', () => {
   const decision = (allowed: boolean, reasons: string[]): Decision => ({ allowed, reasons }) as unknown as Decision;
 
-  it('caps the distinct values of a label, counting the rest as "other"', () => {
+  it('caps the distinct values of a label, counting the rest as "other"', async () => {
     const metrics = new Metrics();
     for (let i = 0; i < MAX_LABEL_VALUES + 20; i++) metrics.onDecision({ door: 'd', decision: decision(false, [`policy.reason_${i}`]), enforcement: undefined, durationS: 0.001 });
     metrics.onDecision({ door: 'd', decision: decision(false, ['policy.reason_0']), enforcement: undefined, durationS: 0.001 });
-    const { samples } = parseExposition(metrics.render());
+    const { samples } = parseExposition(await metrics.render());
     const series = samples.filter((s) => s.name === 'signalbox_decisions_total');
     expect(series).toHaveLength(MAX_LABEL_VALUES + 1);
     expect(value(samples, 'signalbox_decisions_total', { reason: 'other' })).toBe(20);
     expect(value(samples, 'signalbox_decisions_total', { reason: 'policy.reason_0' })).toBe(2);
   });
 
-  it('escapes label values and renders cumulative histogram buckets', () => {
+  it('escapes label values and renders cumulative histogram buckets', async () => {
     const metrics = new Metrics();
     metrics.onDecision({ door: 'we"ird\\door\n', decision: decision(true, []), enforcement: undefined, durationS: 0.003 });
     metrics.onDecision({ door: 'we"ird\\door\n', decision: decision(true, []), enforcement: undefined, durationS: 30 });
-    const text = metrics.render();
+    const text = await metrics.render();
     expect(text).toContain('door="we\\"ird\\\\door\\n"');
     const { samples, types } = parseExposition(text);
     expect(types.get('signalbox_decision_duration_seconds')).toBe('histogram');
@@ -93,14 +95,35 @@ describe('Metrics registry', () => {
     expect(samples.find((s) => s.name === 'signalbox_decisions_total')?.labels).toEqual({ door: 'we"ird\\door\n', result: 'allowed', reason: 'none' });
   });
 
-  it('counts store errors from reservations and refused reports', () => {
+  it('counts store errors from reservations and refused reports', async () => {
     const metrics = new Metrics();
     metrics.onDecision({ door: 'd', decision: decision(false, ['budget_store_unavailable']), enforcement: { kind: 'store_unavailable', failOpen: false, error: new Error('down') }, durationS: 0 });
     metrics.onReport({ type: 'report', outcome: 'budget_store_unavailable' });
-    const { samples } = parseExposition(metrics.render());
+    const { samples } = parseExposition(await metrics.render());
     expect(value(samples, 'signalbox_store_errors_total', { operation: 'reserve' })).toBe(1);
     expect(value(samples, 'signalbox_store_errors_total', { operation: 'report' })).toBe(1);
     expect(value(samples, 'signalbox_usage_reports_total', { outcome: 'budget_store_unavailable' })).toBe(1);
+  });
+});
+
+describe('Metrics registry: audit and process metrics', () => {
+  it('exports the audit sink\'s write failures and dropped records, catching up at each scrape', async () => {
+    const counts = { writeFailures: 0, droppedRecords: 0 };
+    const metrics = new Metrics({ audit: () => counts, processMetrics: false });
+    let { samples } = parseExposition(await metrics.render());
+    expect(value(samples, 'signalbox_audit_write_failures_total', {})).toBe(0);
+    counts.writeFailures = 3;
+    counts.droppedRecords = 7;
+    ({ samples } = parseExposition(await metrics.render()));
+    expect(value(samples, 'signalbox_audit_write_failures_total', {})).toBe(3);
+    expect(value(samples, 'signalbox_audit_records_dropped_total', {})).toBe(7);
+    expect(samples.some((s) => s.name.startsWith('nodejs_'))).toBe(false);
+  });
+
+  it('exports Node\'s process metrics, event-loop lag among them', async () => {
+    const { samples, types } = parseExposition(await new Metrics().render());
+    expect(types.get('nodejs_eventloop_lag_seconds')).toBe('gauge');
+    expect(value(samples, 'process_resident_memory_bytes', {})).toBeGreaterThan(0);
   });
 });
 

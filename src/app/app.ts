@@ -195,7 +195,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const store = options.store ?? createStore(config, logger);
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
-  const metrics = new Metrics();
+  const metrics = new Metrics(audit instanceof FileAuditLog ? { audit: () => audit } : {});
   const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
     onDecision: metrics.onDecision,

@@ -57,6 +57,7 @@ export class FileAuditLog implements AuditSink {
   private writing: Promise<void> | undefined;
   private closed = false;
   private failures = 0;
+  private dropped = 0;
 
   private constructor(
     private readonly path: string,
@@ -87,9 +88,15 @@ export class FileAuditLog implements AuditSink {
     return this.failures;
   }
 
+  /** The number of records dropped so far (queue overflow, or appended after close). */
+  get droppedRecords(): number {
+    return this.dropped;
+  }
+
   append(record: Record<string, unknown>): void {
     if (this.closed) {
       this.logger.error({ code: 'audit_write_failed' }, 'audit record appended after close; dropped');
+      this.dropped += 1;
       return;
     }
     this.seq += 1;
@@ -98,6 +105,7 @@ export class FileAuditLog implements AuditSink {
     if (this.queue.length >= MAX_QUEUED_LINES) {
       // The disk has been failing for a long time; dropping makes the gap visible to `audit verify`.
       this.logger.error({ code: 'audit_write_failed', dropped: this.queue.length }, 'audit queue full; dropping queued records');
+      this.dropped += this.queue.length;
       this.queue = [];
     }
     this.queue.push(line);

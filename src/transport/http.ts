@@ -108,7 +108,7 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
         json(res, 404, errorBody('request_malformed', 'metrics are not enabled'));
         return;
       }
-      const text = options.metrics.render();
+      const text = await options.metrics.render();
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
       res.end(text);
     },
