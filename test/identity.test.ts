@@ -140,4 +140,19 @@ describe('identity verification', () => {
     expect((await at(issuedAt + 60 + 29)).identity.verified).toBe(true);
     expect((await at(issuedAt + 60 + 31)).identity.error?.code).toBe('token_expired');
   });
+
+  it('answers a repeated token from its cache only while the token is valid, by the caller clock', async () => {
+    const key = await signingKey('ES256', 'k');
+    const jwks = await JwksServer.start([key.publicJwk]);
+    servers.push(jwks);
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_URL: jwks.url }, 'identity:\n  clock_tolerance_s: 0\n'), capturedLogger().logger);
+    const issuedAt = 1_900_000_000;
+    const token = await mint(key, { now: issuedAt, expiresIn: 30 });
+    const at = (seconds: number) => verifier.verify({ authorization: `Bearer ${token}` }, seconds * 1000);
+    expect((await at(issuedAt)).identity.verified).toBe(true);
+    expect((await at(issuedAt + 29)).identity.verified).toBe(true);
+    // Cached at issuedAt, but the token has expired since: the cache must not vouch for it.
+    expect((await at(issuedAt + 31)).identity.error?.code).toBe('token_expired');
+    expect(jwks.fetches).toBe(1);
+  });
 });

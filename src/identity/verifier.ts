@@ -7,6 +7,7 @@
  * machine-readable error code in the identity, and the policy decides (the default denies 401).
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { ErrorCode } from '../core/codes.js';
@@ -104,8 +105,12 @@ function classify(error: unknown): { code: ErrorCode; message: string } {
 }
 
 export class IdentityVerifier {
-  /** Successful verifications by token hash, so a hot token is not re-verified on every call. */
-  private readonly cache = new Map<string, { caller: VerifiedCaller; validUntilMs: number }>();
+  /**
+   * Successful verifications by token hash, so a hot token is not re-verified on every call; the
+   * least recently used go first when it is full. Expiry is checked against the caller's clock
+   * (`nowMs`), never the cache's own, so a frozen test clock and a real one never meet.
+   */
+  private readonly cache = new LRUCache<string, { caller: VerifiedCaller; validUntilMs: number }>({ max: CACHE_LIMIT });
 
   /** The request header the token is read from (lower case). */
   get tokenHeader(): string {
@@ -167,6 +172,7 @@ export class IdentityVerifier {
     const cacheKey = createHash('sha256').update(token).digest('base64url');
     const cached = this.cache.get(cacheKey);
     if (cached && cached.validUntilMs > nowMs) return cached.caller;
+    if (cached) this.cache.delete(cacheKey);
 
     try {
       const { payload } = await jwtVerify(token, this.keys, {
@@ -192,10 +198,6 @@ export class IdentityVerifier {
   private remember(key: string, caller: VerifiedCaller, payload: JWTPayload, nowMs: number): void {
     const expiresMs = typeof payload.exp === 'number' ? payload.exp * 1000 : nowMs + CACHE_TTL_MS;
     const validUntilMs = Math.min(expiresMs, nowMs + CACHE_TTL_MS);
-    if (this.cache.size >= CACHE_LIMIT) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
-    }
     this.cache.set(key, { caller, validUntilMs });
   }
 
