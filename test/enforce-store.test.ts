@@ -532,6 +532,21 @@ describe('a Redis Cluster client', () => {
   });
 });
 
+describe('the Redis scripts', () => {
+  it('are loaded again when Redis has lost them (SCRIPT FLUSH, a restart without persistence)', async () => {
+    const store = await redisStore('charge', {});
+    try {
+      const b = budget('user:flushed', 150);
+      expect((await store.reserve(reservation('', { budgets: [b] }))).outcome).toBe('reserved');
+      expect(await redisCommand(redis.port, ['SCRIPT', 'FLUSH'])).toBe('OK');
+      expect(await store.reserve(reservation('', { budgets: [b] }))).toMatchObject({ outcome: 'budget_exceeded', budget: { held: 100 } });
+      expect(await store.balances('', [b], T0)).toMatchObject([{ held: 100, holds: 1 }]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('a budget counter in Redis', () => {
   const pttl = async (key: string) => Number(await redisCommand(redis.port, ['PTTL', key]));
 

@@ -8,7 +8,6 @@
  * the command timeout); the client keeps reconnecting in the background, so service resumes
  * without a restart when Redis returns.
  */
-import { createHash } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -50,19 +49,18 @@ export interface RedisStoreOptions {
   readonly password?: string;
 }
 
-interface Script {
-  readonly source: string;
-  readonly sha: string;
-}
-
-function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
-
-const RESERVE = script(RESERVE_SCRIPT);
-const SETTLE = script(SETTLE_SCRIPT);
-const BALANCES = script(BALANCES_SCRIPT);
-const PROVIDER = script(PROVIDER_SCRIPT);
+/**
+ * The scripts, as ioredis commands: each call is EVALSHA, with EVAL when a server does not have
+ * the script yet (a restarted Redis, a new Cluster node), done by ioredis.
+ */
+const SCRIPTS = {
+  signalboxReserve: RESERVE_SCRIPT,
+  signalboxSettle: SETTLE_SCRIPT,
+  signalboxBalances: BALANCES_SCRIPT,
+  signalboxProvider: PROVIDER_SCRIPT,
+} as const;
+type ScriptName = keyof typeof SCRIPTS;
+type ScriptCommand = (numberOfKeys: number, ...keysAndArg: string[]) => Promise<unknown>;
 
 type Client = Redis | Cluster;
 
@@ -165,6 +163,7 @@ export class RedisStore implements EnforcementStore {
     // A Cluster drops every connection and starts again when its ready check fails or it loses
     // its nodes; say so, or a flapping Cluster shows only as 503s.
     if (client instanceof Cluster) client.on('reconnecting', () => logger.debug({ code: 'budget_store_unavailable' }, 'budget store (Redis Cluster) reconnecting'));
+    for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua });
     const store = new RedisStore(client, options);
     client.on('ready', () => {
       if (down) logger.info('budget store connection restored');
@@ -245,7 +244,7 @@ export class RedisStore implements EnforcementStore {
       loop: r.loop ? { hash: r.loop.callHash, max_repeats: r.loop.maxRepeats, ping_pong: r.loop.pingPong, window: r.loop.window, ttl: r.loop.ttlMs } : null,
       meta: r.meta,
     };
-    const pending: Promise<unknown>[] = [this.run(RESERVE, keys, payload)];
+    const pending: Promise<unknown>[] = [this.run('signalboxReserve', keys, payload)];
     // Record the partition for settlement in parallel (its own slot); harmless if the
     // reservation is then refused, since it expires with the hold.
     if (this.options.partitioned) {
@@ -308,7 +307,7 @@ export class RedisStore implements EnforcementStore {
       const keys = [holdKey];
       for (const [bk, zk] of luaList<[string, string]>(budgetsJson)) keys.push(bk, zk);
       for (const [rk] of luaList<[string]>(ratesJson)) keys.push(rk);
-      const raw = await this.run(SETTLE, keys, {
+      const raw = await this.run('signalboxSettle', keys, {
         id: s.holdId,
         now: s.nowMs,
         amount,
@@ -332,7 +331,7 @@ export class RedisStore implements EnforcementStore {
     if (keys.length === 0) return [];
     this.connected();
     const redisKeys = keys.flatMap((k) => [this.keys.budget(partition, k), this.keys.budgetHolds(partition, k)]);
-    const raw = await this.run(BALANCES, redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
+    const raw = await this.run('signalboxBalances', redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
       throw unavailable(error);
     });
     const parsed = JSON.parse(raw) as RawBalance[] | Record<string, never>;
@@ -379,7 +378,7 @@ export class RedisStore implements EnforcementStore {
     checkProviderName(provider);
     checkBreakerSettings(settings);
     this.connected();
-    const raw = await this.run(PROVIDER, [this.keys.providers()], {
+    const raw = await this.run('signalboxProvider', [this.keys.providers()], {
       provider,
       outcome,
       now: nowMs,
@@ -412,13 +411,8 @@ export class RedisStore implements EnforcementStore {
     this.client.disconnect();
   }
 
-  private async run(s: Script, keys: readonly string[], payload: unknown): Promise<string> {
-    const arg = JSON.stringify(payload);
-    try {
-      return (await this.client.evalsha(s.sha, keys.length, ...keys, arg)) as string;
-    } catch (error) {
-      if (!describeCause(error).startsWith('NOSCRIPT')) throw error;
-      return (await this.client.eval(s.source, keys.length, ...keys, arg)) as string;
-    }
+  private async run(name: ScriptName, keys: readonly string[], payload: unknown): Promise<string> {
+    const command = (this.client as unknown as Record<ScriptName, ScriptCommand>)[name];
+    return (await command.call(this.client, keys.length, ...keys, JSON.stringify(payload))) as string;
   }
 }
