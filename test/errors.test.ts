@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { assertCataloguedBody } from './helpers/catalogue.js';
 import { CODE_CATALOGUE, ENFORCEMENT_CODE, ERROR_CODES, clientAnswer, type CodeEntry } from '../src/core/codes.js';
 
 /** README's "Error codes" table as { code: [http, grpc, meaning, message] }; "—" where a code has no client answer. */
@@ -25,6 +26,13 @@ describe('the code catalogue', () => {
   it('answers an operator-only code as internal_error, never as itself', () => {
     expect(clientAnswer('bundle_invalid')).toMatchObject({ code: 'internal_error', http: 500, grpc: 'INTERNAL' });
     expect(clientAnswer('hold_not_found')).toMatchObject({ code: 'hold_not_found', http: 404, grpc: 'NOT_FOUND', ownMessage: true });
+  });
+
+  it('the response check used by the test helpers refuses an uncatalogued code, and leaves policy codes alone', () => {
+    expect(() => assertCataloguedBody(JSON.stringify({ error: { code: 'budget_exceeded' } }), 'x')).not.toThrow();
+    expect(() => assertCataloguedBody(JSON.stringify({ error: { code: 'model.not_allowed' } }), 'x')).not.toThrow();
+    expect(() => assertCataloguedBody('not json', 'x')).not.toThrow();
+    expect(() => assertCataloguedBody(JSON.stringify({ error: { code: 'budget_exeeded' } }), 'x')).toThrow(/catalogue .* lacks/);
   });
 
   it('names every enforcement denial with a code clients can receive, answered with 429', () => {

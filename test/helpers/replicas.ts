@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '../../src/transport/protos.js';
-import type { CheckResponse } from './signalbox.js';
+import { resolveCatalogued, type CheckResponse } from './signalbox.js';
 
 /** A `signalbox serve` child process: a replica as it runs in production. */
 export interface Replica {
@@ -68,7 +68,7 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
     httpPort: ports.http,
     http: `http://127.0.0.1:${ports.http}`,
     check: (request) =>
-      new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolve(r)))),
+      new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolveCatalogued(r, resolve, reject)))),
     output: () => output,
     stop: async () => {
       client.close();

@@ -7,6 +7,7 @@ import type { SignalboxConfig } from '../../src/config/schema.js';
 import type { Logger } from '../../src/core/log.js';
 import { startSignalbox, type RunningSignalbox, type StartOptions } from '../../src/app/app.js';
 import { loadServices } from '../../src/transport/protos.js';
+import { assertCataloguedBody } from './catalogue.js';
 import { AUDIENCE, ISSUER } from './keys.js';
 
 export interface TestSignalbox {
@@ -61,7 +62,7 @@ export async function startTestSignalbox(
     check: (request, options = {}) =>
       new Promise((resolve, reject) => {
         client.Check(request, { deadline: Date.now() + (options.deadlineMs ?? 10_000) }, (error, response) =>
-          error ? reject(error) : resolve(response),
+          error ? reject(error) : resolveCatalogued(response, resolve, reject),
         );
       }),
     close: async () => {
@@ -69,6 +70,16 @@ export async function startTestSignalbox(
       await running.close();
     },
   };
+}
+
+/** Resolves with a Check answer whose deny body, if any, carries only catalogued codes. */
+export function resolveCatalogued(response: CheckResponse, resolve: (r: CheckResponse) => void, reject: (e: unknown) => void): void {
+  try {
+    assertCataloguedBody(response.deniedResponse?.body, 'Check');
+    resolve(response);
+  } catch (error) {
+    reject(error);
+  }
 }
 
 /** A CheckRequest as Envoy sends it for an HTTP request. */
