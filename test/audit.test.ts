@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../src/core/canonical-json.js';
-import { GENESIS_HASH, verifyAuditFile } from '../src/audit/chain.js';
+import { GENESIS_HASH, verifyAuditFile, writableRecord } from '../src/audit/chain.js';
 import { FileAuditLog } from '../src/audit/log.js';
-import { maskInput } from '../src/audit/mask.js';
+import { jsonByteLength, maskInput } from '../src/audit/mask.js';
 import { parseConfig } from '../src/config/load.js';
 import { maskedHeaders } from '../src/app/app.js';
 import { capturedLogger } from './helpers/logs.js';
@@ -132,6 +132,23 @@ describe('audit hash chain', () => {
     const captured = capturedLogger();
     // A directory where the file should be: open() fails with a clear code.
     await expect(FileAuditLog.open(dir, captured.logger)).rejects.toMatchObject({ code: 'audit_write_failed' });
+  });
+});
+
+describe('bounded serialisation', () => {
+  it('measures a body exactly as JSON.stringify would write it, without recursion', () => {
+    for (const value of [{ a: [1, 'é', null, true, { 'k"ey': 'v\n' }], b: {} }, [], 'plain', 12.5, [[[]]], { u: undefined, x: [undefined] }]) {
+      expect(jsonByteLength(value)).toBe(Buffer.byteLength(JSON.stringify(value)));
+    }
+    const deep = JSON.parse(`${'['.repeat(300_000)}${']'.repeat(300_000)}`) as unknown;
+    expect(jsonByteLength(deep)).toBe(600_000);
+  });
+
+  it('replaces a field too deep to write by why, and names it', () => {
+    const deep = JSON.parse(`${'{"a":'.repeat(1_000)}1${'}'.repeat(1_000)}`) as unknown;
+    const record = writableRecord({ decision_id: 'd', result: deep, decision: { allowed: false } });
+    expect(record).toEqual({ decision_id: 'd', result: { omitted: 'nested deeper than 256 levels' }, decision: { allowed: false }, audit_omitted: ['result'] });
+    expect(() => canonicalJson(record)).not.toThrow();
   });
 });
 

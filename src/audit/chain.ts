@@ -38,6 +38,27 @@ export function chainRecord(record: Readonly<Record<string, unknown>>, seq: numb
   return { line: `${canonical.slice(0, -1)},"hash":"${hash}"}\n`, hash };
 }
 
+/**
+ * The record as it can be written: a top-level field that has no canonical form (nested too
+ * deep, or a value JSON cannot hold) is replaced by `{"omitted": <why>}`, so the decision is
+ * still recorded, with what it was about, rather than dropped. `omitted` lists those fields.
+ */
+export function writableRecord(record: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  const omitted: string[] = [];
+  for (const [key, value] of Object.entries(record)) {
+    try {
+      canonicalJson(value);
+      copy[key] = value;
+    } catch (error) {
+      copy[key] = { omitted: error instanceof Error ? error.message : 'not serialisable' };
+      omitted.push(key);
+    }
+  }
+  if (omitted.length > 0) copy.audit_omitted = omitted;
+  return copy;
+}
+
 export interface ChainBreak {
   /** 1-based line number of the first record that fails. */
   readonly line: number;

@@ -9,7 +9,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { GENESIS_HASH, chainRecord, recordHash } from './chain.js';
+import { GENESIS_HASH, chainRecord, recordHash, writableRecord } from './chain.js';
 
 /** Where decision records go; the pipeline depends on this, not on files. */
 export interface AuditSink {
@@ -99,8 +99,16 @@ export class FileAuditLog implements AuditSink {
       this.dropped += 1;
       return;
     }
+    let chained: { line: string; hash: string };
+    try {
+      chained = chainRecord(record, this.seq + 1, this.lastHash);
+    } catch {
+      // Whatever a request carried, its decision is recorded: the fields that cannot be written
+      // are replaced by why (writableRecord), never the whole record dropped.
+      chained = chainRecord(writableRecord(record), this.seq + 1, this.lastHash);
+    }
     this.seq += 1;
-    const { line, hash } = chainRecord(record, this.seq, this.lastHash);
+    const { line, hash } = chained;
     this.lastHash = hash;
     if (this.queue.length >= MAX_QUEUED_LINES) {
       // The disk has been failing for a long time; dropping makes the gap visible to `audit verify`.

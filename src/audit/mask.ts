@@ -7,10 +7,42 @@ const SENSITIVE_QUERY_KEY = /(key|token|secret|password|passwd|sig|signature|cre
 
 export const MASK = '[masked]';
 
+/** How many values a body may hold before its size is no longer counted (bounds the time masking takes). */
+export const MAX_MEASURED_NODES = 1_000_000;
+
+/**
+ * The byte length of `value` as JSON.stringify would write it, counted without building the
+ * text and without recursion, so a body nested 500,000 levels deep (which JSON.parse accepts)
+ * is measured rather than overflowing the stack. Undefined past {@link MAX_MEASURED_NODES} values.
+ */
+export function jsonByteLength(value: unknown): number | undefined {
+  let bytes = 0;
+  let nodes = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    if (++nodes > MAX_MEASURED_NODES) return undefined;
+    const item = pending.pop();
+    if (item === null || typeof item !== 'object') {
+      bytes += Buffer.byteLength(JSON.stringify(item) ?? 'null');
+    } else if (Array.isArray(item)) {
+      bytes += 2 + Math.max(0, item.length - 1);
+      for (const element of item) pending.push(element === undefined ? null : element);
+    } else {
+      const entries = Object.entries(item).filter(([, v]) => v !== undefined);
+      bytes += 2 + Math.max(0, entries.length - 1);
+      for (const [key, v] of entries) {
+        bytes += Buffer.byteLength(JSON.stringify(key)) + 1;
+        pending.push(v);
+      }
+    }
+  }
+  return bytes;
+}
+
 function maskBody(value: unknown): unknown {
   if (value === undefined || value === null) return value;
-  const size = typeof value === 'string' ? Buffer.byteLength(value) : Buffer.byteLength(JSON.stringify(value));
-  return `[masked: ${size} bytes]`;
+  const size = typeof value === 'string' ? Buffer.byteLength(value) : jsonByteLength(value);
+  return size === undefined ? `[masked: over ${MAX_MEASURED_NODES} values]` : `[masked: ${size} bytes]`;
 }
 
 function maskHeaderRecord(headers: unknown, maskHeaders: ReadonlySet<string>): unknown {

@@ -4,16 +4,32 @@
  * record always hashes the same, whatever order its keys were built in.
  */
 export function canonicalJson(value: unknown): string {
+  return canonical(value, 0);
+}
+
+/** Records are shallow; anything deeper than this is refused rather than risking the stack. */
+export const MAX_CANONICAL_DEPTH = 256;
+
+/** A value nested deeper than {@link MAX_CANONICAL_DEPTH}: it has no canonical form here. */
+export class TooDeepError extends RangeError {
+  constructor() {
+    super(`nested deeper than ${MAX_CANONICAL_DEPTH} levels`);
+    this.name = 'TooDeepError';
+  }
+}
+
+function canonical(value: unknown, depth: number): string {
   if (value === null || typeof value !== 'object') {
     const text = JSON.stringify(value);
     return text === undefined ? 'null' : text;
   }
+  if (depth >= MAX_CANONICAL_DEPTH) throw new TooDeepError();
   if (Array.isArray(value)) {
     let out = '[';
     for (let i = 0; i < value.length; i++) {
       if (i > 0) out += ',';
       const item: unknown = value[i];
-      out += item === undefined ? 'null' : canonicalJson(item);
+      out += item === undefined ? 'null' : canonical(item, depth + 1);
     }
     return `${out}]`;
   }
@@ -25,7 +41,7 @@ export function canonicalJson(value: unknown): string {
   for (const key of keys) {
     const item = object[key];
     if (item === undefined) continue;
-    out += `${first ? '' : ','}${JSON.stringify(key)}:${canonicalJson(item)}`;
+    out += `${first ? '' : ','}${JSON.stringify(key)}:${canonical(item, depth + 1)}`;
     first = false;
   }
   return `${out}}`;

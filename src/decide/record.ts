@@ -40,6 +40,15 @@ function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown
   }
 }
 
+/** The masked input; should masking ever fail, the record says why instead of being lost. */
+function masked(input: Record<string, unknown>, maskHeaders: ReadonlySet<string>): unknown {
+  try {
+    return maskInput(input, maskHeaders);
+  } catch (error) {
+    return { omitted: `the input could not be masked: ${describeCause(error)}` };
+  }
+}
+
 /** Appends the decision's record; a failed append is logged and never changes the decision. */
 export function recordDecision(
   options: RecordOptions,
@@ -61,7 +70,7 @@ export function recordDecision(
       path: decisionPath,
       door: request.door,
       bundles: { signalbox: { revision: decision.revision } },
-      input: maskInput(input, options.maskHeaders),
+      input: masked(input, options.maskHeaders),
       result: result === undefined ? null : result,
       decision: {
         allowed: decision.allowed,
