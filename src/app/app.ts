@@ -16,7 +16,7 @@ import { Enforcer } from '../enforce/enforcer.js';
 import { MemoryStore } from '../enforce/memory-store.js';
 import { RedisStore } from '../enforce/redis-store.js';
 import type { EnforcementStore } from '../enforce/store.js';
-import { warmUpTokenizers } from '../inspect/llm.js';
+import { warmUpTokenizers } from '../inspect/llm/tokenizer.js';
 import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../enforce/report.js';
 import { projectRoot } from '../core/paths.js';
