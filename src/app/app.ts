@@ -20,7 +20,7 @@ import { warmUpTokenizers } from '../inspect/llm/tokenizer.js';
 import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../enforce/report.js';
 import { projectRoot } from '../core/paths.js';
-import { defaultResolver } from '../inspect/destinations.js';
+import { defaultResolver } from '../inspect/destinations/resolve.js';
 import { credentialHeaders, type CredentialLookup, type RoutingOptions } from '../decide/route.js';
 import { CredentialSource } from '../vault/credentials.js';
 import { VAULT_KEY_ENV } from '../vault/vault.js';
