@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  classifyAddress,
-  defaultResolver,
-  findDestinations,
-  parseNumericHost,
-  type Destination,
-  type DestinationReason,
-  type NumericForm,
-} from '../src/inspect/destinations.js';
+import { findDestinations, type Destination } from '../src/inspect/destinations.js';
+import { parseNumericHost, type NumericForm } from '../src/inspect/destinations/hosts.js';
+import { classifyAddress, type DestinationReason } from '../src/inspect/destinations/ip-rules.js';
+import { defaultResolver } from '../src/inspect/destinations/resolve.js';
 
 const PUBLIC_V4 = '93.184.216.34';
 

@@ -5,18 +5,12 @@ import { countTokens as cl100kCount, encode as cl100kEncode, encodeChat as cl100
 import { countTokens as o200kCount, encodeChat as o200kChat } from 'gpt-tokenizer/encoding/o200k_base';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isSignalboxError } from '../src/core/errors.js';
-import {
-  ANTHROPIC_TOOLS_SYSTEM_PROMPT_TOKENS,
-  AUDIO_PART_TOKENS,
-  FILE_PART_TOKENS,
-  IMAGE_PART_TOKENS,
-  countTextTokens,
-  encodingForModel,
-  latestToolCalls,
-  llmApiForPath,
-  llmFacts,
-  type LlmOptions,
-} from '../src/inspect/llm.js';
+import { llmFacts, type LlmOptions } from '../src/inspect/llm.js';
+import { llmApiForPath } from '../src/inspect/llm/api.js';
+import { AUDIO_PART_TOKENS, FILE_PART_TOKENS, IMAGE_PART_TOKENS } from '../src/inspect/llm/counter.js';
+import { ANTHROPIC_TOOLS_SYSTEM_PROMPT_TOKENS } from '../src/inspect/llm/input-tokens.js';
+import { countTextTokens, encodingForModel } from '../src/inspect/llm/tokenizer.js';
+import { latestToolCalls } from '../src/inspect/llm/tool-calls.js';
 import { PriceTable } from '../src/inspect/prices.js';
 
 const options: LlmOptions = { prices: PriceTable.default(), defaultMaxOutputTokens: 4096 };

@@ -12,7 +12,8 @@ import type { VerifiedCaller } from '../identity/verifier.js';
 import { contentFacts, type ContentFacts, type ContentOptions } from '../inspect/content/facts.js';
 import { findDestinations, type Destination, type DestinationOptions } from '../inspect/destinations.js';
 import type { HttpFacts } from '../inspect/http.js';
-import { latestToolCalls, llmFacts, type LlmFacts, type LlmOptions, type ToolCallFact } from '../inspect/llm.js';
+import { llmFacts, type LlmFacts, type LlmOptions } from '../inspect/llm.js';
+import { latestToolCalls, type ToolCallFact } from '../inspect/llm/tool-calls.js';
 import type { DecisionRequest } from './decision.js';
 
 /** Facts about the request beyond HTTP: what it will cost and which tools it calls. */

@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../core/canonical-json.js';
 import { SignalboxError } from '../core/errors.js';
-import type { LlmFacts, ToolCallFact } from '../inspect/llm.js';
+import type { LlmFacts } from '../inspect/llm.js';
+import type { ToolCallFact } from '../inspect/llm/tool-calls.js';
 import type { PriceTable, TokenUsage } from '../inspect/prices.js';
 import type { EnforcementClaims } from '../policy/result.js';
 import { microToUsd, usdToMicro } from '../core/money.js';

@@ -1,0 +1,118 @@
+/**
+ * The tokenizers behind `input_tokens`: the gpt-tokenizer encodings, which one a model uses, and
+ * a cross-request cache of counts.
+ */
+import { createRequire } from 'node:module';
+
+/** The encodings counted with: `o200k_base` (gpt-4o and later, the default) and `cl100k_base`. */
+export type EncodingName = 'o200k_base' | 'cl100k_base';
+
+interface Encoder {
+  countTokens(text: string, options?: { disallowedSpecial?: Set<string> }): number;
+}
+
+const requireCjs = createRequire(import.meta.url);
+const encoders = new Map<EncodingName, Encoder>();
+
+/**
+ * Loaded on first use (each encoding is megabytes of merge ranks, ~200 ms to load) through
+ * `require`, because `llmFacts` is synchronous; cached for the life of the process.
+ */
+function encoder(name: EncodingName): Encoder {
+  let loaded = encoders.get(name);
+  if (!loaded) {
+    loaded =
+      name === 'cl100k_base'
+        ? (requireCjs('gpt-tokenizer/encoding/cl100k_base') as Encoder)
+        : (requireCjs('gpt-tokenizer/encoding/o200k_base') as Encoder);
+    encoders.set(name, loaded);
+  }
+  return loaded;
+}
+
+/** Loads the encodings now, so the first request does not pay for it. */
+export function warmUpTokenizers(): void {
+  encoder('o200k_base');
+  encoder('cl100k_base');
+}
+
+/**
+ * The encoding for a model: `cl100k_base` for gpt-4 / gpt-3.5 / text-embedding-3 and -ada-002,
+ * `o200k_base` for gpt-4o, gpt-4.1, gpt-4.5, gpt-5, the o-series and everything else.
+ *
+ * For Anthropic (and any unknown) model `o200k_base` is an approximation: Claude's tokenizer is
+ * not public, so counts differ from what Anthropic bills. Anthropic documents that Claude 4.7 and
+ * later models use a tokenizer producing ~30% more tokens for the same text than earlier ones,
+ * so expect an undercount there. Anthropic's count_tokens endpoint gives exact figures.
+ * A gateway prefix (`openai/gpt-4`) and a fine-tune prefix (`ft:gpt-4o-mini:org::id`) are ignored.
+ */
+export function encodingForModel(model: string | null): EncodingName {
+  if (model === null) return 'o200k_base';
+  const name = model.slice(model.lastIndexOf('/') + 1).toLowerCase().replace(/^ft:/, '');
+  if (/^(gpt-4o|chatgpt-4o|gpt-4\.[1-9]|gpt-[5-9]|gpt-oss|o\d|codex-)/.test(name)) return 'o200k_base';
+  if (/^(gpt-4|gpt-3\.5|gpt-35|text-embedding-3|text-embedding-ada-002)/.test(name)) return 'cl100k_base';
+  return 'o200k_base';
+}
+
+/** Special tokens in user text are text to the provider, never control tokens (and never an error). */
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+/**
+ * Counts are memoised across requests: agents resend the whole conversation on every turn, so
+ * most of a request's text was counted on the previous one. Bounded by total characters and
+ * entries, least recently used evicted first. The cache holds prompt text in process memory only.
+ */
+const CACHE_MAX_CHARS = 8_000_000;
+const CACHE_MAX_ENTRIES = 20_000;
+
+class CountCache {
+  readonly #counts = new Map<string, number>();
+  #chars = 0;
+
+  get(text: string): number | undefined {
+    const count = this.#counts.get(text);
+    if (count !== undefined) {
+      this.#counts.delete(text);
+      this.#counts.set(text, count);
+    }
+    return count;
+  }
+
+  set(text: string, count: number): void {
+    if (text.length > CACHE_MAX_CHARS / 4) return;
+    this.#counts.set(text, count);
+    this.#chars += text.length;
+    while (this.#chars > CACHE_MAX_CHARS || this.#counts.size > CACHE_MAX_ENTRIES) {
+      const oldest = this.#counts.keys().next().value as string;
+      this.#counts.delete(oldest);
+      this.#chars -= oldest.length;
+    }
+  }
+
+  clear(): void {
+    this.#counts.clear();
+    this.#chars = 0;
+  }
+}
+
+const caches = new Map<EncodingName, CountCache>();
+
+/** Empties the cross-request token count cache (tests and benchmarks). */
+export function clearTokenCountCache(): void {
+  for (const cache of caches.values()) cache.clear();
+}
+
+/** Tokens in one string with the given encoding, memoised. */
+export function countTextTokens(text: string, encoding: EncodingName): number {
+  if (text === '') return 0;
+  let cache = caches.get(encoding);
+  if (!cache) {
+    cache = new CountCache();
+    caches.set(encoding, cache);
+  }
+  const cached = cache.get(text);
+  if (cached !== undefined) return cached;
+  const count = encoder(encoding).countTokens(text, PLAIN_TEXT);
+  cache.set(text, count);
+  return count;
+}
