@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countTokens as cl100kCount, encode as cl100kEncode, encodeChat as cl100kChat } from 'gpt-tokenizer/encoding/cl100k_base';
@@ -9,7 +9,7 @@ import { llmFacts, type LlmOptions } from '../src/inspect/llm.js';
 import { llmApiForPath } from '../src/inspect/llm/api.js';
 import { AUDIO_PART_TOKENS, FILE_PART_TOKENS, IMAGE_PART_TOKENS } from '../src/inspect/llm/counter.js';
 import { ANTHROPIC_TOOLS_SYSTEM_PROMPT_TOKENS } from '../src/inspect/llm/input-tokens.js';
-import { countTextTokens, encodingForModel } from '../src/inspect/llm/tokenizer.js';
+import { clearTokenCountCache, countTextTokens, encodingForModel } from '../src/inspect/llm/tokenizer.js';
 import { latestToolCalls } from '../src/inspect/llm/tool-calls.js';
 import { PriceTable } from '../src/inspect/prices.js';
 
@@ -211,6 +211,31 @@ describe('token counting', () => {
     expect(o?.input_tokens).toBe(o200kChat(messages, 'gpt-4o').length);
     const c = llmFacts('/v1/chat/completions', { model: 'gpt-4-0613', messages }, options);
     expect(c?.input_tokens).toBe(cl100kChat(messages, 'gpt-4').length);
+  });
+});
+
+describe('token counting stays linear in time', () => {
+  it.each([
+    ['one letter', 'a', 75_000],
+    ['spaces', ' ', 4_688],
+    ['newlines', '\n', 37_500],
+    ['an emoji', '🙂', 300_000],
+  ])('counts 600,000 characters of %s in milliseconds, not minutes', (_name, unit, expected) => {
+    clearTokenCountCache();
+    const started = performance.now();
+    expect(countTextTokens(unit.repeat(600_000 / unit.length), 'o200k_base')).toBe(expected);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
+  it('counts long prose in pieces exactly as whole, or a few tokens over, never under', () => {
+    const prose = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    for (const [encoding, count] of [['o200k_base', o200kCount], ['cl100k_base', cl100kCount]] as const) {
+      clearTokenCountCache();
+      const exact = count(prose, { disallowedSpecial: new Set() });
+      const pieces = countTextTokens(prose, encoding);
+      expect(pieces).toBeGreaterThanOrEqual(exact);
+      expect(pieces - exact).toBeLessThanOrEqual(Math.ceil(exact * 0.001));
+    }
   });
 });
 

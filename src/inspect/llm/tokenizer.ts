@@ -102,6 +102,43 @@ export function clearTokenCountCache(): void {
   for (const cache of caches.values()) cache.clear();
 }
 
+/**
+ * BPE merges within one pre-token take time quadratic in its length: 600,000 repeated letters or
+ * spaces (one pre-token) took four minutes to count, on the event loop, so one request could stop
+ * every decision. Text longer than this is counted in pieces of at most {@link PIECE_CHARS}.
+ */
+export const PIECE_FROM_CHARS = 4096;
+export const PIECE_CHARS = 512;
+
+/**
+ * Where to cut `text` after `start`: before a space that begins a word (" word", after a
+ * non-space), the last one within {@link PIECE_CHARS}. The pre-tokenizer splits there anyway, so
+ * prose counts as it does whole. A run with no such place (the slow case: one letter, space or
+ * symbol repeated) is cut at the limit, which can only add a token at the cut, never lose one.
+ */
+function pieceEnd(text: string, start: number): number {
+  const limit = start + PIECE_CHARS;
+  if (limit >= text.length) return text.length;
+  for (let i = limit; i > start + PIECE_CHARS / 2; i--) {
+    if (text.charCodeAt(i) === 0x20 && !/\s/.test(text[i - 1] as string) && /[\p{L}\p{N}]/u.test(text[i + 1] ?? '')) return i;
+  }
+  // Never cut a surrogate pair in two.
+  const code = text.charCodeAt(limit - 1);
+  return code >= 0xd800 && code <= 0xdbff ? limit + 1 : limit;
+}
+
+function countUncached(text: string, encoding: EncodingName): number {
+  const tokenizer = encoder(encoding);
+  if (text.length <= PIECE_FROM_CHARS) return tokenizer.countTokens(text, PLAIN_TEXT);
+  let count = 0;
+  for (let start = 0; start < text.length; ) {
+    const end = pieceEnd(text, start);
+    count += tokenizer.countTokens(text.slice(start, end), PLAIN_TEXT);
+    start = end;
+  }
+  return count;
+}
+
 /** Tokens in one string with the given encoding, memoised. */
 export function countTextTokens(text: string, encoding: EncodingName): number {
   if (text === '') return 0;
@@ -112,7 +149,7 @@ export function countTextTokens(text: string, encoding: EncodingName): number {
   }
   const cached = cache.get(text);
   if (cached !== undefined) return cached;
-  const count = encoder(encoding).countTokens(text, PLAIN_TEXT);
+  const count = countUncached(text, encoding);
   cache.set(text, count);
   return count;
 }
