@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SignalboxError } from '../src/core/errors.js';
 import { CredentialSource, type CredentialSourceOptions } from '../src/vault/credentials.js';
 import { runVaultCommand } from '../src/cli/vault.js';
-import { Vault, createKeyring, keyringFromEnv, type VaultKeyring } from '../src/vault/vault.js';
+import { createKeyring, keyringFromEnv, type VaultKeyring } from '../src/vault/keyring.js';
+import { Vault } from '../src/vault/vault.js';
 import { capturedLogger } from './helpers/logs.js';
 
 const SECRET = 'sk-test-SUPER-SECRET-value-0123456789';

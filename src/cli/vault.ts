@@ -9,7 +9,9 @@
 import { resolve } from 'node:path';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { DEFAULT_VAULT_FILE, VAULT_KEY_ENV, VAULT_OLD_KEYS_ENV, Vault, keyringFromEnv } from '../vault/vault.js';
+import { DEFAULT_VAULT_FILE } from '../vault/file.js';
+import { VAULT_KEY_ENV, VAULT_OLD_KEYS_ENV, keyringFromEnv } from '../vault/keyring.js';
+import { Vault } from '../vault/vault.js';
 import { UsageError } from './command.js';
 
 const MAX_STDIN_BYTES = 64 * 1024;
