@@ -8,7 +8,9 @@ import { inspect } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SignalboxError } from '../src/core/errors.js';
 import { CredentialSource, type CredentialSourceOptions } from '../src/vault/credentials.js';
-import { Vault, createKeyring, keyringFromEnv, runVaultCommand, type VaultKeyring } from '../src/vault/vault.js';
+import { runVaultCommand } from '../src/cli/vault.js';
+import { createKeyring, keyringFromEnv, type VaultKeyring } from '../src/vault/keyring.js';
+import { Vault } from '../src/vault/vault.js';
 import { capturedLogger } from './helpers/logs.js';
 
 const SECRET = 'sk-test-SUPER-SECRET-value-0123456789';

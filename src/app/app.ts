@@ -23,7 +23,7 @@ import { projectRoot } from '../core/paths.js';
 import { defaultResolver } from '../inspect/destinations/resolve.js';
 import { credentialHeaders, type CredentialLookup, type RoutingOptions } from '../decide/route.js';
 import { CredentialSource } from '../vault/credentials.js';
-import { VAULT_KEY_ENV } from '../vault/vault.js';
+import { VAULT_KEY_ENV } from '../vault/keyring.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { PolicySource, type BundleObservation } from '../bundles/source.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from '../transport/grpc.js';

@@ -1,8 +1,9 @@
 /**
  * Simulated requests: the short form policy tests and `signalbox eval --request` are written in
- * (a user, a route, a model, a body), expanded to the DecisionRequest a real gateway's request
- * would become, and decided by the service's own pipeline (`createPipeline`), with a frozen
- * clock, an in-memory store, a DNS table and an ephemeral signing key.
+ * (a user, a route, a model, a body; short-request.ts), expanded to the DecisionRequest a real
+ * gateway's request would become (door-request.ts), and decided by the service's own pipeline
+ * (`createPipeline`), with a frozen clock, an in-memory store, a DNS table and an ephemeral
+ * signing key.
  *
  * Nothing here is a second implementation of the service: the request goes through the adapters'
  * mappings (`decisionRequestFromHttp`, `fromCheckRequest`), the token is a real JWT verified by
@@ -15,13 +16,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWTPayload } from 'jose';
-import { z } from 'zod';
-import { fromCheckRequest } from '../transport/doors/envoy-grpc.js';
-import { AUTHZ_DOOR_NAMES } from '../transport/doors/http-authz.js';
-import { decisionRequestFromHttp, type ForwardedRequest } from '../transport/doors/http-request.js';
-import { KONG_DOOR, OPA_REST_DOOR } from '../transport/doors/opa-rest.js';
-import { LITELLM_DOOR } from '../transport/doors/litellm.js';
-import { SIGNALBOX_DOOR } from '../transport/doors/signalbox-grpc.js';
+import type { ForwardedRequest } from '../transport/doors/http-request.js';
 import type { AuditSink } from '../audit/log.js';
 import type { SignalboxConfig } from '../config/schema.js';
 import { MemoryStore } from '../enforce/memory-store.js';
@@ -33,86 +28,14 @@ import { createPipeline } from '../app/app.js';
 import type { DecisionPipeline, DecisionTrace } from '../decide/decide.js';
 import type { DecisionRequest } from '../decide/decision.js';
 import type { CredentialLookup } from '../decide/route.js';
-
-/** Doors a simulated request can come through, by their short names. */
-export const SIMULATED_DOORS = ['native', 'envoy', 'envoy-http', 'nginx', 'caddy', 'opa', 'kong', 'litellm'] as const;
-export type SimulatedDoor = (typeof SIMULATED_DOORS)[number];
+import { defaultPath, doorRequest, shortBody } from './door-request.js';
+import type { ShortRequest, SimulatedUser, TokenShape } from './short-request.js';
 
 /** Issuer and audience of simulated tokens when the config names none. */
 export const SIMULATED_ISSUER = 'https://issuer.signalbox.test';
 export const SIMULATED_AUDIENCE = 'signalbox';
 
-const jsonValue: z.ZodType<unknown> = z.unknown();
-
-/** A caller: the claims of the token minted for them. Keys other than these are extra claims. */
-export const userSchema = z
-  .object({
-    sub: z.string().min(1),
-    roles: z.array(z.string()).optional(),
-    team: z.string().optional(),
-    tenant: z.string().optional(),
-    scope: z.union([z.string(), z.array(z.string())]).optional(),
-  })
-  .catchall(jsonValue);
-
-/** How the minted token deviates from a valid one, to test identity failures. */
-export const tokenShapeSchema = z
-  .object({
-    /** Seconds from the frozen clock to `exp` (default 300; negative: expired). */
-    expires_in: z.number().int().optional(),
-    /** Seconds from the frozen clock to `nbf` (positive: not yet valid). */
-    not_before_in: z.number().int().optional(),
-    issuer: z.string().optional(),
-    audience: z.union([z.string(), z.array(z.string())]).optional(),
-    /** Sign with a key the JWKS does not hold (same kid): token_signature_invalid. */
-    untrusted_key: z.boolean().optional(),
-    /** Sign with a kid the JWKS does not hold: token_key_not_found. */
-    unknown_kid: z.boolean().optional(),
-  })
-  .strict();
-
-const headerValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
-
-/** The short form of a request. Every field is optional; see README, "Testing policies". */
-export const shortRequestSchema = z
-  .object({
-    door: z.enum(SIMULATED_DOORS).optional(),
-    /** A user named in the suite's `users`, or their claims inline. */
-    user: z.union([z.string().min(1), userSchema]).optional(),
-    /** The raw token to present (the header is "<scheme> <token>"), or how to bend the user's; null: none. */
-    token: z.union([z.string(), tokenShapeSchema, z.null()]).optional(),
-    /** The agent acting for the user: the token's `act.sub`. */
-    agent: z.string().min(1).optional(),
-    /** The OAuth client (the token's client_id claim, `azp` by default). */
-    client_id: z.string().min(1).optional(),
-    method: z.string().min(1).optional(),
-    /** Path with query string; default /v1/chat/completions when a model or messages are named. */
-    path: z.string().startsWith('/').optional(),
-    host: z.string().optional(),
-    model: z.string().optional(),
-    /** One user message (shorthand for messages). */
-    prompt: z.string().optional(),
-    messages: z.array(jsonValue).optional(),
-    /** Tool names (shaped for the API the path names) or tool objects as sent. */
-    tools: z.array(z.union([z.string(), z.record(z.string(), jsonValue)])).optional(),
-    /** An MCP tools/call (path default /mcp). */
-    tool_call: z.object({ name: z.string().min(1), arguments: z.record(z.string(), jsonValue).optional() }).strict().optional(),
-    max_tokens: z.number().int().positive().optional(),
-    stream: z.boolean().optional(),
-    /** The whole body: an object (sent as JSON) or text. Replaces model/messages/tools. */
-    body: z.union([z.string(), z.record(z.string(), jsonValue), z.array(jsonValue)]).optional(),
-    headers: z.record(z.string(), headerValue).optional(),
-    /** The agent session (the first of identity.session_headers). */
-    session: z.string().min(1).optional(),
-    source_address: z.string().optional(),
-    source_principal: z.string().optional(),
-    context_extensions: z.record(z.string(), z.string()).optional(),
-  })
-  .strict();
-
-export type ShortRequest = z.output<typeof shortRequestSchema>;
-export type SimulatedUser = z.output<typeof userSchema>;
-
+/** What lies outside the process, as a simulation fixes it: the clock, users, DNS, vault names, audit. */
 export interface SimulationSettings {
   /** Frozen time, ns since the epoch; `setNow` changes it between requests. */
   readonly nowNs: bigint;
@@ -172,40 +95,6 @@ function setClaim(payload: Record<string, unknown>, path: string, value: unknown
   }
   node[segments[segments.length - 1] as string] = value;
 }
-
-const LLM_PATHS = { anthropic: '/v1/messages', responses: '/v1/responses', chat: '/v1/chat/completions' };
-
-function shapedTool(path: string, tool: string | Record<string, unknown>): Record<string, unknown> {
-  if (typeof tool !== 'string') return tool;
-  if (path.endsWith(LLM_PATHS.anthropic)) return { name: tool, input_schema: { type: 'object', properties: {} } };
-  if (path.endsWith(LLM_PATHS.responses)) return { type: 'function', name: tool, parameters: { type: 'object', properties: {} } };
-  return { type: 'function', function: { name: tool, parameters: { type: 'object', properties: {} } } };
-}
-
-/** The body the short form describes, or undefined for none. */
-function shortBody(request: ShortRequest, path: string): unknown {
-  if (request.body !== undefined) return request.body;
-  if (request.tool_call) {
-    return { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: request.tool_call.name, arguments: request.tool_call.arguments ?? {} } };
-  }
-  if (request.model === undefined && request.messages === undefined && request.prompt === undefined && request.tools === undefined) return undefined;
-  const responses = path.endsWith(LLM_PATHS.responses);
-  const messages = request.messages ?? [{ role: 'user', content: request.prompt ?? 'Hello' }];
-  return {
-    ...(request.model !== undefined ? { model: request.model } : {}),
-    ...(responses ? { input: messages } : { messages }),
-    ...(request.tools ? { tools: request.tools.map((t) => shapedTool(path, t)) } : {}),
-    ...(request.max_tokens !== undefined ? { [responses ? 'max_output_tokens' : 'max_tokens']: request.max_tokens } : {}),
-    ...(request.stream !== undefined ? { stream: request.stream } : {}),
-  };
-}
-
-function defaultPath(request: ShortRequest): string {
-  if (request.path) return request.path;
-  if (request.tool_call) return '/mcp';
-  return LLM_PATHS.chat;
-}
-
 /**
  * The service's pipeline under test conditions. One per suite (the bundle is loaded once); the
  * store is emptied before every request, so cases do not see each other's reservations.
@@ -284,7 +173,7 @@ export class Simulation {
   }
 
   /** Mints the token the short form's user would present, at the frozen time. */
-  async mint(user: SimulatedUser, shape: z.output<typeof tokenShapeSchema> = {}, extra: { agent?: string; clientId?: string } = {}): Promise<string> {
+  async mint(user: SimulatedUser, shape: TokenShape = {}, extra: { agent?: string; clientId?: string } = {}): Promise<string> {
     const mapping = this.config.identity.claims;
     const { sub, roles, team, tenant, scope, ...claims } = user;
     const payload: Record<string, unknown> = { ...claims };
@@ -350,28 +239,7 @@ export class Simulation {
       ...(short.source_principal ? { sourcePrincipal: short.source_principal } : {}),
       ...(short.context_extensions ? { contextExtensions: short.context_extensions } : {}),
     };
-    switch (short.door ?? 'native') {
-      case 'native':
-        return decisionRequestFromHttp(SIGNALBOX_DOOR, forwarded, true);
-      case 'litellm':
-        return decisionRequestFromHttp(LITELLM_DOOR, forwarded, true);
-      case 'opa':
-        return decisionRequestFromHttp(OPA_REST_DOOR, forwarded, false);
-      case 'kong':
-        return decisionRequestFromHttp(KONG_DOOR, forwarded, false);
-      case 'envoy-http':
-        return decisionRequestFromHttp(AUTHZ_DOOR_NAMES.envoy, forwarded, false);
-      case 'nginx':
-      case 'caddy': {
-        const door = short.door === 'nginx' ? AUTHZ_DOOR_NAMES.nginx : AUTHZ_DOOR_NAMES.caddy;
-        const { body: _dropped, ...withoutBody } = forwarded;
-        const noBodyHeaders = { ...headers };
-        delete noBodyHeaders['content-length'];
-        return { ...decisionRequestFromHttp(door, { ...withoutBody, headers: noBodyHeaders }, false), bodyForwarded: false };
-      }
-      case 'envoy':
-        return fromCheckRequest({ attributes: envoyAttributes(forwarded, this.clock.ns) });
-    }
+    return doorRequest(short.door ?? 'native', forwarded, this.clock.ns);
   }
 
   /** Decides a short-form request at the frozen time, against an empty store. */
@@ -385,36 +253,6 @@ export class Simulation {
     await this.store.reset();
     await rm(this.tempDir, { recursive: true, force: true });
   }
-}
-
-/** What Envoy's ext_authz filter sends for the same request (as proto-loader decodes it). */
-function envoyAttributes(req: ForwardedRequest, nowNs: bigint): Record<string, unknown> {
-  const body = req.body;
-  const source = req.sourceAddress ? /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(req.sourceAddress) : null;
-  return {
-    ...(source || req.sourcePrincipal
-      ? {
-          source: {
-            ...(source ? { address: { socketAddress: { address: source[1], ...(source[2] ? { portValue: Number(source[2]) } : {}) } } } : {}),
-            ...(req.sourcePrincipal ? { principal: req.sourcePrincipal } : {}),
-          },
-        }
-      : {}),
-    request: {
-      time: { seconds: Number(nowNs / 1_000_000_000n), nanos: Number(nowNs % 1_000_000_000n) },
-      http: {
-        id: 'simulated',
-        method: req.method,
-        headers: { ...req.headers, ':authority': req.host ?? '', ':method': req.method ?? 'GET', ':path': req.path ?? '/' },
-        path: req.path,
-        host: req.host,
-        scheme: req.scheme,
-        protocol: req.protocol,
-        ...(body && body.length > 0 ? { body: body.toString('utf8'), size: body.length } : {}),
-      },
-    },
-    ...(req.contextExtensions ? { contextExtensions: req.contextExtensions } : {}),
-  };
 }
 
 /** The UTC offset of an RFC 3339 zone ("Z", "+02:00", "-05:30") in milliseconds. */

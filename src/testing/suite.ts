@@ -8,7 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SignalboxError } from '../core/errors.js';
-import { parseRfc3339Ns, shortRequestSchema, userSchema, type ShortRequest } from './simulate.js';
+import { shortRequestSchema, userSchema, type ShortRequest } from './short-request.js';
+import { parseRfc3339Ns } from './simulate.js';
 
 /** Table files: `<name>_test.yaml`, `.yml` or `.json` (the `_test` suffix keeps them out of bundles). */
 export const TABLE_FILE = /_test\.(ya?ml|json)$/;

@@ -16,7 +16,8 @@ import { inspect } from 'node:util';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { FileWatch, fileFingerprint } from '../core/file-watch.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { Vault, keyringFromEnv, type VaultKeyring } from './vault.js';
+import { keyringFromEnv, type VaultKeyring } from './keyring.js';
+import { Vault } from './vault.js';
 
 export interface CredentialSourceOptions {
   /** The vault file (config `vault.file`); relative paths resolve from the working directory. It may not exist yet. */

@@ -2,247 +2,25 @@
  * The credential vault: provider API keys in one file, each entry encrypted at rest with
  * AES-256-GCM under a master key taken from the environment.
  *
- * - `SIGNALBOX_VAULT_KEY` = `kid:base64(32 bytes)` is the current key; new and rotated entries
- *   are written under it.
- * - `SIGNALBOX_VAULT_OLD_KEYS` = comma-separated `kid:base64` keys that can still decrypt entries
- *   written before a rotation. Rotation: make the new key current, move the old one here, run
- *   `signalbox vault rotate`, then drop the old key.
- *
- * Each entry's additional authenticated data binds the entry name and key id, so moving a
- * ciphertext to another name or relabelling its kid fails authentication instead of decrypting.
- * Values and keys never appear in errors, logs, `util.inspect` or `JSON.stringify` output.
+ * Keys come from the environment (keyring.ts); the file format and its atomic writes are
+ * file.ts. Values and keys never appear in errors, logs, `util.inspect` or `JSON.stringify` output.
  *
  * Error codes: `vault_key_invalid` (a key variable missing or malformed), `vault_file_invalid`
  * (the file unreadable or malformed), `vault_key_unknown` (an entry under a key id the keyring
  * lacks), `vault_decrypt_failed` (an entry that does not authenticate), `vault_write_failed`.
- * The running server reads the vault through `CredentialSource` (credentials.ts).
+ * The running server reads the vault through `CredentialSource` (credentials.ts); the
+ * `signalbox vault` command that writes it is src/cli/vault.ts.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { IV_BYTES, NAME_PATTERN, TAG_BYTES, aad, fileError, parseFile, serialise, writeAtomically, type EntryRecord } from './file.js';
+import { VAULT_KEY_ENV, VAULT_OLD_KEYS_ENV, type VaultKeyring } from './keyring.js';
 
-export const VAULT_KEY_ENV = 'SIGNALBOX_VAULT_KEY';
-export const VAULT_OLD_KEYS_ENV = 'SIGNALBOX_VAULT_OLD_KEYS';
-export const DEFAULT_VAULT_FILE = 'vault/credentials.json';
-
-const FILE_VERSION = 1;
-const KEY_BYTES = 32;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-const KID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-/** Entry names: what a policy's `route.credential` refers to (openai, anthropic/prod, team-a.azure). */
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;
-const MAX_STDIN_BYTES = 64 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// Keys
-
-/*
- * Masking survives pino: its redaction copies each logged object one level down as
- * Object.create(prototype) plus the own enumerable properties, so a prototype toJSON would run on
- * a copy without the private fields (or typed-array internals) it reads. The toJSON methods here
- * are therefore own enumerable closures: the copy carries them and they need no `this`.
- */
-
-/** Makes a key Buffer print and serialise as a placeholder, whoever logs it. */
-function maskKey(key: Buffer): Buffer {
-  Object.defineProperty(key, 'toJSON', { value: () => '[vault key redacted]', enumerable: true });
-  Object.defineProperty(key, inspect.custom, { value: () => '[vault key redacted]', enumerable: false });
-  return key;
-}
-
-class MaskedKeyMap extends Map<string, Buffer> {
-  readonly toJSON = (): Record<string, string> => Object.fromEntries([...this.keys()].map((kid) => [kid, '[vault key redacted]']));
-
-  [inspect.custom](): string {
-    return `Map(${this.size}) { ${[...this.keys()].map((kid) => `${kid}: [vault key redacted]`).join(', ')} }`;
-  }
-}
-
-export interface VaultKeyring {
-  readonly current: { readonly kid: string; readonly key: Buffer };
-  readonly old: ReadonlyMap<string, Buffer>;
-}
-
-function keyError(message: string, variable: string): SignalboxError {
-  return new SignalboxError('vault_key_invalid', message, { details: { variable } });
-}
-
-/**
- * Builds a keyring from keys already in memory (the CLI and tests; production uses
- * {@link keyringFromEnv}). The buffers are copied; the copies are masked in output.
- */
-export function createKeyring(current: { kid: string; key: Buffer }, oldKeys: Iterable<readonly [string, Buffer]> = []): VaultKeyring {
-  const old = [...oldKeys];
-  for (const [kid, key] of [[current.kid, current.key] as const, ...old]) {
-    if (!KID_PATTERN.test(kid)) throw keyError('a vault key id must be 1-64 letters, digits, ".", "_" or "-"', 'kid');
-    if (key.length !== KEY_BYTES) throw keyError(`vault key "${kid}" is ${key.length} bytes; AES-256 needs exactly ${KEY_BYTES}`, 'key');
-  }
-  const oldMap = new MaskedKeyMap();
-  for (const [kid, key] of old) {
-    if (kid === current.kid) {
-      if (!key.equals(current.key)) throw keyError(`old key id "${kid}" is also the current key id, with a different key`, VAULT_OLD_KEYS_ENV);
-      continue;
-    }
-    if (oldMap.has(kid)) throw keyError(`old key id "${kid}" is given twice`, VAULT_OLD_KEYS_ENV);
-    oldMap.set(kid, maskKey(Buffer.from(key)));
-  }
-  const currentKey = Object.freeze({
-    kid: current.kid,
-    key: maskKey(Buffer.from(current.key)),
-    toJSON: () => ({ kid: current.kid, key: '[vault key redacted]' }),
-    [inspect.custom]: () => `{ kid: '${current.kid}', key: [vault key redacted] }`,
-  });
-  const kids = [current.kid, ...oldMap.keys()];
-  return Object.freeze({
-    current: currentKey,
-    old: oldMap,
-    toJSON: () => ({ current: current.kid, old: kids.slice(1) }),
-    [inspect.custom]: () => `VaultKeyring { current: '${current.kid}', old: [${kids.slice(1).map((k) => `'${k}'`).join(', ')}] }`,
-  });
-}
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$|^[A-Za-z0-9_-]+$/;
-
-/** Parses one `kid:base64key`; messages name the variable and kid, never the key text. */
-function parseKeySpec(spec: string, variable: string): { kid: string; key: Buffer } {
-  const colon = spec.indexOf(':');
-  if (colon < 0) {
-    throw keyError(`${variable} has no key id: expected "<kid>:<base64 of ${KEY_BYTES} random bytes>", for example k1:$(openssl rand -base64 ${KEY_BYTES})`, variable);
-  }
-  const kid = spec.slice(0, colon).trim();
-  const encoded = spec.slice(colon + 1).trim();
-  if (!KID_PATTERN.test(kid)) throw keyError(`${variable} has an invalid key id: use 1-64 letters, digits, ".", "_" or "-" before the ":"`, variable);
-  if (encoded === '' || !BASE64.test(encoded)) throw keyError(`${variable}: the key for key id "${kid}" is not valid base64`, variable);
-  const key = Buffer.from(encoded, 'base64');
-  if (key.length !== KEY_BYTES) {
-    throw keyError(`${variable}: the key for key id "${kid}" decodes to ${key.length} bytes; AES-256 needs exactly ${KEY_BYTES}`, variable);
-  }
-  return { kid, key };
-}
-
-/**
- * Reads the vault keyring from `SIGNALBOX_VAULT_KEY` (required) and `SIGNALBOX_VAULT_OLD_KEYS`
- * (optional). Errors are `vault_key_invalid` and name the variable and key id, never key material.
- */
-export function keyringFromEnv(env: NodeJS.ProcessEnv): VaultKeyring {
-  const currentSpec = env[VAULT_KEY_ENV]?.trim();
-  if (!currentSpec) {
-    throw keyError(`${VAULT_KEY_ENV} is not set: expected "<kid>:<base64 of ${KEY_BYTES} random bytes>", for example k1:$(openssl rand -base64 ${KEY_BYTES})`, VAULT_KEY_ENV);
-  }
-  const current = parseKeySpec(currentSpec, VAULT_KEY_ENV);
-  const old = (env[VAULT_OLD_KEYS_ENV] ?? '')
-    .split(',')
-    .map((spec) => spec.trim())
-    .filter((spec) => spec !== '')
-    .map((spec) => parseKeySpec(spec, VAULT_OLD_KEYS_ENV));
-  const keyring = createKeyring(current, old.map(({ kid, key }) => [kid, key] as const));
-  current.key.fill(0);
-  for (const { key } of old) key.fill(0);
-  return keyring;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The file
-
-interface EntryRecord {
-  readonly kid: string;
-  readonly iv: string;
-  readonly ciphertext: string;
-  readonly tag: string;
-  readonly created_at: string;
-  readonly updated_at: string;
-}
-
-/** Binds a ciphertext to its entry name and key id; JSON so no two (name, kid) pairs collide. */
-function aad(name: string, kid: string): Buffer {
-  return Buffer.from(JSON.stringify(['signalbox-vault', FILE_VERSION, name, kid]), 'utf8');
-}
-
-function fileError(path: string, problem: string, cause?: unknown): SignalboxError {
-  return new SignalboxError('vault_file_invalid', `vault file ${path} ${problem}`, cause === undefined ? { details: { path } } : { cause, details: { path } });
-}
-
-function decodeField(path: string, name: string, field: string, value: unknown, bytes?: number): Buffer {
-  if (typeof value !== 'string' || !BASE64.test(value)) throw fileError(path, `is malformed: entry "${name}" field "${field}" is not base64`);
-  const decoded = Buffer.from(value, 'base64');
-  if (bytes !== undefined && decoded.length !== bytes) {
-    throw fileError(path, `is malformed: entry "${name}" field "${field}" is ${decoded.length} bytes, expected ${bytes}`);
-  }
-  return decoded;
-}
-
-function parseFile(path: string, text: string): Map<string, EntryRecord> {
-  let document: unknown;
-  try {
-    document = JSON.parse(text);
-  } catch (error) {
-    throw fileError(path, 'is not valid JSON', error);
-  }
-  if (document === null || typeof document !== 'object' || Array.isArray(document)) throw fileError(path, 'is malformed: expected a JSON object');
-  const { version, entries } = document as { version?: unknown; entries?: unknown };
-  if (version !== FILE_VERSION) throw fileError(path, `has version ${JSON.stringify(version)}; this Signalbox reads version ${FILE_VERSION}`);
-  if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) throw fileError(path, 'is malformed: "entries" must be an object');
-  const result = new Map<string, EntryRecord>();
-  for (const [name, raw] of Object.entries(entries as Record<string, unknown>)) {
-    if (!NAME_PATTERN.test(name)) throw fileError(path, `is malformed: entry name ${JSON.stringify(name.slice(0, 64))} is not a valid name`);
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw fileError(path, `is malformed: entry "${name}" is not an object`);
-    const entry = raw as Record<string, unknown>;
-    if (typeof entry.kid !== 'string' || !KID_PATTERN.test(entry.kid)) throw fileError(path, `is malformed: entry "${name}" has no valid "kid"`);
-    decodeField(path, name, 'iv', entry.iv, IV_BYTES);
-    decodeField(path, name, 'ciphertext', entry.ciphertext);
-    decodeField(path, name, 'tag', entry.tag, TAG_BYTES);
-    for (const field of ['created_at', 'updated_at'] as const) {
-      const value = entry[field];
-      if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) throw fileError(path, `is malformed: entry "${name}" field "${field}" is not an RFC 3339 time`);
-    }
-    result.set(name, {
-      kid: entry.kid,
-      iv: entry.iv as string,
-      ciphertext: entry.ciphertext as string,
-      tag: entry.tag as string,
-      created_at: entry.created_at as string,
-      updated_at: entry.updated_at as string,
-    });
-  }
-  return result;
-}
-
-/** Writes the whole file to a 0600 temp file in the same directory, fsyncs it, then renames it over. */
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await chmod(temp, 0o600); // a umask can only take bits away; this also puts back any it took
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw new SignalboxError('vault_write_failed', `could not write the vault file ${path}: ${describeCause(error)}`, { cause: error, details: { path } });
-  }
-  // Persist the rename itself; not every platform lets a directory be opened, so best effort.
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // The data is written and renamed; only crash durability of the rename is weaker.
-  }
-}
-
+/** How a vault is opened: its logger and clock. */
 export interface VaultOptions {
   /** Where entry changes are logged (names and key ids only). Default: silent. */
   readonly logger?: Logger;
@@ -353,7 +131,7 @@ export class Vault {
     return count ?? 0;
   }
 
-  /** What JSON.stringify and loggers show: path, entry count and current key id (an own property: see maskKey). */
+  /** What JSON.stringify and loggers show: path, entry count and current key id (an own property: see maskKey in keyring.ts). */
   readonly toJSON = (): { path: string; entries: number; kid: string } => ({ path: this.path, entries: this.#entries.size, kid: this.#keyring.current.kid });
 
   [inspect.custom](): string {
@@ -369,7 +147,7 @@ export class Vault {
       const next = new Map(this.#entries);
       const result = change(next);
       if (result === undefined) return undefined;
-      await writeAtomically(this.path, this.#serialise(next));
+      await writeAtomically(this.path, serialise(next));
       this.#entries = next;
       return result;
     };
@@ -397,11 +175,6 @@ export class Vault {
     }
   }
 
-  #serialise(entries: Map<string, EntryRecord>): string {
-    const sorted: Record<string, EntryRecord> = {};
-    for (const name of [...entries.keys()].sort()) sorted[name] = entries.get(name) as EntryRecord;
-    return `${JSON.stringify({ version: FILE_VERSION, entries: sorted }, null, 2)}\n`;
-  }
 
   #encrypt(name: string, value: string, createdAt: string, updatedAt: string): EntryRecord {
     const { kid, key } = this.#keyring.current;
@@ -447,169 +220,5 @@ export class Vault {
         { cause: error, details: { entry: name, kid: entry.kid } },
       );
     }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The `signalbox vault` command
-
-export interface VaultCommandIo {
-  readonly env: NodeJS.ProcessEnv;
-  readonly stdout: { write(chunk: string): unknown };
-  readonly stderr: { write(chunk: string): unknown };
-  readonly stdin: AsyncIterable<Buffer | string> & { readonly isTTY?: boolean };
-  /** Where the default vault/credentials.json is resolved from. Default: process.cwd(). */
-  readonly cwd?: string;
-  readonly logger?: Logger;
-}
-
-export const VAULT_USAGE = `usage: signalbox vault <command> [--file PATH]
-
-commands:
-  set <name> [--from-env VAR]   store a credential; the value is read from stdin, or from the
-                                environment variable VAR (never from the command line)
-  list                          entry names, key ids and last change (never values)
-  remove <name>                 delete an entry
-  rotate                        re-encrypt every entry under the current key
-
-options:
-  --file PATH                   the vault file (default: ${DEFAULT_VAULT_FILE} in the current directory)
-
-keys: ${VAULT_KEY_ENV}=<kid>:<base64 of 32 bytes> (current),
-      ${VAULT_OLD_KEYS_ENV}=<kid>:<base64>,... (still accepted for decryption during a rotation)`;
-
-class UsageError extends Error {}
-
-interface ParsedCommand {
-  command: string | undefined;
-  positionals: string[];
-  file: string | undefined;
-  fromEnv: string | undefined;
-  help: boolean;
-}
-
-/** A small parser of our own: node's parseArgs echoes unknown arguments, which may be secrets. */
-function parseCommand(args: readonly string[]): ParsedCommand {
-  const rest = args[0] === 'vault' ? args.slice(1) : [...args];
-  const parsed: ParsedCommand = { command: undefined, positionals: [], file: undefined, fromEnv: undefined, help: false };
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i] as string;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    if (flag === '--file' || flag === '--from-env') {
-      const value = inline ?? rest[++i];
-      if (value === undefined || value === '') throw new UsageError(`${flag} needs a value`);
-      if (flag === '--file') parsed.file = value;
-      else parsed.fromEnv = value;
-    } else if (flag === '-h' || flag === '--help') {
-      parsed.help = true;
-    } else if (flag.startsWith('-') && flag !== '-') {
-      // Not echoed: an unknown "option" may be a value someone tried to pass (--sk-..., --value=...).
-      throw new UsageError('unknown option (the options are --file, --from-env and --help)');
-    } else if (parsed.command === undefined) {
-      parsed.command = arg;
-    } else {
-      parsed.positionals.push(arg);
-    }
-  }
-  return parsed;
-}
-
-async function readStdin(stdin: VaultCommandIo['stdin']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stdin) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-    size += buffer.length;
-    if (size > MAX_STDIN_BYTES) throw new UsageError(`the value on stdin is longer than ${MAX_STDIN_BYTES} bytes`);
-    chunks.push(buffer);
-  }
-  const all = Buffer.concat(chunks);
-  const text = all.toString('utf8').replace(/\r?\n$/, '');
-  all.fill(0);
-  return text;
-}
-
-/**
- * `signalbox vault ...`: `args` are the words after `vault` (a leading "vault" is also
- * accepted). Returns the exit code: 0 done, 1 failed (or `remove` found nothing), 2 usage.
- */
-export async function runVaultCommand(args: string[], io: VaultCommandIo): Promise<number> {
-  let parsed: ParsedCommand;
-  try {
-    parsed = parseCommand(args);
-  } catch (error) {
-    io.stderr.write(`signalbox vault: ${(error as Error).message}\n\n${VAULT_USAGE}\n`);
-    return 2;
-  }
-  if (parsed.help || parsed.command === undefined || parsed.command === 'help') {
-    (parsed.help || parsed.command === 'help' ? io.stdout : io.stderr).write(`${VAULT_USAGE}\n`);
-    return parsed.command === undefined && !parsed.help ? 2 : 0;
-  }
-  const usage = (message: string): number => {
-    io.stderr.write(`signalbox vault: ${message}\n\n${VAULT_USAGE}\n`);
-    return 2;
-  };
-  const { command, positionals } = parsed;
-  const arity: Record<string, number> = { set: 1, list: 0, remove: 1, rotate: 0 };
-  const expected = arity[command];
-  if (expected === undefined) return usage('unknown command (the commands are set, list, remove and rotate)');
-  if (command === 'set' && positionals.length > 1) {
-    return usage('vault set never takes the value as an argument (it would be kept in shell history and shown by ps): pipe it on stdin or use --from-env VAR');
-  }
-  if (positionals.length !== expected) return usage(expected === 0 ? `vault ${command} takes no arguments` : `vault ${command} needs an entry name`);
-  if (parsed.fromEnv !== undefined && command !== 'set') return usage('--from-env only applies to vault set');
-
-  const path = resolve(io.cwd ?? process.cwd(), parsed.file ?? DEFAULT_VAULT_FILE);
-  try {
-    const vault = await Vault.open(path, keyringFromEnv(io.env), io.logger ? { logger: io.logger } : {});
-    switch (command) {
-      case 'set': {
-        const name = positionals[0] as string;
-        let value: string;
-        if (parsed.fromEnv !== undefined) {
-          const fromEnv = io.env[parsed.fromEnv];
-          if (fromEnv === undefined || fromEnv === '') {
-            io.stderr.write(`signalbox vault: environment variable ${parsed.fromEnv.slice(0, 64)} is not set or empty\n`);
-            return 1;
-          }
-          value = fromEnv;
-        } else {
-          if (io.stdin.isTTY) io.stderr.write(`enter the value for "${name}", then press Ctrl-D (it is echoed; prefer a pipe or --from-env):\n`);
-          value = await readStdin(io.stdin);
-          if (value === '') {
-            io.stderr.write('signalbox vault: no value on stdin; pipe the value in, or use --from-env VAR\n');
-            return 1;
-          }
-        }
-        await vault.set(name, value);
-        io.stdout.write(`stored "${name}" under key id "${vault.toJSON().kid}" in ${vault.path}\n`);
-        return 0;
-      }
-      case 'list': {
-        const entries = vault.list();
-        if (entries.length === 0) io.stderr.write(`vault ${vault.path} has no entries\n`);
-        for (const entry of entries) io.stdout.write(`${entry.name}\t${entry.kid}\t${entry.updated_at}\n`);
-        return 0;
-      }
-      case 'remove': {
-        const name = positionals[0] as string;
-        if (await vault.remove(name)) {
-          io.stdout.write(`removed "${name}" from ${vault.path}\n`);
-          return 0;
-        }
-        io.stderr.write(`signalbox vault: no entry named "${name}" in ${vault.path}\n`);
-        return 1;
-      }
-      default: {
-        const count = await vault.rotate();
-        io.stdout.write(`re-encrypted ${count} ${count === 1 ? 'entry' : 'entries'} under key id "${vault.toJSON().kid}"\n`);
-        return 0;
-      }
-    }
-  } catch (error) {
-    if (error instanceof UsageError) return usage(error.message);
-    const message = error instanceof SignalboxError ? `${error.code}: ${error.message}` : `internal_error: ${describeCause(error)}`;
-    io.stderr.write(`signalbox vault: ${message}\n`);
-    return 1;
   }
 }

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../src/core/log.js';
 import { CredentialSource } from '../../src/vault/credentials.js';
-import { Vault, createKeyring } from '../../src/vault/vault.js';
+import { createKeyring } from '../../src/vault/keyring.js';
+import { Vault } from '../../src/vault/vault.js';
 
 /** A fresh master key and a provider key that looks real, so tests can search logs for them. */
 export function testSecrets(): { masterKey: Buffer; openaiKey: string } {
