@@ -23,6 +23,7 @@ import { createHash, createPrivateKey, createPublicKey, KeyObject, type webcrypt
 import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { SignalboxError } from '../core/errors.js';
+import { canonicalGoJson, compareUtf8, JsonNumber, parseGoJson, wellFormed, type JsonValue } from '../core/go-json.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -149,158 +150,21 @@ export function parsePrivateKey(key: string | KeyObject | CryptoKey): KeyObject 
 // ---------------------------------------------------------------------------------------------
 // OPA's canonical hashing of structured files (hash.go `walk`)
 
-/** A parsed JSON value that keeps numbers exactly as written, as Go's `json.Number` does. */
-type Canonical = null | boolean | string | { readonly number: string } | Canonical[] | Map<string, Canonical>;
-
 const MAX_DEPTH = 1000;
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
 
-class StrictJsonParser {
-  private pos = 0;
-  constructor(private readonly text: string) {}
-
-  parseDocument(): Canonical {
-    this.skipWhitespace();
-    const value = this.value(0);
-    this.skipWhitespace();
-    if (this.pos !== this.text.length) throw new Error('trailing characters');
-    return value;
-  }
-
-  private skipWhitespace(): void {
-    while (this.pos < this.text.length && ' \t\n\r'.includes(this.text[this.pos] as string)) this.pos++;
-  }
-
-  private value(depth: number): Canonical {
-    if (depth > MAX_DEPTH) throw new Error('nested too deeply');
-    const c = this.text[this.pos];
-    if (c === '{') return this.object(depth);
-    if (c === '[') return this.array(depth);
-    if (c === '"') return this.string();
-    for (const [literal, value] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (this.text.startsWith(literal, this.pos)) {
-        this.pos += literal.length;
-        return value;
-      }
-    }
-    NUMBER.lastIndex = this.pos;
-    const number = NUMBER.exec(this.text);
-    if (!number) throw new Error(`unexpected character at ${this.pos}`);
-    this.pos += number[0].length;
-    return { number: number[0] };
-  }
-
-  private object(depth: number): Canonical {
-    const result = new Map<string, Canonical>();
-    this.pos++;
-    this.skipWhitespace();
-    if (this.text[this.pos] === '}') {
-      this.pos++;
-      return result;
-    }
-    for (;;) {
-      this.skipWhitespace();
-      if (this.text[this.pos] !== '"') throw new Error(`expected a key at ${this.pos}`);
-      const key = this.string();
-      this.skipWhitespace();
-      if (this.text[this.pos++] !== ':') throw new Error(`expected ":" at ${this.pos - 1}`);
-      this.skipWhitespace();
-      result.set(key, this.value(depth + 1)); // a repeated key: the last wins, as in Go
-      this.skipWhitespace();
-      const next = this.text[this.pos++];
-      if (next === '}') return result;
-      if (next !== ',') throw new Error(`expected "," or "}" at ${this.pos - 1}`);
-    }
-  }
-
-  private array(depth: number): Canonical {
-    const result: Canonical[] = [];
-    this.pos++;
-    this.skipWhitespace();
-    if (this.text[this.pos] === ']') {
-      this.pos++;
-      return result;
-    }
-    for (;;) {
-      this.skipWhitespace();
-      result.push(this.value(depth + 1));
-      this.skipWhitespace();
-      const next = this.text[this.pos++];
-      if (next === ']') return result;
-      if (next !== ',') throw new Error(`expected "," or "]" at ${this.pos - 1}`);
-    }
-  }
-
-  private string(): string {
-    const start = this.pos;
-    let i = start + 1;
-    for (;;) {
-      const c = this.text.charCodeAt(i);
-      if (Number.isNaN(c) || c < 0x20) throw new Error(`malformed string at ${start}`);
-      if (c === 0x22) break;
-      if (c === 0x5c) {
-        ESCAPE.lastIndex = i;
-        if (!ESCAPE.test(this.text)) throw new Error(`malformed escape at ${i}`);
-        i = ESCAPE.lastIndex;
-      } else i++;
-    }
-    this.pos = i + 1;
-    const literal = this.text.slice(start, this.pos);
-    // Go decodes an unpaired surrogate escape to U+FFFD.
-    return wellFormed(JSON.parse(literal) as string);
-  }
-}
-
-function wellFormed(s: string): string {
-  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-}
-
-/** A string as Go's encoding/json writes it with HTML escaping off (hash.go `encodePrimitive`). */
-function goJsonString(s: string): string {
-  return JSON.stringify(wellFormed(s)).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-}
-
-/** Go sorts map keys by their UTF-8 bytes. */
-function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function fromYaml(value: unknown, depth = 0): Canonical {
+function fromYaml(value: unknown, depth = 0): JsonValue {
   if (depth > MAX_DEPTH) throw new Error('nested too deeply');
   if (value === null || value === undefined) return null;
   if (typeof value === 'boolean' || typeof value === 'string') return typeof value === 'string' ? wellFormed(value) : value;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error('a number that JSON cannot represent');
-    return { number: String(value) };
+    return new JsonNumber(String(value));
   }
   if (Array.isArray(value)) return value.map((item) => fromYaml(item, depth + 1));
   if (typeof value === 'object' && !(value instanceof Date)) {
     return new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fromYaml(v, depth + 1)]));
   }
   throw new Error('a value that JSON cannot represent');
-}
-
-function writeCanonical(value: Canonical, out: string[]): void {
-  if (value === null) out.push('null');
-  else if (typeof value === 'boolean') out.push(String(value));
-  else if (typeof value === 'string') out.push(goJsonString(value));
-  else if (Array.isArray(value)) {
-    out.push('[');
-    value.forEach((item, i) => {
-      if (i > 0) out.push(',');
-      writeCanonical(item, out);
-    });
-    out.push(']');
-  } else if (value instanceof Map) {
-    out.push('{');
-    [...value.keys()].sort(compareUtf8).forEach((key, i) => {
-      if (i > 0) out.push(',');
-      out.push(goJsonString(key), ':');
-      writeCanonical(value.get(key) as Canonical, out);
-    });
-    out.push('}');
-  } else out.push(value.number);
 }
 
 /** Files OPA hashes over their parsed value (bundle.go `IsStructuredDoc`), by base name. */
@@ -319,9 +183,9 @@ export function canonicalDocument(bytes: Buffer): string {
   } catch {
     throw new Error('is not valid UTF-8');
   }
-  let value: Canonical;
+  let value: JsonValue;
   try {
-    value = new StrictJsonParser(text).parseDocument();
+    value = parseGoJson(text, { maxDepth: MAX_DEPTH });
   } catch {
     // Not JSON: OPA converts YAML to JSON and hashes that.
     try {
@@ -330,9 +194,7 @@ export function canonicalDocument(bytes: Buffer): string {
       throw new Error(`is neither JSON nor YAML (${(error as Error).message.split('\n')[0]})`);
     }
   }
-  const out: string[] = [];
-  writeCanonical(value, out);
-  return out.join('');
+  return canonicalGoJson(value);
 }
 
 /** The hex digest OPA records for a bundle file at `name` (no leading slash). */

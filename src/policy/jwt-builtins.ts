@@ -21,128 +21,18 @@ import {
   type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
+import { JsonNumber, parseGoJson, toJsonText, type JsonObject, type JsonValue } from '../core/go-json.js';
 
 export class JwtBuiltinError extends Error {}
 
 // ---------------------------------------------------------------------------------------------
-// JSON as OPA reads JWT segments: Go's encoding/json with UseNumber.
+// JSON as OPA reads JWT segments: Go's encoding/json with UseNumber (core/go-json.ts).
 // ---------------------------------------------------------------------------------------------
-
-/** A JSON number kept as its source text, so claims such as 12345678901234567890 stay exact. */
-class JsonNumber {
-  constructor(readonly text: string) {}
-}
-
-type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
-/** A Map, not a plain object: a "__proto__" claim must stay an ordinary key. */
-type JsonObject = Map<string, JsonValue>;
-
-const JSON_STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
-const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const JSON_SPACE = /[ \t\n\r]*/y;
-const JSON_LITERALS: readonly (readonly [string, JsonValue])[] = [
-  ['true', true],
-  ['false', false],
-  ['null', null],
-];
-/** Go decodes a lone UTF-16 surrogate escape as U+FFFD. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/** Strict JSON (RFC 8259, as Go's decoder): exact numbers, the last of duplicate keys wins. */
-class JsonReader {
-  private pos = 0;
-
-  constructor(private readonly text: string) {}
-
-  document(): JsonValue {
-    const value = this.value();
-    this.skipSpace();
-    if (this.pos !== this.text.length) throw new SyntaxError('trailing data after JSON value');
-    return value;
-  }
-
-  private value(): JsonValue {
-    this.skipSpace();
-    const c = this.text[this.pos];
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
-    if (c === '"') return this.string();
-    for (const [literal, value] of JSON_LITERALS) {
-      if (this.text.startsWith(literal, this.pos)) {
-        this.pos += literal.length;
-        return value;
-      }
-    }
-    return new JsonNumber(this.match(JSON_NUMBER));
-  }
-
-  private object(): JsonObject {
-    const object: JsonObject = new Map();
-    this.pos++;
-    if (this.consume('}')) return object;
-    do {
-      this.skipSpace();
-      const key = this.string();
-      this.expect(':');
-      object.set(key, this.value());
-    } while (this.consume(','));
-    this.expect('}');
-    return object;
-  }
-
-  private array(): JsonValue[] {
-    const array: JsonValue[] = [];
-    this.pos++;
-    if (this.consume(']')) return array;
-    do {
-      array.push(this.value());
-    } while (this.consume(','));
-    this.expect(']');
-    return array;
-  }
-
-  private string(): string {
-    return (JSON.parse(this.match(JSON_STRING)) as string).replace(LONE_SURROGATE, '\uFFFD');
-  }
-
-  private match(pattern: RegExp): string {
-    pattern.lastIndex = this.pos;
-    const m = pattern.exec(this.text);
-    if (!m || m[0] === '') throw new SyntaxError(`invalid JSON at offset ${this.pos}`);
-    this.pos += m[0].length;
-    return m[0];
-  }
-
-  private consume(c: string): boolean {
-    this.skipSpace();
-    if (this.text[this.pos] !== c) return false;
-    this.pos++;
-    return true;
-  }
-
-  private expect(c: string): void {
-    if (!this.consume(c)) throw new SyntaxError(`expected "${c}" at offset ${this.pos}`);
-  }
-
-  private skipSpace(): void {
-    JSON_SPACE.lastIndex = this.pos;
-    JSON_SPACE.exec(this.text);
-    this.pos = JSON_SPACE.lastIndex;
-  }
-}
-
-/** Serialises a JsonValue; numbers are written as their source text. */
-function jsonText(value: JsonValue): string {
-  if (value instanceof JsonNumber) return value.text;
-  if (value instanceof Map) return `{${[...value].map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
-  if (Array.isArray(value)) return `[${value.map(jsonText).join(',')}]`;
-  return JSON.stringify(value);
-}
 
 function parseObject(bytes: Buffer, what: string): JsonObject {
   let value: JsonValue;
   try {
-    value = new JsonReader(bytes.toString('utf8')).document();
+    value = parseGoJson(bytes.toString('utf8'));
   } catch {
     throw new JwtBuiltinError(`${what} is not valid JSON`);
   }
@@ -481,7 +371,7 @@ export function verifyWithAlgorithm(alg: string, token: unknown, key: unknown): 
 
 /** io.jwt.decode(token) as JSON text: [header, payload, signature as hex]. Verifies nothing. */
 export function decodeJson(token: unknown): string {
-  return jsonText(decodeUnverified(token));
+  return toJsonText(decodeUnverified(token));
 }
 
 function decodeUnverified(token: unknown): JsonValue[] {
@@ -622,7 +512,7 @@ export function decodeVerifyJson(token: unknown, constraints: unknown, nowNs: bi
   const c = parseConstraints(constraints, nowNs);
   const verified = verifiedToken(token, c);
   if (!verified || !claimsValid(verified.payload, c)) return INVALID_JSON;
-  return jsonText([true, verified.header, verified.payload]);
+  return toJsonText([true, verified.header, verified.payload]);
 }
 
 /** The io.jwt.verify_* family: builtin name → algorithm. */
