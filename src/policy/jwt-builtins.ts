@@ -15,6 +15,7 @@
  * jwt-signatures.ts; this file holds the builtins: constraints, claims and results.
  */
 import { JsonNumber, toJsonText, type JsonObject, type JsonValue } from '../core/go-json.js';
+import { rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 import { parseKeys, verifyWithKeys, type KeyMaterial, type VerificationKey } from './jwt-keys.js';
 import { builtinSignatureValid, HASH_OF_BITS, hmacEqual, jwsSignatureValid } from './jwt-signatures.js';
 import {
@@ -220,3 +221,16 @@ export const VERIFY_BUILTINS: Readonly<Record<string, string>> = Object.freeze({
   'io.jwt.verify_hs384': 'HS384',
   'io.jwt.verify_hs512': 'HS512',
 });
+
+/** The io.jwt.* builtins keyed by OPA builtin name; decode_verify's default time is the evaluation's. */
+export function jwtBuiltins(context: () => EvaluationContext): Record<string, HostBuiltin> {
+  const table: Record<string, HostBuiltin> = {
+    // JWT results are raw JSON text too, so claims beyond 2^53 reach the policy exactly.
+    'io.jwt.decode': (token) => rawJson(decodeJson(token)),
+    'io.jwt.decode_verify': (token, constraints) => rawJson(decodeVerifyJson(token, constraints, context().nowNs)),
+  };
+  for (const [name, alg] of Object.entries(VERIFY_BUILTINS)) {
+    table[name] = (token, key) => verifyWithAlgorithm(alg, token, key);
+  }
+  return table;
+}
