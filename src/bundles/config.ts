@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { envBoolean, listOrString } from '../core/config-values.js';
-import { BUNDLE_SIGNING_ALGORITHMS, compileExcludePattern, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePublicKey } from './signing.js';
+import { compileExcludePattern } from './path-match.js';
+import { BUNDLE_SIGNING_ALGORITHMS, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePublicKey } from './signing-keys.js';
 
 /**
  * Bundle signature verification (OPA's format). When present, every bundle load must verify.

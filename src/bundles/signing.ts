@@ -8,7 +8,8 @@
  * leading slash, plus optional `keyid` (deprecated; the header `kid` wins) and `scope`. Files
  * named data.json, data.yaml or .manifest are hashed over a canonical form of their parsed
  * value (object keys sorted, no insignificant whitespace, numbers as written); every other
- * file over its raw bytes.
+ * file over its raw bytes (bundle-hash.ts). Keys are read in signing-keys.ts, `exclude` patterns
+ * matched by path-match.ts.
  *
  * Where OPA is lenient, Signalbox is not: verification is required whenever it is configured
  * (not only when a key id is), only the root `.signatures.json` is the signature file (OPA skips
@@ -19,23 +20,20 @@
  *
  * No error message or log line carries key material or the token: keys are named by key id.
  */
-import { createHash, createPrivateKey, createPublicKey, KeyObject, type webcrypto } from 'node:crypto';
+import { KeyObject, type webcrypto } from 'node:crypto';
 import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
-import { parse as parseYaml } from 'yaml';
 import { SignalboxError } from '../core/errors.js';
+import { compareUtf8 } from '../core/go-json.js';
+import { FILE_HASHES, hashBundleFile, SIGNING_HASH } from './bundle-hash.js';
+import { compileExcludePattern } from './path-match.js';
+import { BUNDLE_SIGNING_ALGORITHMS, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePrivateKey, parsePublicKey, type VerificationKey } from './signing-keys.js';
 
 type CryptoKey = webcrypto.CryptoKey;
-
-/** The algorithms a bundle may be signed with: asymmetric only. */
-export const BUNDLE_SIGNING_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
-export type BundleSigningAlgorithm = (typeof BUNDLE_SIGNING_ALGORITHMS)[number];
 
 /** The bundle file holding the signature, at the bundle root. */
 export const SIGNATURES_FILE = '.signatures.json';
 
-/** A verification key: a public key (PEM text, "PUBLIC KEY", "RSA PUBLIC KEY" or "CERTIFICATE") or a key object. */
-export type VerificationKey = string | KeyObject | CryptoKey;
-
+/** What a bundle's signature is verified against: `policy.verification`, or a caller's keys. */
 export interface BundleVerificationConfig {
   /** The trusted keys by key id. */
   readonly keys: Readonly<Record<string, { readonly key: VerificationKey; readonly algorithm: string; readonly scope?: string }>>;
@@ -47,6 +45,7 @@ export interface BundleVerificationConfig {
   readonly exclude?: readonly string[];
 }
 
+/** How `signBundleFiles` signs: the private key, its algorithm, and the optional key id and scope. */
 export interface BundleSigningOptions {
   /** The private key: PEM text (PKCS#8, PKCS#1 or SEC1) or a key object. */
   readonly key: string | KeyObject | CryptoKey;
@@ -56,6 +55,7 @@ export interface BundleSigningOptions {
   readonly scope?: string;
 }
 
+/** What a verified signature established: the key id and scope it was checked with, and the files. */
 export interface VerifiedSignature {
   readonly keyid: string;
   readonly scope: string;
@@ -63,333 +63,6 @@ export interface VerifiedSignature {
   readonly files: readonly string[];
   /** Bundle files skipped because they match an `exclude` pattern. */
   readonly excluded: readonly string[];
-}
-
-const WEAK_OR_UNKNOWN = 'unsupported';
-/** OPA's hashing algorithm names → Node's. MD5 and SHA-1 are left out on purpose. */
-const HASHES: Readonly<Record<string, string>> = {
-  'SHA-224': 'sha224',
-  'SHA-256': 'sha256',
-  'SHA-384': 'sha384',
-  'SHA-512': 'sha512',
-  'SHA-512-224': 'sha512-224',
-  'SHA-512-256': 'sha512-256',
-};
-const SIGNING_HASH = 'SHA-256';
-
-// ---------------------------------------------------------------------------------------------
-// Keys
-
-export function isBundleSigningAlgorithm(algorithm: string): algorithm is BundleSigningAlgorithm {
-  return (BUNDLE_SIGNING_ALGORITHMS as readonly string[]).includes(algorithm);
-}
-
-const CURVES: Readonly<Record<string, string>> = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' };
-
-/** Why `key` cannot sign or verify with `algorithm`, or undefined when it can. Never echoes the key. */
-export function keyAlgorithmProblem(key: KeyObject, algorithm: string): string | undefined {
-  if (!isBundleSigningAlgorithm(algorithm)) {
-    return `algorithm ${JSON.stringify(algorithm)} is not supported (one of ${BUNDLE_SIGNING_ALGORITHMS.join(', ')}; none and HMAC never are)`;
-  }
-  const type = key.asymmetricKeyType;
-  const details = key.asymmetricKeyDetails ?? {};
-  if (algorithm.startsWith('RS') || algorithm.startsWith('PS')) {
-    if (type !== 'rsa' && !(algorithm.startsWith('PS') && type === 'rsa-pss')) return `${algorithm} needs an RSA key, not ${type ?? 'a symmetric key'}`;
-    if ((details.modulusLength ?? 0) < 2048) return `${algorithm} needs an RSA key of at least 2048 bits`;
-    return undefined;
-  }
-  if (algorithm.startsWith('ES')) {
-    if (type !== 'ec' || details.namedCurve !== CURVES[algorithm]) return `${algorithm} needs an EC key on curve ${CURVES[algorithm]}`;
-    return undefined;
-  }
-  return type === 'ed25519' ? undefined : `EdDSA needs an Ed25519 key, not ${type ?? 'a symmetric key'}`;
-}
-
-function pemLabel(pem: string): string | undefined {
-  return /-----BEGIN ([A-Z0-9 ]+)-----/.exec(pem)?.[1];
-}
-
-/**
- * Parses a verification key: a PEM public key ("PUBLIC KEY", "RSA PUBLIC KEY") or certificate.
- * Private keys are refused, so a signing key is never deployed where only verification is needed.
- */
-export function parsePublicKey(key: VerificationKey): KeyObject | CryptoKey {
-  if (typeof key !== 'string') {
-    if (key instanceof KeyObject && key.type !== 'public') throw new Error('the verification key must be a public key');
-    if (!(key instanceof KeyObject) && key.type !== 'public') throw new Error('the verification key must be a public key');
-    return key;
-  }
-  const label = pemLabel(key);
-  if (label === undefined) throw new Error('not a PEM document');
-  if (label.includes('PRIVATE')) throw new Error('is a private key; configure the public key (or certificate) only');
-  if (label !== 'PUBLIC KEY' && label !== 'RSA PUBLIC KEY' && label !== 'CERTIFICATE') throw new Error(`PEM type "${label}" is not a public key or certificate`);
-  try {
-    return createPublicKey(key);
-  } catch {
-    throw new Error('is not a readable PEM public key or certificate');
-  }
-}
-
-/** Parses a signing key: PEM private key (PKCS#8, PKCS#1 RSA, SEC1 EC) or a private key object. */
-export function parsePrivateKey(key: string | KeyObject | CryptoKey): KeyObject | CryptoKey {
-  if (typeof key !== 'string') {
-    if (key.type !== 'private') throw new Error('the signing key must be a private key');
-    return key;
-  }
-  const label = pemLabel(key);
-  if (label === undefined || !label.includes('PRIVATE KEY')) throw new Error('is not a PEM private key');
-  if (label.includes('ENCRYPTED')) throw new Error('is an encrypted private key; decrypt it first');
-  try {
-    return createPrivateKey(key);
-  } catch {
-    throw new Error('is not a readable PEM private key');
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// OPA's canonical hashing of structured files (hash.go `walk`)
-
-/** A parsed JSON value that keeps numbers exactly as written, as Go's `json.Number` does. */
-type Canonical = null | boolean | string | { readonly number: string } | Canonical[] | Map<string, Canonical>;
-
-const MAX_DEPTH = 1000;
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
-
-class StrictJsonParser {
-  private pos = 0;
-  constructor(private readonly text: string) {}
-
-  parseDocument(): Canonical {
-    this.skipWhitespace();
-    const value = this.value(0);
-    this.skipWhitespace();
-    if (this.pos !== this.text.length) throw new Error('trailing characters');
-    return value;
-  }
-
-  private skipWhitespace(): void {
-    while (this.pos < this.text.length && ' \t\n\r'.includes(this.text[this.pos] as string)) this.pos++;
-  }
-
-  private value(depth: number): Canonical {
-    if (depth > MAX_DEPTH) throw new Error('nested too deeply');
-    const c = this.text[this.pos];
-    if (c === '{') return this.object(depth);
-    if (c === '[') return this.array(depth);
-    if (c === '"') return this.string();
-    for (const [literal, value] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (this.text.startsWith(literal, this.pos)) {
-        this.pos += literal.length;
-        return value;
-      }
-    }
-    NUMBER.lastIndex = this.pos;
-    const number = NUMBER.exec(this.text);
-    if (!number) throw new Error(`unexpected character at ${this.pos}`);
-    this.pos += number[0].length;
-    return { number: number[0] };
-  }
-
-  private object(depth: number): Canonical {
-    const result = new Map<string, Canonical>();
-    this.pos++;
-    this.skipWhitespace();
-    if (this.text[this.pos] === '}') {
-      this.pos++;
-      return result;
-    }
-    for (;;) {
-      this.skipWhitespace();
-      if (this.text[this.pos] !== '"') throw new Error(`expected a key at ${this.pos}`);
-      const key = this.string();
-      this.skipWhitespace();
-      if (this.text[this.pos++] !== ':') throw new Error(`expected ":" at ${this.pos - 1}`);
-      this.skipWhitespace();
-      result.set(key, this.value(depth + 1)); // a repeated key: the last wins, as in Go
-      this.skipWhitespace();
-      const next = this.text[this.pos++];
-      if (next === '}') return result;
-      if (next !== ',') throw new Error(`expected "," or "}" at ${this.pos - 1}`);
-    }
-  }
-
-  private array(depth: number): Canonical {
-    const result: Canonical[] = [];
-    this.pos++;
-    this.skipWhitespace();
-    if (this.text[this.pos] === ']') {
-      this.pos++;
-      return result;
-    }
-    for (;;) {
-      this.skipWhitespace();
-      result.push(this.value(depth + 1));
-      this.skipWhitespace();
-      const next = this.text[this.pos++];
-      if (next === ']') return result;
-      if (next !== ',') throw new Error(`expected "," or "]" at ${this.pos - 1}`);
-    }
-  }
-
-  private string(): string {
-    const start = this.pos;
-    let i = start + 1;
-    for (;;) {
-      const c = this.text.charCodeAt(i);
-      if (Number.isNaN(c) || c < 0x20) throw new Error(`malformed string at ${start}`);
-      if (c === 0x22) break;
-      if (c === 0x5c) {
-        ESCAPE.lastIndex = i;
-        if (!ESCAPE.test(this.text)) throw new Error(`malformed escape at ${i}`);
-        i = ESCAPE.lastIndex;
-      } else i++;
-    }
-    this.pos = i + 1;
-    const literal = this.text.slice(start, this.pos);
-    // Go decodes an unpaired surrogate escape to U+FFFD.
-    return wellFormed(JSON.parse(literal) as string);
-  }
-}
-
-function wellFormed(s: string): string {
-  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-}
-
-/** A string as Go's encoding/json writes it with HTML escaping off (hash.go `encodePrimitive`). */
-function goJsonString(s: string): string {
-  return JSON.stringify(wellFormed(s)).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-}
-
-/** Go sorts map keys by their UTF-8 bytes. */
-function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function fromYaml(value: unknown, depth = 0): Canonical {
-  if (depth > MAX_DEPTH) throw new Error('nested too deeply');
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'boolean' || typeof value === 'string') return typeof value === 'string' ? wellFormed(value) : value;
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new Error('a number that JSON cannot represent');
-    return { number: String(value) };
-  }
-  if (Array.isArray(value)) return value.map((item) => fromYaml(item, depth + 1));
-  if (typeof value === 'object' && !(value instanceof Date)) {
-    return new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fromYaml(v, depth + 1)]));
-  }
-  throw new Error('a value that JSON cannot represent');
-}
-
-function writeCanonical(value: Canonical, out: string[]): void {
-  if (value === null) out.push('null');
-  else if (typeof value === 'boolean') out.push(String(value));
-  else if (typeof value === 'string') out.push(goJsonString(value));
-  else if (Array.isArray(value)) {
-    out.push('[');
-    value.forEach((item, i) => {
-      if (i > 0) out.push(',');
-      writeCanonical(item, out);
-    });
-    out.push(']');
-  } else if (value instanceof Map) {
-    out.push('{');
-    [...value.keys()].sort(compareUtf8).forEach((key, i) => {
-      if (i > 0) out.push(',');
-      out.push(goJsonString(key), ':');
-      writeCanonical(value.get(key) as Canonical, out);
-    });
-    out.push('}');
-  } else out.push(value.number);
-}
-
-/** Files OPA hashes over their parsed value (bundle.go `IsStructuredDoc`), by base name. */
-function isStructured(name: string): boolean {
-  const base = name.slice(name.lastIndexOf('/') + 1);
-  return base === 'data.json' || base === 'data.yaml' || base === '.manifest' || base === 'signatures.json';
-}
-
-/** The canonical text OPA hashes for a structured file: JSON (numbers kept as written), else YAML. */
-export function canonicalDocument(bytes: Buffer): string {
-  let body = bytes;
-  if (body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) body = body.subarray(3);
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
-  } catch {
-    throw new Error('is not valid UTF-8');
-  }
-  let value: Canonical;
-  try {
-    value = new StrictJsonParser(text).parseDocument();
-  } catch {
-    // Not JSON: OPA converts YAML to JSON and hashes that.
-    try {
-      value = fromYaml(parseYaml(text, { version: '1.1', uniqueKeys: false }));
-    } catch (error) {
-      throw new Error(`is neither JSON nor YAML (${(error as Error).message.split('\n')[0]})`);
-    }
-  }
-  const out: string[] = [];
-  writeCanonical(value, out);
-  return out.join('');
-}
-
-/** The hex digest OPA records for a bundle file at `name` (no leading slash). */
-export function hashBundleFile(name: string, bytes: Buffer, algorithm = SIGNING_HASH): string {
-  const nodeHash = HASHES[algorithm];
-  if (!nodeHash) throw new Error(WEAK_OR_UNKNOWN);
-  const hash = createHash(nodeHash);
-  hash.update(isStructured(name) ? Buffer.from(canonicalDocument(bytes), 'utf8') : bytes);
-  return hash.digest('hex');
-}
-
-// ---------------------------------------------------------------------------------------------
-// Go's path.Match, for exclude patterns
-
-/** Compiles a Go `path.Match` pattern; throws on a malformed one (Go's ErrBadPattern). */
-export function compileExcludePattern(pattern: string): RegExp {
-  let source = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i] as string;
-    if (c === '*') source += '[^/]*';
-    else if (c === '?') source += '[^/]';
-    else if (c === '\\') {
-      if (i + 1 >= pattern.length) throw new Error(`bad pattern ${JSON.stringify(pattern)}`);
-      source += escapeRegExp(pattern[++i] as string);
-    } else if (c === '[') {
-      let j = i + 1;
-      let cls = '[';
-      if (pattern[j] === '^') {
-        cls += '^';
-        j++;
-      }
-      let items = 0;
-      while (j < pattern.length && pattern[j] !== ']') {
-        let lo = pattern[j] as string;
-        if (lo === '\\') lo = pattern[++j] ?? '';
-        if (lo === '' || lo === '-') throw new Error(`bad pattern ${JSON.stringify(pattern)}`);
-        j++;
-        if (pattern[j] === '-') {
-          let hi = pattern[j + 1] ?? '';
-          if (hi === '\\') hi = pattern[(j += 1) + 1] ?? '';
-          if (hi === '' || hi === ']') throw new Error(`bad pattern ${JSON.stringify(pattern)}`);
-          if (hi < lo) throw new Error(`bad pattern ${JSON.stringify(pattern)}`);
-          cls += `${escapeRegExp(lo)}-${escapeRegExp(hi)}`;
-          j += 2;
-        } else cls += escapeRegExp(lo);
-        items++;
-      }
-      if (j >= pattern.length || items === 0) throw new Error(`bad pattern ${JSON.stringify(pattern)}`);
-      source += `${cls}]`;
-      i = j;
-    } else source += escapeRegExp(c);
-  }
-  return new RegExp(`^${source}$`, 'su');
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +179,7 @@ export async function verifyBundleSignature(
       throw invalid(source, 'a "files" entry is not {name, hash, algorithm} strings');
     }
     if (listed.has(entry.name)) throw invalid(source, `file ${entry.name} is listed twice`);
-    if (!HASHES[entry.algorithm]) throw invalid(source, `file ${entry.name} is hashed with ${JSON.stringify(entry.algorithm)}; only ${Object.keys(HASHES).join(', ')} are accepted`);
+    if (!FILE_HASHES[entry.algorithm]) throw invalid(source, `file ${entry.name} is hashed with ${JSON.stringify(entry.algorithm)}; only ${Object.keys(FILE_HASHES).join(', ')} are accepted`);
     if (!/^[0-9a-fA-F]+$/.test(entry.hash)) throw invalid(source, `file ${entry.name} has a malformed hash`);
     listed.set(entry.name, { hash: entry.hash.toLowerCase(), algorithm: entry.algorithm });
   }

@@ -8,7 +8,8 @@
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { PolicyBundle } from './compiled.js';
-import { createHostBuiltins, type EvaluationContext } from './builtins.js';
+import { createHostBuiltins } from './builtins.js';
+import type { EvaluationContext } from './host-builtin.js';
 
 export interface EngineOptions {
   /** The decision path, as in OPA's manifest: "signalbox/authz/decision". */

@@ -10,446 +10,26 @@
  * reproduced: io.jwt.verify_<alg> runs OPA's own check for the builtin's algorithm, while
  * io.jwt.decode_verify hands the token header's algorithm to jwx (jwsbb.Verify), which differs in
  * details (RSA-PSS salt length, ECDSA signature length, private and symmetric JWKs).
+ *
+ * The token's structure is read in jwt-token.ts, keys in jwt-keys.ts, signatures checked in
+ * jwt-signatures.ts; this file holds the builtins: constraints, claims and results.
  */
+import { JsonNumber, toJsonText, type JsonObject, type JsonValue } from '../core/go-json.js';
+import { rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
+import { parseKeys, verifyWithKeys, type KeyMaterial, type VerificationKey } from './jwt-keys.js';
+import { builtinSignatureValid, HASH_OF_BITS, hmacEqual, jwsSignatureValid } from './jwt-signatures.js';
 import {
-  constants,
-  createHmac,
-  createPublicKey,
-  timingSafeEqual,
-  verify as verifySignature,
-  X509Certificate,
-  type JsonWebKey,
-  type KeyObject,
-} from 'node:crypto';
-
-export class JwtBuiltinError extends Error {}
-
-// ---------------------------------------------------------------------------------------------
-// JSON as OPA reads JWT segments: Go's encoding/json with UseNumber.
-// ---------------------------------------------------------------------------------------------
-
-/** A JSON number kept as its source text, so claims such as 12345678901234567890 stay exact. */
-class JsonNumber {
-  constructor(readonly text: string) {}
-}
-
-type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
-/** A Map, not a plain object: a "__proto__" claim must stay an ordinary key. */
-type JsonObject = Map<string, JsonValue>;
-
-const JSON_STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
-const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const JSON_SPACE = /[ \t\n\r]*/y;
-const JSON_LITERALS: readonly (readonly [string, JsonValue])[] = [
-  ['true', true],
-  ['false', false],
-  ['null', null],
-];
-/** Go decodes a lone UTF-16 surrogate escape as U+FFFD. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/** Strict JSON (RFC 8259, as Go's decoder): exact numbers, the last of duplicate keys wins. */
-class JsonReader {
-  private pos = 0;
-
-  constructor(private readonly text: string) {}
-
-  document(): JsonValue {
-    const value = this.value();
-    this.skipSpace();
-    if (this.pos !== this.text.length) throw new SyntaxError('trailing data after JSON value');
-    return value;
-  }
-
-  private value(): JsonValue {
-    this.skipSpace();
-    const c = this.text[this.pos];
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
-    if (c === '"') return this.string();
-    for (const [literal, value] of JSON_LITERALS) {
-      if (this.text.startsWith(literal, this.pos)) {
-        this.pos += literal.length;
-        return value;
-      }
-    }
-    return new JsonNumber(this.match(JSON_NUMBER));
-  }
-
-  private object(): JsonObject {
-    const object: JsonObject = new Map();
-    this.pos++;
-    if (this.consume('}')) return object;
-    do {
-      this.skipSpace();
-      const key = this.string();
-      this.expect(':');
-      object.set(key, this.value());
-    } while (this.consume(','));
-    this.expect('}');
-    return object;
-  }
-
-  private array(): JsonValue[] {
-    const array: JsonValue[] = [];
-    this.pos++;
-    if (this.consume(']')) return array;
-    do {
-      array.push(this.value());
-    } while (this.consume(','));
-    this.expect(']');
-    return array;
-  }
-
-  private string(): string {
-    return (JSON.parse(this.match(JSON_STRING)) as string).replace(LONE_SURROGATE, '\uFFFD');
-  }
-
-  private match(pattern: RegExp): string {
-    pattern.lastIndex = this.pos;
-    const m = pattern.exec(this.text);
-    if (!m || m[0] === '') throw new SyntaxError(`invalid JSON at offset ${this.pos}`);
-    this.pos += m[0].length;
-    return m[0];
-  }
-
-  private consume(c: string): boolean {
-    this.skipSpace();
-    if (this.text[this.pos] !== c) return false;
-    this.pos++;
-    return true;
-  }
-
-  private expect(c: string): void {
-    if (!this.consume(c)) throw new SyntaxError(`expected "${c}" at offset ${this.pos}`);
-  }
-
-  private skipSpace(): void {
-    JSON_SPACE.lastIndex = this.pos;
-    JSON_SPACE.exec(this.text);
-    this.pos = JSON_SPACE.lastIndex;
-  }
-}
-
-/** Serialises a JsonValue; numbers are written as their source text. */
-function jsonText(value: JsonValue): string {
-  if (value instanceof JsonNumber) return value.text;
-  if (value instanceof Map) return `{${[...value].map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
-  if (Array.isArray(value)) return `[${value.map(jsonText).join(',')}]`;
-  return JSON.stringify(value);
-}
-
-function parseObject(bytes: Buffer, what: string): JsonObject {
-  let value: JsonValue;
-  try {
-    value = new JsonReader(bytes.toString('utf8')).document();
-  } catch {
-    throw new JwtBuiltinError(`${what} is not valid JSON`);
-  }
-  if (!(value instanceof Map)) throw new JwtBuiltinError(`${what} is not a JSON object`);
-  return value;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Token structure.
-// ---------------------------------------------------------------------------------------------
-
-const BASE64URL_PADDED = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$/;
-
-/**
- * OPA's base64url.decode: unpadded input is padded first (a length of 1 mod 4 is invalid), input
- * already ending in "=" is taken as is; then Go's padded URL alphabet decoder, which skips CR/LF.
- */
-function base64UrlDecode(segment: string, what: string): Buffer {
-  let text = segment;
-  if (!text.endsWith('=')) {
-    if (text.length % 4 === 1) throw new JwtBuiltinError(`${what} is not valid base64url`);
-    text += '='.repeat((4 - (text.length % 4)) % 4);
-  }
-  text = text.replace(/[\r\n]/g, '');
-  if (!BASE64URL_PADDED.test(text)) throw new JwtBuiltinError(`${what} is not valid base64url`);
-  return Buffer.from(text, 'base64url');
-}
-
-interface TokenParts {
-  readonly header: string;
-  readonly payload: string;
-  readonly signature: string;
-}
-
-function splitToken(token: unknown): TokenParts {
-  if (typeof token !== 'string') throw new JwtBuiltinError('token must be a string');
-  const parts = token.split('.');
-  if (parts.length !== 3) throw new JwtBuiltinError(`encoded JWT must have 3 sections, found ${parts.length}`);
-  const [header, payload, signature] = parts as [string, string, string];
-  return { header, payload, signature };
-}
-
-function signingInput(parts: TokenParts): Buffer {
-  return Buffer.from(`${parts.header}.${parts.payload}`);
-}
-
-/** The JOSE header object; a JWE (an "enc" member) is not supported, as in OPA. */
-function decodeHeader(parts: TokenParts): JsonObject {
-  const header = parseObject(base64UrlDecode(parts.header, 'header'), 'header');
-  if (header.has('enc')) throw new JwtBuiltinError('JWT is a JWE object, which is not supported');
-  return header;
-}
-
-/** OPA's parseTokenHeader: the header parameters it understands, type-checked. */
-interface HeaderFields {
-  alg: string;
-  kid: string;
-  typ: string;
-  cty: string;
-  crit: ReadonlySet<string>;
-  unknown: string[];
-}
-
-function headerFields(header: JsonObject): HeaderFields {
-  const fields: HeaderFields = { alg: '', kid: '', typ: '', cty: '', crit: new Set(), unknown: [] };
-  for (const [name, value] of header) {
-    if (name === 'alg' || name === 'kid' || name === 'typ' || name === 'cty') {
-      if (typeof value !== 'string') throw new JwtBuiltinError(`${name}: must be a string`);
-      fields[name] = value;
-    } else if (name === 'crit') {
-      fields.crit = critNames(value);
-    } else {
-      fields.unknown.push(name);
-    }
-  }
-  return fields;
-}
-
-function critNames(value: JsonValue): ReadonlySet<string> {
-  if (!Array.isArray(value)) throw new JwtBuiltinError('crit: must be a list');
-  const names = new Set<string>();
-  // OPA stops at the first non-string element and drops that error, keeping the names before it.
-  for (const item of value) {
-    if (typeof item !== 'string') break;
-    names.add(item);
-  }
-  if (names.size === 0) throw new JwtBuiltinError('crit: must be a nonempty list');
-  return names;
-}
-
-/** RFC 7515: "alg" is required, and a critical parameter OPA does not understand invalidates the JWS. */
-function headerValid(fields: HeaderFields): boolean {
-  return fields.alg !== '' && !fields.unknown.some((name) => fields.crit.has(name));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Keys: OPA's parseKeysFromCertOrJWK.
-// ---------------------------------------------------------------------------------------------
-
-/** What Go would hold: an RSA, ECDSA or Ed25519 key, another key it parses but cannot verify with, or JWK "oct" bytes. */
-type KeyMaterial =
-  | { readonly kind: 'rsa' | 'ec' | 'ed25519' | 'other'; readonly key: KeyObject; readonly isPrivate: boolean }
-  | { readonly kind: 'secret'; readonly secret: Buffer };
-
-interface VerificationKey {
-  readonly alg: string;
-  readonly kid: string;
-  readonly material: KeyMaterial;
-}
-
-/** Algorithms OPA knows; JWKS keys declaring any other alg are skipped. */
-const TOKEN_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'EdDSA']);
-/** Curves Go's crypto/x509 and jwx parse (OpenSSL names); others (e.g. secp256k1) are errors. */
-const GO_CURVES = new Set(['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1']);
-const MAX_JWKS_KEYS = 1000;
-
-function keyMaterial(key: KeyObject, isPrivate: boolean): KeyMaterial {
-  switch (key.asymmetricKeyType) {
-    case 'rsa':
-    case 'ed25519':
-      return { kind: key.asymmetricKeyType, key, isPrivate };
-    case 'ec':
-      if (!GO_CURVES.has(key.asymmetricKeyDetails?.namedCurve ?? '')) throw new JwtBuiltinError('unsupported elliptic curve');
-      return { kind: 'ec', key, isPrivate };
-    case 'x25519':
-    case 'dsa':
-      return { kind: 'other', key, isPrivate };
-    default:
-      throw new JwtBuiltinError(`unsupported key type ${key.asymmetricKeyType ?? 'unknown'}`);
-  }
-}
-
-/**
- * Go's pem.Decode, closely enough: the block ending at the first END line and starting at the last
- * BEGIN line before it (so the scan stays linear), with optional "Name: value" header lines.
- * After the block OPA accepts nothing at all, not even a blank line. Undefined when there is no
- * block, so the text is tried as a JWK.
- */
-const PEM_BLOCK = /-----BEGIN ([^\n]*?)-----[ \t]*\r?\n(?:[^\n:]*:[^\n]*\n)*([\s\S]*?)\n-----END \1-----[ \t]*(?:\r?\n|$)/y;
-const BASE64_PADDED = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Index of the last "-----BEGIN " at the start of a line before `end`, or -1. */
-function lastBeginBefore(text: string, end: number): number {
-  let at = text.lastIndexOf('-----BEGIN ', end);
-  while (at > 0 && text[at - 1] !== '\n') at = text.lastIndexOf('-----BEGIN ', at - 1);
-  return at;
-}
-
-function decodePem(text: string): { type: string; der: Buffer } | undefined {
-  const end = text.indexOf('\n-----END ');
-  const begin = end < 0 ? -1 : lastBeginBefore(text, end);
-  if (begin < 0) return undefined;
-  PEM_BLOCK.lastIndex = begin;
-  const m = PEM_BLOCK.exec(text);
-  if (!m) return undefined;
-  if (PEM_BLOCK.lastIndex !== text.length) throw new JwtBuiltinError('extra data after a PEM certificate block');
-  const body = (m[2] ?? '').replace(/[ \t\r\n]/g, '');
-  if (!BASE64_PADDED.test(body)) throw new JwtBuiltinError('invalid PEM body');
-  return { type: m[1] ?? '', der: Buffer.from(body, 'base64') };
-}
-
-function pemKey(type: string, der: Buffer): KeyMaterial {
-  try {
-    if (type === 'CERTIFICATE') return keyMaterial(new X509Certificate(der).publicKey, false);
-    if (type === 'PUBLIC KEY') return keyMaterial(createPublicKey({ key: der, format: 'der', type: 'spki' }), false);
-  } catch (error) {
-    if (error instanceof JwtBuiltinError) throw error;
-    throw new JwtBuiltinError(`failed to parse a PEM ${type.toLowerCase()}`);
-  }
-  throw new JwtBuiltinError('failed to extract a Key from the PEM certificate');
-}
-
-/** One JWK, as jwx parses it: RSA/EC/OKP keys (public or private) and "oct" secrets. */
-function jwkKey(jwk: unknown): VerificationKey {
-  if (!isPlainObject(jwk)) throw new JwtBuiltinError('a JWK must be an object');
-  const { alg = '', kid = '', kty, k } = jwk;
-  if (typeof alg !== 'string' || typeof kid !== 'string') throw new JwtBuiltinError('JWK alg and kid must be strings');
-  if (kty === 'oct') {
-    if (typeof k !== 'string') throw new JwtBuiltinError('oct JWK without k');
-    return { alg, kid, material: { kind: 'secret', secret: base64UrlDecode(k, 'JWK k') } };
-  }
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-  } catch {
-    throw new JwtBuiltinError('failed to parse a JWK key');
-  }
-  return { alg, kid, material: keyMaterial(key, 'd' in jwk) };
-}
-
-/** A JWK Set if the JSON object has "keys", else a single JWK; any invalid key fails the whole set (jwx strict parsing). */
-function parseJwks(text: string): VerificationKey[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new JwtBuiltinError('failed to parse a JWK key (set)');
-  }
-  const set = isPlainObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
-  if (set !== undefined && (!Array.isArray(set) || set.length > MAX_JWKS_KEYS)) throw new JwtBuiltinError('invalid JWK set');
-  const keys = set === undefined ? [jwkKey(parsed)] : set.map(jwkKey);
-  return keys.filter((key) => key.alg === '' || TOKEN_ALGORITHMS.has(key.alg));
-}
-
-/** OPA's `cert`: a PEM certificate or public key (one block), a JWK, or a JWK Set. */
-function parseKeys(cert: string): VerificationKey[] {
-  const pem = decodePem(cert);
-  return pem ? [{ alg: '', kid: '', material: pemKey(pem.type, pem.der) }] : parseJwks(cert);
-}
-
-/**
- * OPA's key selection: the first key whose kid equals the token's decides alone; otherwise any key
- * that declares no alg, or the token header's alg, may verify.
- */
-function verifyWithKeys(keys: readonly VerificationKey[], header: HeaderFields, check: (key: KeyMaterial) => boolean): boolean {
-  const byKid = header.kid === '' ? undefined : keys.find((key) => key.kid === header.kid);
-  if (byKid) return check(byKid.material);
-  return keys.some((key) => (key.alg === '' || key.alg === header.alg) && check(key.material));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Signature checks.
-// ---------------------------------------------------------------------------------------------
-
-const HASH_OF_BITS: Readonly<Record<string, string>> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
-/** Go's crypto/rsa refuses keys below 1024 bits (GODEBUG rsa1024min), so verification fails. */
-const MIN_RSA_BITS = 1024;
-
-function hmacEqual(hash: string, secret: Buffer, input: Buffer, signature: Buffer): boolean {
-  const expected = createHmac(hash, secret).update(input).digest();
-  return expected.length === signature.length && timingSafeEqual(expected, signature);
-}
-
-function rsaVerify(key: KeyObject, hash: string, input: Buffer, signature: Buffer, padding: 'pkcs1' | 'pss-auto' | 'pss-digest'): boolean {
-  if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) return false;
-  const pss = padding === 'pkcs1' ? {} : { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: padding === 'pss-auto' ? constants.RSA_PSS_SALTLEN_AUTO : constants.RSA_PSS_SALTLEN_DIGEST };
-  return verifySignature(hash, input, { key, ...pss }, signature);
-}
-
-function derLength(length: number): Buffer {
-  if (length < 0x80) return Buffer.from([length]);
-  const bytes: number[] = [];
-  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-function derInteger(bigEndian: Buffer): Buffer {
-  let start = 0;
-  while (start < bigEndian.length - 1 && bigEndian[start] === 0) start++;
-  const trimmed = bigEndian.subarray(start);
-  const value = trimmed.length === 0 ? Buffer.from([0]) : (trimmed[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed;
-  return Buffer.concat([Buffer.from([0x02]), derLength(value.length), value]);
-}
-
-/** OPA's verifyES: r and s are the two halves of the signature, whatever its length. */
-function ecdsaVerifyHalves(key: KeyObject, hash: string, input: Buffer, signature: Buffer): boolean {
-  const half = Math.floor(signature.length / 2);
-  const body = Buffer.concat([derInteger(signature.subarray(0, half)), derInteger(signature.subarray(half))]);
-  const der = Buffer.concat([Buffer.from([0x30]), derLength(body.length), body]);
-  return verifySignature(hash, input, { key, dsaEncoding: 'der' }, der);
-}
-
-/** Runs a signature check, treating any crypto error as "not verified", as OPA does. */
-function safely(check: () => boolean): boolean {
-  try {
-    return check();
-  } catch {
-    return false;
-  }
-}
-
-/** OPA's own check behind io.jwt.verify_<alg>: the builtin's algorithm, public keys only (Go type-asserts *rsa.PublicKey etc.). */
-function builtinSignatureValid(alg: string, material: KeyMaterial, input: Buffer, signature: Buffer): boolean {
-  if (material.kind === 'secret' || material.isPrivate) return false;
-  const { kind, key } = material;
-  const hash = HASH_OF_BITS[alg.slice(2)] ?? 'sha256';
-  return safely(() => {
-    if (alg.startsWith('RS')) return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pkcs1');
-    if (alg.startsWith('PS')) return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pss-auto');
-    if (alg.startsWith('ES')) return kind === 'ec' && ecdsaVerifyHalves(key, hash, input, signature);
-    return kind === 'ed25519' && verifySignature(null, input, key, signature);
-  });
-}
-
-/**
- * jwx's jwsbb.Verify behind io.jwt.decode_verify: the token header's algorithm; RSA-PSS with a
- * digest-length salt; ECDSA as r||s of exactly the curve's size; any key of the right type,
- * private JWKs included; HMAC with the secret or an "oct" JWK.
- */
-function jwsSignatureValid(alg: string, material: KeyMaterial, input: Buffer, signature: Buffer): boolean {
-  const family = alg.slice(0, 2);
-  const hash = HASH_OF_BITS[alg.slice(2)];
-  if (material.kind === 'secret') return family === 'HS' && hash !== undefined && hmacEqual(hash, material.secret, input, signature);
-  const { kind, key } = material;
-  return safely(() => {
-    if (alg === 'EdDSA' || alg === 'Ed25519') return kind === 'ed25519' && verifySignature(null, input, key, signature);
-    if (hash === undefined) return false;
-    if (family === 'RS') return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pkcs1');
-    if (family === 'PS') return kind === 'rsa' && rsaVerify(key, hash, input, signature, 'pss-digest');
-    if (family === 'ES') return kind === 'ec' && verifySignature(hash, input, { key, dsaEncoding: 'ieee-p1363' }, signature);
-    return false;
-  });
-}
+  base64UrlDecode,
+  decodeHeader,
+  headerFields,
+  headerValid,
+  isPlainObject,
+  JwtBuiltinError,
+  parseObject,
+  signingInput,
+  splitToken,
+  type HeaderFields,
+} from './jwt-token.js';
 
 // ---------------------------------------------------------------------------------------------
 // The builtins.
@@ -481,7 +61,7 @@ export function verifyWithAlgorithm(alg: string, token: unknown, key: unknown): 
 
 /** io.jwt.decode(token) as JSON text: [header, payload, signature as hex]. Verifies nothing. */
 export function decodeJson(token: unknown): string {
-  return jsonText(decodeUnverified(token));
+  return toJsonText(decodeUnverified(token));
 }
 
 function decodeUnverified(token: unknown): JsonValue[] {
@@ -622,7 +202,7 @@ export function decodeVerifyJson(token: unknown, constraints: unknown, nowNs: bi
   const c = parseConstraints(constraints, nowNs);
   const verified = verifiedToken(token, c);
   if (!verified || !claimsValid(verified.payload, c)) return INVALID_JSON;
-  return jsonText([true, verified.header, verified.payload]);
+  return toJsonText([true, verified.header, verified.payload]);
 }
 
 /** The io.jwt.verify_* family: builtin name → algorithm. */
@@ -641,3 +221,16 @@ export const VERIFY_BUILTINS: Readonly<Record<string, string>> = Object.freeze({
   'io.jwt.verify_hs384': 'HS384',
   'io.jwt.verify_hs512': 'HS512',
 });
+
+/** The io.jwt.* builtins keyed by OPA builtin name; decode_verify's default time is the evaluation's. */
+export function jwtBuiltins(context: () => EvaluationContext): Record<string, HostBuiltin> {
+  const table: Record<string, HostBuiltin> = {
+    // JWT results are raw JSON text too, so claims beyond 2^53 reach the policy exactly.
+    'io.jwt.decode': (token) => rawJson(decodeJson(token)),
+    'io.jwt.decode_verify': (token, constraints) => rawJson(decodeVerifyJson(token, constraints, context().nowNs)),
+  };
+  for (const [name, alg] of Object.entries(VERIFY_BUILTINS)) {
+    table[name] = (token, key) => verifyWithAlgorithm(alg, token, key);
+  }
+  return table;
+}
