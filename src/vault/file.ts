@@ -8,9 +8,7 @@
  *
  * Errors: `vault_file_invalid` (the file unreadable or malformed), `vault_write_failed`.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { BASE64, KID_PATTERN } from './keyring.js';
 
@@ -97,34 +95,11 @@ export function serialise(entries: Map<string, EntryRecord>): string {
   return `${JSON.stringify({ version: FILE_VERSION, entries: sorted }, null, 2)}\n`;
 }
 
-/** Writes the whole file to a 0600 temp file in the same directory, fsyncs it, then renames it over. */
-export async function writeAtomically(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+/** Writes the whole file atomically and durably, readable by its owner only (0600, in a 0700 directory). */
+export async function writeVaultFile(path: string, text: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await chmod(temp, 0o600); // a umask can only take bits away; this also puts back any it took
-    await rename(temp, path);
+    await writeFileAtomic(path, text, { mode: 0o600, dirMode: 0o700 });
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
     throw new SignalboxError('vault_write_failed', `could not write the vault file ${path}: ${describeCause(error)}`, { cause: error, details: { path } });
-  }
-  // Persist the rename itself; not every platform lets a directory be opened, so best effort.
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // The data is written and renamed; only crash durability of the rename is weaker.
   }
 }

@@ -17,7 +17,7 @@ import { resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { IV_BYTES, NAME_PATTERN, TAG_BYTES, aad, fileError, parseFile, serialise, writeAtomically, type EntryRecord } from './file.js';
+import { IV_BYTES, NAME_PATTERN, TAG_BYTES, aad, fileError, parseFile, serialise, writeVaultFile, type EntryRecord } from './file.js';
 import { VAULT_KEY_ENV, VAULT_OLD_KEYS_ENV, type VaultKeyring } from './keyring.js';
 
 /** How a vault is opened: its logger and clock. */
@@ -147,7 +147,7 @@ export class Vault {
       const next = new Map(this.#entries);
       const result = change(next);
       if (result === undefined) return undefined;
-      await writeAtomically(this.path, serialise(next));
+      await writeVaultFile(this.path, serialise(next));
       this.#entries = next;
       return result;
     };
