@@ -329,3 +329,50 @@ describe('CallLedger', () => {
     expect(ledger.take('c', 1_020)).toBeUndefined();
   });
 });
+
+describe('the guardrail answer, without a proxy', () => {
+  let key: SigningKey;
+  let jwks: JwksServer;
+  let sb: TestSignalbox;
+
+  beforeAll(async () => {
+    key = await signingKey('ES256', 'litellm-direct');
+    jwks = await JwksServer.start([key.publicJwk]);
+    sb = await startTestSignalbox(capturedLogger().logger, { jwksUrl: jwks.url });
+  });
+  afterAll(async () => {
+    await sb?.close();
+    await jwks?.close();
+  });
+
+  const guardrail = async (body: object): Promise<{ action: string; texts?: string[]; blocked_reason?: string }> => {
+    const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/beta/litellm_basic_guardrail_api`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return (await res.json()) as { action: string; texts?: string[]; blocked_reason?: string };
+  };
+
+  it('masks texts exactly as the pipeline masks the messages, JSON inside a text included', async () => {
+    const token = await mint(key, { subject: 'carol' });
+    // An email written with a JSON escape: plain-text matching misses it; the pipeline decodes the JSON.
+    const escaped = '{"to": "jane\\u0040example.com", "note": "marker-escaped"}';
+    const answer = await guardrail({
+      input_type: 'request',
+      texts: ['Write to jane.doe@example.com', escaped, 'nothing to hide'],
+      model: 'gpt-4o-mini',
+      request_data: {},
+      request_headers: { 'x-signalbox-authorization': `Bearer ${token}` },
+      litellm_call_id: 'direct-1',
+    });
+    expect(answer.action, answer.blocked_reason).toBe('GUARDRAIL_INTERVENED');
+    expect(answer.texts?.[0]).toBe('Write to [REDACTED:email]');
+    expect(answer.texts?.[1]).not.toContain('example.com');
+    expect(JSON.parse(answer.texts?.[1] ?? '{}')).toMatchObject({ to: '[REDACTED:email]', note: 'marker-escaped' });
+    expect(answer.texts?.[2]).toBe('nothing to hide');
+  });
+
+  it('hints how to send a token through LiteLLM when a call without one is refused 401', async () => {
+    const answer = await guardrail({ input_type: 'request', texts: ['hi'], model: 'gpt-4o-mini', request_data: {}, litellm_call_id: 'direct-2' });
+    expect(answer.action).toBe('BLOCKED');
+    expect(answer.blocked_reason).toMatch(/^Signalbox denied the request \(401 /);
+    expect(answer.blocked_reason).toContain('send the caller\'s token as x-signalbox-authorization: Bearer <jwt>');
+  });
+});

@@ -35,8 +35,6 @@ import type { DecisionPipeline } from '../../decide/decide.js';
 import type { Decision } from '../../decide/decision.js';
 import type { ReportService } from '../../enforce/report.js';
 import type { Logger } from '../../core/log.js';
-import type { FindingType } from '../../inspect/content/detectors.js';
-import { redactText } from '../../inspect/content/redact.js';
 import { decisionRequestFromHttp } from './http-request.js';
 import { LITELLM_TOKEN_HEADER, chatBody, isObject, parseGuardrailRequest, type GuardrailRequest } from './litellm-request.js';
 import { readLimitedBody } from './read-body.js';
@@ -140,11 +138,17 @@ function denyMessage(decision: Decision): string | undefined {
   return undefined;
 }
 
-function blockedReason(decision: Decision, withheld: readonly string[]): string {
+/**
+ * LiteLLM's blocked_reason. A 401 for a call that carried no token gets a hint on how to send
+ * one through LiteLLM (which never forwards Authorization to guardrails); it depends on what the
+ * request carried, not on how a policy names the reason.
+ */
+function blockedReason(decision: Decision, request: Pick<GuardrailRequest, 'headers' | 'withheld'> | undefined): string {
   const reasons = decision.reasons.length > 0 ? decision.reasons.join(', ') : (decision.error ?? 'denied');
   const message = denyMessage(decision);
   let text = `Signalbox denied the request (${decision.httpStatus} ${reasons})${message ? `: ${message}` : ''} [decision ${decision.decisionId}]`;
-  if (decision.reasons.includes('identity.token_missing')) {
+  const withheld = request?.withheld ?? [];
+  if (request && decision.httpStatus === 401 && request.headers.authorization === undefined) {
     text += withheld.includes(LITELLM_TOKEN_HEADER)
       ? `; LiteLLM withheld the ${LITELLM_TOKEN_HEADER} header: list it in the guardrail's extra_headers`
       : `; send the caller's token as ${LITELLM_TOKEN_HEADER}: Bearer <jwt> (LiteLLM never forwards Authorization to guardrails)`;
@@ -152,27 +156,47 @@ function blockedReason(decision: Decision, withheld: readonly string[]): string 
   return text;
 }
 
-/** Maps an allowed decision with `redact` back to LiteLLM's texts (and messages, for tool calls). */
-function intervention(decision: Decision, req: GuardrailRequest, structuredCount: number): GuardrailAnswer {
-  const types = decision.redact?.types ? new Set<FindingType>(decision.redact.types) : undefined;
-  let changed = false;
-  const texts = req.texts.map((text) => {
-    const masked = redactText(text, types);
-    if (masked.redactions > 0) changed = true;
-    return masked.text;
-  });
-  let structured: unknown[] | undefined;
-  if (structuredCount > 0 && decision.upstreamBody !== undefined) {
-    try {
-      const upstream = JSON.parse(decision.upstreamBody) as unknown;
-      const rows = isObject(upstream) && Array.isArray(upstream.messages) ? upstream.messages.slice(0, structuredCount) : undefined;
-      if (rows && rows.length === structuredCount && JSON.stringify(rows) !== JSON.stringify(req.structuredMessages)) {
-        structured = rows;
-        changed = true;
-      }
-    } catch {
-      // the pipeline only returns JSON bodies for JSON requests; nothing to add
+/**
+ * Every string of the body Signalbox decided on, paired with what the pipeline's redaction made
+ * of it (the same place in its upstream body), so LiteLLM's texts get exactly the masking the
+ * messages got. Walked without recursion: the body holds what the caller sent.
+ */
+function maskedStrings(original: unknown, masked: unknown): Map<string, string> {
+  const pairs = new Map<string, string>();
+  const pending: [unknown, unknown][] = [[original, masked]];
+  while (pending.length > 0) {
+    const [before, after] = pending.pop() as [unknown, unknown];
+    if (typeof before === 'string' && typeof after === 'string') {
+      if (before !== after) pairs.set(before, after);
+    } else if (Array.isArray(before) && Array.isArray(after)) {
+      before.forEach((item, i) => pending.push([item, after[i]]));
+    } else if (isObject(before) && isObject(after)) {
+      for (const [key, item] of Object.entries(before)) pending.push([item, after[key]]);
     }
+  }
+  return pairs;
+}
+
+/**
+ * Maps an allowed decision with `redact` back to LiteLLM: its texts (every one of them is in the
+ * body the pipeline masked) and its structured messages, for tool calls.
+ */
+function intervention(decision: Decision, req: GuardrailRequest, body: Record<string, unknown>, structuredCount: number): GuardrailAnswer {
+  if (decision.upstreamBody === undefined) return { action: 'NONE' };
+  let upstream: unknown;
+  try {
+    upstream = JSON.parse(decision.upstreamBody) as unknown;
+  } catch {
+    return { action: 'NONE' }; // the pipeline only returns JSON bodies for JSON requests
+  }
+  const masked = maskedStrings(body, upstream);
+  const texts = req.texts.map((text) => masked.get(text) ?? text);
+  let changed = texts.some((text, i) => text !== req.texts[i]);
+  let structured: unknown[] | undefined;
+  const rows = structuredCount > 0 && isObject(upstream) && Array.isArray(upstream.messages) ? upstream.messages.slice(0, structuredCount) : undefined;
+  if (rows && rows.length === structuredCount && JSON.stringify(rows) !== JSON.stringify(req.structuredMessages)) {
+    structured = rows;
+    changed = true;
   }
   if (!changed) return { action: 'NONE' };
   return { action: 'GUARDRAIL_INTERVENED', texts, ...(structured ? { structured_messages: structured } : {}) };
@@ -188,7 +212,7 @@ export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerRe
   } catch (error) {
     // Unreadable is a deny, audited like any other decision; LiteLLM fails the call on BLOCKED.
     const decision = context.pipeline.rejectUnreadable(LITELLM_DOOR, error);
-    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, []) } satisfies GuardrailAnswer);
+    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, undefined) } satisfies GuardrailAnswer);
     return;
   }
   if (request.inputType === 'response') {
@@ -211,11 +235,11 @@ export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerRe
   );
   const decision = await context.pipeline.decide(decisionRequest);
   if (!decision.allowed) {
-    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, request.withheld) } satisfies GuardrailAnswer);
+    json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, request) } satisfies GuardrailAnswer);
     return;
   }
   if (request.callId) ledgerFor(context.reports).remember(request.callId, decision.decisionId, Date.now());
-  json(res, 200, decision.redact ? intervention(decision, request, structuredCount) : ({ action: 'NONE' } satisfies GuardrailAnswer));
+  json(res, 200, decision.redact ? intervention(decision, request, body, structuredCount) : ({ action: 'NONE' } satisfies GuardrailAnswer));
 }
 
 function count(value: unknown): number | undefined {
