@@ -9,6 +9,7 @@ import { extract, pack } from 'tar-stream';
 import { SignalboxError } from '../core/errors.js';
 import type { BundleManifest, PolicyBundle } from '../policy/compiled.js';
 import { verifyBundleSignature, type BundleVerificationConfig } from './signing.js';
+import { isJsonObject } from '../core/json-object.js';
 
 /** Bundles are built by us or by OPA users; anything bigger than this is refused as a likely zip bomb. */
 const MAX_UNPACKED_BYTES = 256 * 1024 * 1024;
@@ -63,12 +64,8 @@ function parseJson(bytes: Buffer, what: string, source: string): unknown {
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function validateManifest(raw: unknown, source: string): BundleManifest {
-  if (!isObject(raw)) throw new SignalboxError('bundle_invalid', `bundle ${source}: .manifest is not a JSON object`);
+  if (!isJsonObject(raw)) throw new SignalboxError('bundle_invalid', `bundle ${source}: .manifest is not a JSON object`);
   // OPA allows an empty revision; Signalbox's own builds always set a content-derived one.
   const revision = raw.revision ?? '';
   if (typeof revision !== 'string') throw new SignalboxError('bundle_invalid', `bundle ${source}: .manifest revision must be a string`);
@@ -81,7 +78,7 @@ function validateManifest(raw: unknown, source: string): BundleManifest {
     throw new SignalboxError('bundle_invalid', `bundle ${source}: .manifest declares no wasm entrypoints (build it with "opa build -t wasm")`);
   }
   for (const entry of wasm) {
-    if (!isObject(entry) || typeof entry.entrypoint !== 'string' || typeof entry.module !== 'string') {
+    if (!isJsonObject(entry) || typeof entry.entrypoint !== 'string' || typeof entry.module !== 'string') {
       throw new SignalboxError('bundle_invalid', `bundle ${source}: .manifest wasm entries need string "entrypoint" and "module"`);
     }
   }
@@ -93,7 +90,7 @@ function validateManifest(raw: unknown, source: string): BundleManifest {
     revision,
     roots: roots as string[],
     wasm: (wasm as { entrypoint: string; module: string }[]).map((e) => ({ entrypoint: e.entrypoint, module: normalise(e.module) })),
-    ...(isObject(raw.metadata) ? { metadata: raw.metadata } : {}),
+    ...(isJsonObject(raw.metadata) ? { metadata: raw.metadata } : {}),
   };
 }
 
@@ -105,13 +102,13 @@ function mergeData(files: ReadonlyMap<string, Buffer>, source: string): Record<s
     const value = parseJson(files.get(name) as Buffer, name, source);
     const segments = name.split('/').slice(1, -1);
     if (segments.length === 0) {
-      if (!isObject(value)) throw new SignalboxError('bundle_invalid', `bundle ${source}: /data.json must be a JSON object`);
+      if (!isJsonObject(value)) throw new SignalboxError('bundle_invalid', `bundle ${source}: /data.json must be a JSON object`);
       Object.assign(data, value);
       continue;
     }
     let node = data;
     for (const segment of segments.slice(0, -1)) {
-      if (!isObject(node[segment])) node[segment] = {};
+      if (!isJsonObject(node[segment])) node[segment] = {};
       node = node[segment] as Record<string, unknown>;
     }
     node[segments[segments.length - 1] as string] = value;

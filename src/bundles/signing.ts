@@ -27,6 +27,7 @@ import { compareUtf8 } from '../core/go-json.js';
 import { FILE_HASHES, hashBundleFile, SIGNING_HASH } from './bundle-hash.js';
 import { compileExcludePattern } from './path-match.js';
 import { BUNDLE_SIGNING_ALGORITHMS, isBundleSigningAlgorithm, keyAlgorithmProblem, parsePrivateKey, parsePublicKey, type VerificationKey } from './signing-keys.js';
+import { isJsonObject } from '../core/json-object.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -72,10 +73,6 @@ function stripSlash(name: string): string {
   return name.replace(/^\.?\/+/, '');
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function invalid(source: string, problem: string, cause?: unknown): SignalboxError {
   return new SignalboxError('bundle_signature_invalid', `bundle ${source}: signature verification failed: ${problem}`, cause === undefined ? {} : { cause });
 }
@@ -118,7 +115,7 @@ export async function verifyBundleSignature(
   } catch (error) {
     throw invalid(source, `${SIGNATURES_FILE} is not valid JSON`, error);
   }
-  if (!isObject(signatures) || !Array.isArray(signatures.signatures)) throw invalid(source, `${SIGNATURES_FILE} has no "signatures" list`);
+  if (!isJsonObject(signatures) || !Array.isArray(signatures.signatures)) throw invalid(source, `${SIGNATURES_FILE} has no "signatures" list`);
   if (signatures.plugin !== undefined && signatures.plugin !== '' && signatures.plugin !== '_default') {
     throw invalid(source, `${SIGNATURES_FILE} names signing plugin ${JSON.stringify(String(signatures.plugin))}, which Signalbox does not support`);
   }
@@ -142,7 +139,7 @@ export async function verifyBundleSignature(
   // Key selection, as OPA: the configured key id, else the header kid, else the payload keyid;
   // unlike OPA, a token naming a different key id than the configured one is refused.
   const headerKid = typeof header.kid === 'string' && header.kid !== '' ? header.kid : undefined;
-  const payloadKid = isObject(unverified) && typeof unverified.keyid === 'string' && unverified.keyid !== '' ? unverified.keyid : undefined;
+  const payloadKid = isJsonObject(unverified) && typeof unverified.keyid === 'string' && unverified.keyid !== '' ? unverified.keyid : undefined;
   if (headerKid && payloadKid && headerKid !== payloadKid) throw invalid(source, `the token header names key id "${headerKid}" but its payload names "${payloadKid}"`);
   const tokenKid = headerKid ?? payloadKid;
   if (config.keyid && tokenKid && tokenKid !== config.keyid) {
@@ -165,7 +162,7 @@ export async function verifyBundleSignature(
     throw invalid(source, `the signature does not verify with key "${keyid}" (${keyConfig.algorithm})`, error);
   }
 
-  if (!isObject(payload)) throw invalid(source, 'the token payload is not a JSON object');
+  if (!isJsonObject(payload)) throw invalid(source, 'the token payload is not a JSON object');
   const scope = payload.scope ?? '';
   if (typeof scope !== 'string') throw invalid(source, 'the token scope is not a string');
   const expectedScope = config.scope ?? keyConfig.scope ?? '';
@@ -175,7 +172,7 @@ export async function verifyBundleSignature(
   if (!Array.isArray(payload.files)) throw invalid(source, 'the token payload has no "files" list');
   const listed = new Map<string, { hash: string; algorithm: string }>();
   for (const entry of payload.files as unknown[]) {
-    if (!isObject(entry) || typeof entry.name !== 'string' || typeof entry.hash !== 'string' || typeof entry.algorithm !== 'string') {
+    if (!isJsonObject(entry) || typeof entry.name !== 'string' || typeof entry.hash !== 'string' || typeof entry.algorithm !== 'string') {
       throw invalid(source, 'a "files" entry is not {name, hash, algorithm} strings');
     }
     if (listed.has(entry.name)) throw invalid(source, `file ${entry.name} is listed twice`);

@@ -8,15 +8,12 @@ import type { HttpFacts } from '../inspect/http.js';
 import type { PolicyVerdict } from '../policy/result.js';
 import type { DecisionRequest } from './decision.js';
 import { ROUTE_HEADERS, routeEffect, type CredentialLookup, type RoutingOptions } from './route.js';
+import { isJsonObject } from '../core/json-object.js';
 
 /** What an allowed verdict changes on the upstream request beyond the policy's own keys. */
 export interface Shaping {
   readonly verdict: PolicyVerdict;
   readonly upstreamBody: string | undefined;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**
@@ -47,7 +44,7 @@ export function shape(verdict: PolicyVerdict, request: DecisionRequest, facts: H
     }
   }
   const route = verdict.route;
-  if (route?.model !== undefined && request.canRewriteBody && kind === 'json' && isObject(body) && typeof body.model === 'string' && body.model !== route.model) {
+  if (route?.model !== undefined && request.canRewriteBody && kind === 'json' && isJsonObject(body) && typeof body.model === 'string' && body.model !== route.model) {
     body = { ...body, model: route.model };
     rewritten = true;
   }

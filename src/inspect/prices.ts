@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { SignalboxError } from '../core/errors.js';
 import shippedPrices from './prices.json' with { type: 'json' };
+import { isJsonObject } from '../core/json-object.js';
 
 /** USD per million tokens. */
 export interface ModelPrice {
@@ -74,10 +75,6 @@ function scalePrice(value: number): bigint | undefined {
   return digits % divisor === 0n ? digits / divisor : undefined;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function invalid(source: string, key: string, problem: string): SignalboxError {
   return new SignalboxError('config_invalid', `price table ${source}: ${key} ${problem}`, {
     details: { source, key },
@@ -135,7 +132,7 @@ export class PriceTable {
    * `source` names the data in error messages (a file path).
    */
   static fromObject(value: unknown, source: string): PriceTable {
-    if (!isRecord(value)) throw invalid(source, '(root)', 'must be a JSON object');
+    if (!isJsonObject(value)) throw invalid(source, '(root)', 'must be a JSON object');
     for (const key of Object.keys(value)) {
       if (!TOP_KEYS.has(key)) throw invalid(source, key, 'is not a known key');
     }
@@ -145,7 +142,7 @@ export class PriceTable {
       throw invalid(source, 'sources', 'must be a list of strings');
     }
     const models = value.models;
-    if (!isRecord(models)) throw invalid(source, 'models', 'must be an object of model name → price');
+    if (!isJsonObject(models)) throw invalid(source, 'models', 'must be an object of model name → price');
 
     const entries = new Map<string, Entry>();
     for (const [name, raw] of Object.entries(models)) {
@@ -153,7 +150,7 @@ export class PriceTable {
       const key = name.trim().toLowerCase();
       if (key === '' || key !== name.toLowerCase()) throw invalid(source, where, 'must be a non-empty name without surrounding spaces');
       if (entries.has(key)) throw invalid(source, where, `duplicates ${JSON.stringify(entries.get(key)?.key)} (names are case-insensitive)`);
-      if (!isRecord(raw)) throw invalid(source, where, 'must be an object');
+      if (!isJsonObject(raw)) throw invalid(source, where, 'must be an object');
       for (const field of Object.keys(raw)) {
         if (!MODEL_KEYS.has(field)) throw invalid(source, `${where}.${field}`, 'is not a known key');
       }

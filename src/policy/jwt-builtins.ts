@@ -18,18 +18,8 @@ import { JsonNumber, toJsonText, type JsonObject, type JsonValue } from '../core
 import { rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 import { parseKeys, verifyWithKeys, type KeyMaterial, type VerificationKey } from './jwt-keys.js';
 import { builtinSignatureValid, HASH_OF_BITS, hmacEqual, jwsSignatureValid } from './jwt-signatures.js';
-import {
-  base64UrlDecode,
-  decodeHeader,
-  headerFields,
-  headerValid,
-  isPlainObject,
-  JwtBuiltinError,
-  parseObject,
-  signingInput,
-  splitToken,
-  type HeaderFields,
-} from './jwt-token.js';
+import { base64UrlDecode, decodeHeader, headerFields, headerValid, JwtBuiltinError, parseObject, signingInput, splitToken, type HeaderFields } from './jwt-token.js';
+import { isJsonObject } from '../core/json-object.js';
 
 // ---------------------------------------------------------------------------------------------
 // The builtins.
@@ -102,7 +92,7 @@ function timeConstraint(value: unknown): number {
  * empty secret is no key at all and the call fails rather than verifying with an empty key.
  */
 function parseConstraints(value: unknown, nowNs: bigint): Constraints {
-  if (!isPlainObject(value)) throw new JwtBuiltinError('constraints must be an object');
+  if (!isJsonObject(value)) throw new JwtBuiltinError('constraints must be an object');
   const c: Constraints = { keys: undefined, secret: '', alg: '', iss: '', aud: '', time: 0 };
   let time: number | undefined;
   for (const [name, v] of Object.entries(value)) {

@@ -4,7 +4,8 @@
  * choice among them by kid and alg.
  */
 import { createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { base64UrlDecode, isPlainObject, JwtBuiltinError, type HeaderFields } from './jwt-token.js';
+import { base64UrlDecode, JwtBuiltinError, type HeaderFields } from './jwt-token.js';
+import { isJsonObject } from '../core/json-object.js';
 
 // ---------------------------------------------------------------------------------------------
 // Keys: OPA's parseKeysFromCertOrJWK.
@@ -86,7 +87,7 @@ function pemKey(type: string, der: Buffer): KeyMaterial {
 
 /** One JWK, as jwx parses it: RSA/EC/OKP keys (public or private) and "oct" secrets. */
 function jwkKey(jwk: unknown): VerificationKey {
-  if (!isPlainObject(jwk)) throw new JwtBuiltinError('a JWK must be an object');
+  if (!isJsonObject(jwk)) throw new JwtBuiltinError('a JWK must be an object');
   const { alg = '', kid = '', kty, k } = jwk;
   if (typeof alg !== 'string' || typeof kid !== 'string') throw new JwtBuiltinError('JWK alg and kid must be strings');
   if (kty === 'oct') {
@@ -110,7 +111,7 @@ function parseJwks(text: string): VerificationKey[] {
   } catch {
     throw new JwtBuiltinError('failed to parse a JWK key (set)');
   }
-  const set = isPlainObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
+  const set = isJsonObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
   if (set !== undefined && (!Array.isArray(set) || set.length > MAX_JWKS_KEYS)) throw new JwtBuiltinError('invalid JWK set');
   const keys = set === undefined ? [jwkKey(parsed)] : set.map(jwkKey);
   return keys.filter((key) => key.alg === '' || TOKEN_ALGORITHMS.has(key.alg));

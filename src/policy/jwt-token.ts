@@ -23,11 +23,6 @@ export function parseObject(bytes: Buffer, what: string): JsonObject {
   return value;
 }
 
-/** A plain JSON object (not an array, not null), as JSON.parse and opa-wasm produce them. */
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Token structure.
 // ---------------------------------------------------------------------------------------------

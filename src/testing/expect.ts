@@ -4,6 +4,7 @@
  */
 import type { Decision } from '../decide/decision.js';
 import type { Expectation } from './suite.js';
+import { isJsonObject } from '../core/json-object.js';
 
 /** The decision as a table sees it. */
 export interface ActualDecision {
@@ -30,14 +31,10 @@ export interface FieldDiff {
   readonly note?: string;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** JSON with sorted keys, for order-insensitive object comparison. */
 export function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    isObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : typeof v === 'bigint' ? v.toString() : v,
+    isJsonObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : typeof v === 'bigint' ? v.toString() : v,
   );
 }
 
@@ -47,7 +44,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 
 function sortedCanonical(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortedCanonical).sort((a, b) => (canonical(a) < canonical(b) ? -1 : canonical(a) > canonical(b) ? 1 : 0));
-  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sortedCanonical(v)]));
+  if (isJsonObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sortedCanonical(v)]));
   if (typeof value === 'string' && /^[[{]/.test(value)) {
     try {
       // A JSON text (json.marshal output): the same document with keys in another order is the same.
@@ -70,7 +67,7 @@ export function compareResults(a: unknown, b: unknown): { kind: 'equal' | 'order
   const paths: string[] = [];
   const walk = (x: unknown, y: unknown, path: string): void => {
     if (deepEqual(x, y)) return;
-    if (isObject(x) && isObject(y)) {
+    if (isJsonObject(x) && isJsonObject(y)) {
       for (const key of Object.keys(x)) walk(x[key], y[key], path ? `${path}.${key}` : key);
       return;
     }
@@ -82,8 +79,8 @@ export function compareResults(a: unknown, b: unknown): { kind: 'equal' | 'order
 
 /** True when every key of `expected` is in `actual` with a matching value (objects recursively). */
 export function isSubset(expected: unknown, actual: unknown): boolean {
-  if (isObject(expected)) {
-    if (!isObject(actual)) return false;
+  if (isJsonObject(expected)) {
+    if (!isJsonObject(actual)) return false;
     return Object.entries(expected).every(([key, value]) => key in actual && isSubset(value, actual[key]));
   }
   return deepEqual(expected, actual);
@@ -100,22 +97,22 @@ function headerMap(entries: readonly { key: string; value: string }[]): Record<s
 }
 
 function listOfObjects(value: unknown): Record<string, unknown>[] {
-  return Array.isArray(value) ? value.filter(isObject) : [];
+  return Array.isArray(value) ? value.filter(isJsonObject) : [];
 }
 
 /** The table's view of a decision, with the limits the policy's raw result named. */
 export function actualDecision(decision: Decision, result: unknown): ActualDecision {
-  const raw = isObject(result) ? result : {};
+  const raw = isJsonObject(result) ? result : {};
   return {
     allowed: decision.allowed,
     http_status: decision.allowed ? 200 : decision.httpStatus,
     reasons: [...decision.reasons],
     headers: headerMap(decision.headers),
     headers_removed: decision.requestHeadersToRemove.map((name) => name.toLowerCase()),
-    route: decision.route ? { ...decision.route } : isObject(raw.route) && decision.allowed ? raw.route : null,
+    route: decision.route ? { ...decision.route } : isJsonObject(raw.route) && decision.allowed ? raw.route : null,
     budgets: listOfObjects(raw.budgets),
     rate_limits: listOfObjects(raw.rate_limits),
-    loop: isObject(raw.loop) ? raw.loop : null,
+    loop: isJsonObject(raw.loop) ? raw.loop : null,
     body: decision.body,
     error: decision.error ?? null,
   };

@@ -21,6 +21,7 @@ import { interpretResult } from '../policy/result.js';
 import { actualDecision, compareExpectation, compareResults, failedDecision, type ActualDecision, type FieldDiff } from './expect.js';
 import { loadSuite, TABLE_FILE, type LoadedSuite, type TableCase } from './suite.js';
 import { evaluateTopdown, runRegoTests, staleSources, type RegoTestRun, type TopdownResult } from './topdown.js';
+import { isJsonObject } from '../core/json-object.js';
 
 export type CaseKind = 'passed' | 'failed' | 'error' | 'skipped' | 'engine_mismatch';
 
@@ -139,13 +140,9 @@ function display(path: string): string {
   return rel && !rel.startsWith('..') ? rel : path;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(over)) out[key] = isObject(value) && isObject(out[key]) ? merge(out[key] as Record<string, unknown>, value) : value;
+  for (const [key, value] of Object.entries(over)) out[key] = isJsonObject(value) && isJsonObject(out[key]) ? merge(out[key] as Record<string, unknown>, value) : value;
   return out;
 }
 
@@ -160,7 +157,7 @@ export async function suiteConfig(configFile: string | undefined, overrides: Rec
       throw new SignalboxError('config_invalid', `cannot read config file ${configFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
     }
     const parsed: unknown = parseYaml(text);
-    base = isObject(parsed) ? parsed : {};
+    base = isJsonObject(parsed) ? parsed : {};
   }
   const merged = overrides ? merge(base, overrides) : base;
   return parseConfig(JSON.stringify(merged), process.env, source);

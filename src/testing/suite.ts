@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { SignalboxError } from '../core/errors.js';
 import { shortRequestSchema, userSchema, type ShortRequest } from './short-request.js';
 import { parseRfc3339Ns } from './simulate.js';
+import { isJsonObject } from '../core/json-object.js';
 
 /** Table files: `<name>_test.yaml`, `.yml` or `.json` (the `_test` suffix keeps them out of bundles). */
 export const TABLE_FILE = /_test\.(ya?ml|json)$/;
@@ -84,14 +85,10 @@ export const caseSchema = z
 
 export type TableCase = Omit<z.output<typeof caseSchema>, 'request'> & { readonly request?: ShortRequest };
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** A case's request over the defaults: headers merged, null removing a default (token: null means "no token"). */
 function mergeRequest(defaults: Record<string, unknown> | undefined, request: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...defaults, ...request };
-  if (isObject(defaults?.headers) && isObject(request.headers)) merged.headers = { ...defaults.headers, ...request.headers };
+  if (isJsonObject(defaults?.headers) && isJsonObject(request.headers)) merged.headers = { ...defaults.headers, ...request.headers };
   for (const [key, value] of Object.entries(merged)) if (value === null && key !== 'token') delete merged[key];
   return merged;
 }

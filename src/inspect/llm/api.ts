@@ -1,3 +1,4 @@
+import { isJsonObject } from '../../core/json-object.js';
 /**
  * Which LLM API a request calls: the API a path names, and whether the body has the shape of a
  * call to it. Shared by the token count (`../llm.ts`) and tool-call extraction (`tool-calls.ts`).
@@ -8,11 +9,6 @@ export type LlmApi = 'openai.chat' | 'openai.responses' | 'openai.embeddings' | 
 
 /** A JSON object, as request bodies and their parts are read here. */
 export type Json = Record<string, unknown>;
-
-/** True for a JSON object (not null, not an array): the only shape whose fields are read. */
-export function isRecord(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function normalisePath(path: string): string {
   let end = path.length;
@@ -40,7 +36,7 @@ export function llmApiForPath(path: string): LlmApi | undefined {
 
 /** Does the body have the shape of a call to `api` (the field the API cannot do without)? */
 export function hasShape(api: LlmApi, body: unknown): body is Json {
-  if (!isRecord(body)) return false;
+  if (!isJsonObject(body)) return false;
   switch (api) {
     case 'openai.chat':
     case 'anthropic.messages':

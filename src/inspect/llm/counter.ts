@@ -2,8 +2,9 @@
  * The counting rules every API shares: the tokens of text, JSON, message framing and content
  * parts (text, images, audio, files, documents, tool use and results) of all three APIs.
  */
-import { isRecord, type Json } from './api.js';
+import { type Json } from './api.js';
 import { countTextTokens, type EncodingName } from './tokenizer.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /**
  * OpenAI's published chat overhead (openai-cookbook "How to count tokens with tiktoken"): every
@@ -74,7 +75,7 @@ export class Counter {
       this.text(part);
       return;
     }
-    if (!isRecord(part) || depth > MAX_DEPTH) return;
+    if (!isJsonObject(part) || depth > MAX_DEPTH) return;
     switch (part.type) {
       case 'text':
       case 'input_text':
@@ -126,8 +127,8 @@ export class Counter {
     const source = part.source;
     this.text(part.title);
     this.text(part.context);
-    if (isRecord(source) && source.type === 'text') this.text(source.data);
-    else if (isRecord(source) && source.type === 'content') this.content(source.content, depth + 1);
+    if (isJsonObject(source) && source.type === 'text') this.text(source.data);
+    else if (isJsonObject(source) && source.type === 'content') this.content(source.content, depth + 1);
     else this.total += FILE_PART_TOKENS;
   }
 

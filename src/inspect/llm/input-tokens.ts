@@ -2,8 +2,9 @@
  * Input tokens per API: which fields of an OpenAI chat, OpenAI Responses, Anthropic Messages or
  * embeddings body are billed as input, fed to a {@link Counter}.
  */
-import { isRecord, type Json } from './api.js';
+import { type Json } from './api.js';
 import { REPLY_PRIMING, type Counter } from './counter.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /**
  * Anthropic adds a tool-use system prompt whenever `tools` is set: 346 tokens for Claude 4.x /
@@ -16,20 +17,20 @@ export const ANTHROPIC_TOOLS_SYSTEM_PROMPT_TOKENS = 346;
 export function chatInputTokens(body: Json, counter: Counter): void {
   const messages = body.messages as unknown[];
   for (const message of messages) {
-    if (!isRecord(message)) continue;
+    if (!isJsonObject(message)) continue;
     counter.message(message.role, message.name);
     counter.content(message.content, 0);
     counter.text(message.refusal);
     if (Array.isArray(message.tool_calls)) {
       for (const call of message.tool_calls) {
-        if (!isRecord(call)) continue;
-        const fn = isRecord(call.function) ? call.function : isRecord(call.custom) ? call.custom : undefined;
+        if (!isJsonObject(call)) continue;
+        const fn = isJsonObject(call.function) ? call.function : isJsonObject(call.custom) ? call.custom : undefined;
         if (!fn) continue;
         counter.text(fn.name);
         counter.json(fn.arguments ?? fn.input);
       }
     }
-    if (isRecord(message.function_call)) {
+    if (isJsonObject(message.function_call)) {
       counter.text(message.function_call.name);
       counter.json(message.function_call.arguments);
     }
@@ -38,7 +39,7 @@ export function chatInputTokens(body: Json, counter: Counter): void {
   if (Array.isArray(body.tools) && body.tools.length > 0) counter.json(body.tools);
   if (Array.isArray(body.functions) && body.functions.length > 0) counter.json(body.functions);
   const format = body.response_format;
-  if (isRecord(format) && format.type === 'json_schema') counter.json(format.json_schema ?? format);
+  if (isJsonObject(format) && format.type === 'json_schema') counter.json(format.json_schema ?? format);
 }
 
 /** OpenAI Responses: `instructions`, `input` (a string or items), `tools` and a `text.format` schema. */
@@ -56,7 +57,7 @@ export function responsesInputTokens(body: Json, counter: Counter): void {
     items += 1;
   } else if (Array.isArray(input)) {
     for (const item of input) {
-      if (!isRecord(item)) continue;
+      if (!isJsonObject(item)) continue;
       items += 1;
       switch (item.type ?? (item.role === undefined ? undefined : 'message')) {
         case 'message':
@@ -86,14 +87,14 @@ export function responsesInputTokens(body: Json, counter: Counter): void {
   if (items > 0) counter.total += REPLY_PRIMING;
   if (Array.isArray(body.tools) && body.tools.length > 0) counter.json(body.tools);
   const text = body.text;
-  if (isRecord(text) && isRecord(text.format) && text.format.type === 'json_schema') counter.json(text.format);
+  if (isJsonObject(text) && isJsonObject(text.format) && text.format.type === 'json_schema') counter.json(text.format);
 }
 
 /** Anthropic Messages: `system`, message blocks, and `tools` plus the tool-use system prompt. */
 export function anthropicInputTokens(body: Json, counter: Counter): void {
   counter.content(body.system, 0);
   for (const message of body.messages as unknown[]) {
-    if (!isRecord(message)) continue;
+    if (!isJsonObject(message)) continue;
     counter.message(message.role);
     counter.content(message.content, 0);
   }

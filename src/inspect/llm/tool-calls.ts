@@ -1,7 +1,8 @@
 /**
  * The tool calls an agent just made, read from the request body, for loop detection.
  */
-import { hasShape, isRecord, llmApiForPath, type Json, type LlmApi } from './api.js';
+import { hasShape, llmApiForPath, type Json, type LlmApi } from './api.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /** One tool call: its name, its arguments (parsed when they were a JSON string) and the API it came in. */
 export interface ToolCallFact {
@@ -25,10 +26,10 @@ function mcpToolCalls(body: unknown): ToolCallFact[] | undefined {
   const calls: ToolCallFact[] = [];
   let isMcp = false;
   for (const request of requests) {
-    if (!isRecord(request) || request.method !== 'tools/call') continue;
+    if (!isJsonObject(request) || request.method !== 'tools/call') continue;
     isMcp = true;
     const params = request.params;
-    if (isRecord(params) && typeof params.name === 'string') {
+    if (isJsonObject(params) && typeof params.name === 'string') {
       calls.push({ name: params.name, arguments: params.arguments ?? {}, source: 'mcp' });
     }
   }
@@ -39,7 +40,7 @@ function lastAssistant(messages: unknown): Json | undefined {
   if (!Array.isArray(messages)) return undefined;
   for (let i = messages.length - 1; i >= 0; i -= 1) {
     const message: unknown = messages[i];
-    if (isRecord(message) && message.role === 'assistant') return message;
+    if (isJsonObject(message) && message.role === 'assistant') return message;
   }
   return undefined;
 }
@@ -50,16 +51,16 @@ function chatToolCalls(body: Json): ToolCallFact[] {
   const calls: ToolCallFact[] = [];
   if (Array.isArray(message.tool_calls)) {
     for (const call of message.tool_calls) {
-      if (!isRecord(call)) continue;
-      if (isRecord(call.function) && typeof call.function.name === 'string') {
+      if (!isJsonObject(call)) continue;
+      if (isJsonObject(call.function) && typeof call.function.name === 'string') {
         calls.push({ name: call.function.name, arguments: parseArguments(call.function.arguments), source: 'openai.chat' });
-      } else if (isRecord(call.custom) && typeof call.custom.name === 'string') {
+      } else if (isJsonObject(call.custom) && typeof call.custom.name === 'string') {
         calls.push({ name: call.custom.name, arguments: call.custom.input ?? null, source: 'openai.chat' });
       }
     }
   }
   const legacy = message.function_call;
-  if (isRecord(legacy) && typeof legacy.name === 'string') {
+  if (isJsonObject(legacy) && typeof legacy.name === 'string') {
     calls.push({ name: legacy.name, arguments: parseArguments(legacy.arguments), source: 'openai.chat' });
   }
   return calls;
@@ -77,7 +78,7 @@ function responsesToolCalls(body: Json): ToolCallFact[] {
   const calls: ToolCallFact[] = [];
   for (let i = input.length - 1; i >= 0; i -= 1) {
     const item: unknown = input[i];
-    if (!isRecord(item) || typeof item.type !== 'string' || !TRAILING_TOOL_ITEMS.has(item.type)) break;
+    if (!isJsonObject(item) || typeof item.type !== 'string' || !TRAILING_TOOL_ITEMS.has(item.type)) break;
     if (typeof item.name !== 'string') continue;
     if (item.type === 'function_call') {
       calls.push({ name: item.name, arguments: parseArguments(item.arguments), source: 'openai.responses' });
@@ -93,7 +94,7 @@ function anthropicToolCalls(body: Json): ToolCallFact[] {
   if (!message || !Array.isArray(message.content)) return [];
   const calls: ToolCallFact[] = [];
   for (const block of message.content) {
-    if (isRecord(block) && block.type === 'tool_use' && typeof block.name === 'string') {
+    if (isJsonObject(block) && block.type === 'tool_use' && typeof block.name === 'string') {
       calls.push({ name: block.name, arguments: block.input ?? {}, source: 'anthropic.messages' });
     }
   }

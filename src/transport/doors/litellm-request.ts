@@ -5,6 +5,7 @@
  * OpenAI chat completions body the pipeline decides. The contract is in litellm.ts.
  */
 import { SignalboxError } from '../../core/errors.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /** Values LiteLLM sends instead of a header's own: outside its allowlist, or a credential. */
 const WITHHELD_VALUES = new Set(['[present]', '***REDACTED***']);
@@ -22,11 +23,6 @@ export const LITELLM_TOKEN_HEADER = 'x-signalbox-authorization';
  */
 const DROPPED_HEADERS = new Set(['content-length', 'content-type', 'transfer-encoding', 'content-encoding', 'connection', 'expect', 'x-litellm-api-key']);
 
-/** A JSON object: not null, not an array. */
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function stringList(value: unknown, name: string): string[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value) || !value.every((t) => typeof t === 'string')) throw new SignalboxError('request_malformed', `${name} must be a list of strings`);
@@ -35,7 +31,7 @@ function stringList(value: unknown, name: string): string[] {
 
 function objectList(value: unknown, name: string): Record<string, unknown>[] {
   if (value === undefined || value === null) return [];
-  if (!Array.isArray(value) || !value.every(isObject)) throw new SignalboxError('request_malformed', `${name} must be a list of objects`);
+  if (!Array.isArray(value) || !value.every(isJsonObject)) throw new SignalboxError('request_malformed', `${name} must be a list of objects`);
   return value as Record<string, unknown>[];
 }
 
@@ -62,13 +58,13 @@ export function parseGuardrailRequest(raw: Buffer): GuardrailRequest {
   } catch (error) {
     throw new SignalboxError('request_malformed', 'the guardrail request is not JSON', { cause: error });
   }
-  if (!isObject(body)) throw new SignalboxError('request_malformed', 'the guardrail request is not a JSON object');
+  if (!isJsonObject(body)) throw new SignalboxError('request_malformed', 'the guardrail request is not a JSON object');
   const inputType = body.input_type;
   if (inputType !== 'request' && inputType !== 'response') throw new SignalboxError('request_malformed', 'input_type must be "request" or "response"');
   const headers: Record<string, string> = {};
   const withheld: string[] = [];
   if (body.request_headers !== undefined && body.request_headers !== null) {
-    if (!isObject(body.request_headers)) throw new SignalboxError('request_malformed', 'request_headers must be an object');
+    if (!isJsonObject(body.request_headers)) throw new SignalboxError('request_malformed', 'request_headers must be an object');
     for (const [name, value] of Object.entries(body.request_headers)) {
       const lower = name.toLowerCase();
       // Only the token header speaks for the caller: whatever LiteLLM shows as authorization is
@@ -104,12 +100,12 @@ function messageTexts(message: Record<string, unknown>, into: Set<string>): void
   const content = message.content;
   if (typeof content === 'string') into.add(content);
   else if (Array.isArray(content)) {
-    for (const part of content) if (isObject(part) && typeof part.text === 'string') into.add(part.text);
+    for (const part of content) if (isJsonObject(part) && typeof part.text === 'string') into.add(part.text);
   }
 }
 
 function toolCallKey(call: Record<string, unknown>): string {
-  const fn = isObject(call.function) ? call.function : {};
+  const fn = isJsonObject(call.function) ? call.function : {};
   return JSON.stringify([call.id ?? null, fn.name ?? null, fn.arguments ?? null]);
 }
 
@@ -126,10 +122,10 @@ export function chatBody(req: GuardrailRequest): { body: Record<string, unknown>
   const seenImages = new Set<string>();
   for (const message of messages) {
     messageTexts(message, seenTexts);
-    if (Array.isArray(message.tool_calls)) for (const call of message.tool_calls) if (isObject(call)) seenCalls.add(toolCallKey(call));
+    if (Array.isArray(message.tool_calls)) for (const call of message.tool_calls) if (isJsonObject(call)) seenCalls.add(toolCallKey(call));
     if (Array.isArray(message.content)) {
       for (const part of message.content) {
-        const url = isObject(part) ? (isObject(part.image_url) ? part.image_url.url : part.image_url) : undefined;
+        const url = isJsonObject(part) ? (isJsonObject(part.image_url) ? part.image_url.url : part.image_url) : undefined;
         if (typeof url === 'string') seenImages.add(url);
       }
     }

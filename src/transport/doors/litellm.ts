@@ -36,8 +36,9 @@ import type { Decision } from '../../decide/decision.js';
 import type { ReportService } from '../../enforce/report.js';
 import type { Logger } from '../../core/log.js';
 import { decisionRequestFromHttp } from './http-request.js';
-import { LITELLM_TOKEN_HEADER, chatBody, isObject, parseGuardrailRequest, type GuardrailRequest } from './litellm-request.js';
+import { LITELLM_TOKEN_HEADER, chatBody, parseGuardrailRequest, type GuardrailRequest } from './litellm-request.js';
 import { readLimitedBody } from './read-body.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /** Where LiteLLM sends guardrail checks (it appends this to the guardrail's `api_base`). */
 export const LITELLM_GUARDRAIL_PATH = '/beta/litellm_basic_guardrail_api';
@@ -130,8 +131,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 function denyMessage(decision: Decision): string | undefined {
   try {
     const body = JSON.parse(decision.body) as unknown;
-    if (isObject(body) && isObject(body.error) && typeof body.error.message === 'string') return body.error.message;
-    if (isObject(body) && typeof body.message === 'string') return body.message;
+    if (isJsonObject(body) && isJsonObject(body.error) && typeof body.error.message === 'string') return body.error.message;
+    if (isJsonObject(body) && typeof body.message === 'string') return body.message;
   } catch {
     // not JSON: the reasons say enough
   }
@@ -170,7 +171,7 @@ function maskedStrings(original: unknown, masked: unknown): Map<string, string> 
       if (before !== after) pairs.set(before, after);
     } else if (Array.isArray(before) && Array.isArray(after)) {
       before.forEach((item, i) => pending.push([item, after[i]]));
-    } else if (isObject(before) && isObject(after)) {
+    } else if (isJsonObject(before) && isJsonObject(after)) {
       for (const [key, item] of Object.entries(before)) pending.push([item, after[key]]);
     }
   }
@@ -193,7 +194,7 @@ function intervention(decision: Decision, req: GuardrailRequest, body: Record<st
   const texts = req.texts.map((text) => masked.get(text) ?? text);
   let changed = texts.some((text, i) => text !== req.texts[i]);
   let structured: unknown[] | undefined;
-  const rows = structuredCount > 0 && isObject(upstream) && Array.isArray(upstream.messages) ? upstream.messages.slice(0, structuredCount) : undefined;
+  const rows = structuredCount > 0 && isJsonObject(upstream) && Array.isArray(upstream.messages) ? upstream.messages.slice(0, structuredCount) : undefined;
   if (rows && rows.length === structuredCount && JSON.stringify(rows) !== JSON.stringify(req.structuredMessages)) {
     structured = rows;
     changed = true;
@@ -248,9 +249,9 @@ function count(value: unknown): number | undefined {
 
 /** The usage block of one StandardLoggingPayload, in OpenAI chat terms. */
 function payloadUsage(entry: Record<string, unknown>): Record<string, unknown> {
-  const response = isObject(entry.response) ? entry.response : undefined;
-  const usage = response && isObject(response.usage) ? response.usage : undefined;
-  const details = usage && isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
+  const response = isJsonObject(entry.response) ? entry.response : undefined;
+  const usage = response && isJsonObject(response.usage) ? response.usage : undefined;
+  const details = usage && isJsonObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
   const cached = details ? count(details.cached_tokens) : undefined;
   return {
     prompt_tokens: count(entry.prompt_tokens) ?? count(usage?.prompt_tokens) ?? 0,
@@ -260,7 +261,7 @@ function payloadUsage(entry: Record<string, unknown>): Record<string, unknown> {
 }
 
 function upstreamStatus(entry: Record<string, unknown>): number | undefined {
-  const info = isObject(entry.error_information) ? entry.error_information : undefined;
+  const info = isJsonObject(entry.error_information) ? entry.error_information : undefined;
   const code = info ? Number(info.error_code) : NaN;
   return Number.isInteger(code) && code >= 100 && code <= 599 ? code : undefined;
 }
@@ -268,7 +269,7 @@ function upstreamStatus(entry: Record<string, unknown>): number | undefined {
 type UsageResult = { readonly litellm_call_id: string | null; readonly outcome: string; readonly decision_id?: string; readonly error?: string };
 
 async function settleEntry(entry: unknown, context: LiteLlmContext, ledger: CallLedger): Promise<UsageResult> {
-  if (!isObject(entry)) return { litellm_call_id: null, outcome: 'ignored', error: 'not an object' };
+  if (!isJsonObject(entry)) return { litellm_call_id: null, outcome: 'ignored', error: 'not an object' };
   const callId = typeof entry.litellm_call_id === 'string' ? entry.litellm_call_id : typeof entry.id === 'string' ? entry.id : null;
   if (callId === null) return { litellm_call_id: null, outcome: 'ignored', error: 'no litellm_call_id' };
   const decisionId = ledger.take(callId, Date.now());

@@ -28,6 +28,7 @@ import type { Decision } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
 import { readLimitedBody } from './read-body.js';
+import { isJsonObject } from '../../core/json-object.js';
 
 /** The route prefix: OPA's Data API. */
 export const OPA_DATA_PREFIX = '/v1/data/';
@@ -60,10 +61,6 @@ const MODES: Readonly<Record<string, Mode>> = {
 /** Thrown for a body or input that cannot be read: OPA's 400. */
 class InvalidParameter extends Error {}
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function optionalString(value: unknown, name: string): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw new InvalidParameter(`${name} must be a string`);
@@ -73,7 +70,7 @@ function optionalString(value: unknown, name: string): string | undefined {
 /** A header map whose values are strings, or lists of strings (Kong sends repeated headers as lists). */
 function headerMap(value: unknown, name: string): Record<string, string> {
   if (value === undefined || value === null) return {};
-  if (!isObject(value)) throw new InvalidParameter(`${name} must be an object`);
+  if (!isJsonObject(value)) throw new InvalidParameter(`${name} must be an object`);
   const headers: Record<string, string> = {};
   for (const [key, v] of Object.entries(value)) {
     if (typeof v === 'string') headers[key.toLowerCase()] = v;
@@ -85,7 +82,7 @@ function headerMap(value: unknown, name: string): Record<string, string> {
 
 function stringMap(value: unknown, name: string): Record<string, string> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value) || !Object.values(value).every((v) => typeof v === 'string')) throw new InvalidParameter(`${name} must be an object of strings`);
+  if (!isJsonObject(value) || !Object.values(value).every((v) => typeof v === 'string')) throw new InvalidParameter(`${name} must be an object of strings`);
   return value as Record<string, string>;
 }
 
@@ -105,12 +102,12 @@ function bodyOf(value: unknown): Buffer | undefined {
  */
 function fromKong(input: Record<string, unknown>): ForwardedRequest {
   const request = input.request;
-  if (!isObject(request) || !isObject(request.http)) throw new InvalidParameter('input.request.http must be an object (Kong OPA plugin input)');
+  if (!isJsonObject(request) || !isJsonObject(request.http)) throw new InvalidParameter('input.request.http must be an object (Kong OPA plugin input)');
   const http = request.http;
   const path = optionalString(http.path, 'input.request.http.path') ?? '/';
   const query = new URLSearchParams();
   if (http.querystring !== undefined && http.querystring !== null) {
-    if (!isObject(http.querystring)) throw new InvalidParameter('input.request.http.querystring must be an object');
+    if (!isJsonObject(http.querystring)) throw new InvalidParameter('input.request.http.querystring must be an object');
     for (const [key, value] of Object.entries(http.querystring)) {
       const values = Array.isArray(value) ? value : [value];
       for (const v of values) {
@@ -134,7 +131,7 @@ function fromKong(input: Record<string, unknown>): ForwardedRequest {
   const extensions: Record<string, string> = {};
   for (const entity of ['service', 'route', 'consumer'] as const) {
     const value = input[entity];
-    if (isObject(value)) {
+    if (isJsonObject(value)) {
       const name = typeof value.name === 'string' ? value.name : typeof value.username === 'string' ? value.username : undefined;
       if (name) extensions[`kong.${entity}`] = name;
       if (typeof value.id === 'string') extensions[`kong.${entity}_id`] = value.id;
@@ -159,15 +156,15 @@ function fromKong(input: Record<string, unknown>): ForwardedRequest {
 /** An Envoy-like input (opa-envoy-plugin's): `input.attributes` as Envoy's AttributeContext in JSON names. */
 function fromEnvoyAttributes(attributes: Record<string, unknown>): ForwardedRequest {
   const request = attributes.request;
-  if (!isObject(request) || !isObject(request.http)) throw new InvalidParameter('input.attributes.request.http must be an object');
+  if (!isJsonObject(request) || !isJsonObject(request.http)) throw new InvalidParameter('input.attributes.request.http must be an object');
   const http = request.http;
   const rawBody = http.rawBody ?? http.raw_body;
   let body: Buffer | undefined;
   if (typeof http.body === 'string' && http.body !== '') body = Buffer.from(http.body, 'utf8');
   else if (typeof rawBody === 'string' && rawBody !== '') body = Buffer.from(rawBody, 'base64');
   else if (http.body !== undefined && typeof http.body !== 'string') throw new InvalidParameter('input.attributes.request.http.body must be a string');
-  const source = isObject(attributes.source) ? attributes.source : {};
-  const socket = isObject(source.address) && isObject(source.address.socketAddress) ? source.address.socketAddress : undefined;
+  const source = isJsonObject(attributes.source) ? attributes.source : {};
+  const socket = isJsonObject(source.address) && isJsonObject(source.address.socketAddress) ? source.address.socketAddress : undefined;
   const address = socket && typeof socket.address === 'string' ? socket.address : undefined;
   const port = socket && (typeof socket.portValue === 'number' || typeof socket.portValue === 'string') ? String(socket.portValue) : undefined;
   const method = optionalString(http.method, 'input.attributes.request.http.method');
@@ -217,10 +214,10 @@ function fromHttpDescription(input: Record<string, unknown>): ForwardedRequest {
 
 /** The forwarded request an input describes, for the door `mode` serves. Throws InvalidParameter. */
 export function forwardedFromInput(mode: Mode, input: unknown): ForwardedRequest {
-  if (!isObject(input)) throw new InvalidParameter('input must be an object');
+  if (!isJsonObject(input)) throw new InvalidParameter('input must be an object');
   if (mode === 'kong') return fromKong(input);
-  if (isObject(input.attributes)) return fromEnvoyAttributes(input.attributes);
-  if (isObject(input.request) && isObject(input.request.http)) return fromKong(input);
+  if (isJsonObject(input.attributes)) return fromEnvoyAttributes(input.attributes);
+  if (isJsonObject(input.request) && isJsonObject(input.request.http)) return fromKong(input);
   return fromHttpDescription(input);
 }
 
@@ -306,7 +303,7 @@ async function readInput(req: IncomingMessage, url: URL): Promise<unknown> {
   } catch {
     throw new InvalidParameter('body contains malformed input document: not JSON');
   }
-  if (!isObject(body)) throw new InvalidParameter('body must be an object: {"input": ...}');
+  if (!isJsonObject(body)) throw new InvalidParameter('body must be an object: {"input": ...}');
   if (!('input' in body) || body.input === null) throw new InvalidParameter('body must be {"input": ...}; "input" is missing');
   return body.input;
 }
