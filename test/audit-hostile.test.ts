@@ -5,12 +5,10 @@
  * appear once in the audit file, and the file must verify.
  */
 import { readFile } from 'node:fs/promises';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditFile } from '../src/audit/chain.js';
-import { loadServices } from '../src/transport/protos.js';
 import { capturedLogger } from './helpers/logs.js';
-import { checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { checkRequest, startTestSignalbox, type TestSignalbox, decideClient } from './helpers/signalbox.js';
 
 const DEPTH = 200_000;
 const HOSTILE: Record<string, string> = {
@@ -35,12 +33,7 @@ describe('hostile bodies', () => {
   beforeAll(async () => {
     sb = await startTestSignalbox(capturedLogger().logger);
     http = `http://127.0.0.1:${sb.running.httpPort}`;
-    const client = new (loadServices().clients.DecisionService)(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
-      Decide: (req: object, cb: (e: grpc.ServiceError | null, r: DecideResponse) => void) => void;
-      close: () => void;
-    };
-    decide = (req) => new Promise((resolve, reject) => client.Decide(req, (e, r) => (e ? reject(e) : resolve(r))));
-    closeClient = () => client.close();
+    ({ decide, close: closeClient } = decideClient<DecideResponse>(sb.running.grpcPort));
   });
   afterAll(async () => {
     closeClient?.();

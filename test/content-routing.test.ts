@@ -5,15 +5,13 @@
  * headers and nowhere else (logs, audit, deny bodies).
  */
 import { readFile } from 'node:fs/promises';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadServices } from '../src/transport/protos.js';
 import type { CredentialSource } from '../src/vault/credentials.js';
 import { buildTestBundle } from './helpers/bundles.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { openTestVault, testSecrets } from './helpers/vault.js';
-import { checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox } from './helpers/signalbox.js';
+import { checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox, decideClient } from './helpers/signalbox.js';
 
 const OK = 0;
 const PERMISSION_DENIED = 7;
@@ -65,12 +63,7 @@ describe('content safety, destinations, routing and credentials through the defa
     jwks = await JwksServer.start([key.publicJwk]);
     credentials = await openTestVault(MASTER_KEY, { openai: OPENAI_KEY }, logs.logger);
     sb = await startTestSignalbox(logs.logger, { jwksUrl: jwks.url, credentials, resolve: resolveFromTable });
-    const client = new (loadServices().clients.DecisionService)(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
-      Decide: (req: object, cb: (e: grpc.ServiceError | null, r: DecideResponse) => void) => void;
-      close: () => void;
-    };
-    decide = (req) => new Promise((resolve, reject) => client.Decide(req, (e, r) => (e ? reject(e) : resolve(r))));
-    closeClient = () => client.close();
+    ({ decide, close: closeClient } = decideClient<DecideResponse>(sb.running.grpcPort));
   });
 
   afterAll(async () => {

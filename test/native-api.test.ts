@@ -3,12 +3,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadServices } from '../src/transport/protos.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
-import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { startTestSignalbox, type TestSignalbox, decideClient } from './helpers/signalbox.js';
 
 interface DecideResponse {
   decisionId: string;
@@ -32,12 +30,7 @@ describe('signalbox.v1.DecisionService/Decide', () => {
     key = await signingKey('EdDSA', 'native');
     jwks = await JwksServer.start([key.publicJwk]);
     sb = await startTestSignalbox(capturedLogger().logger, { jwksUrl: jwks.url });
-    const client = new (loadServices().clients.DecisionService)(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
-      Decide: (req: object, cb: (e: grpc.ServiceError | null, r: DecideResponse) => void) => void;
-      close: () => void;
-    };
-    decide = (req) => new Promise((resolve, reject) => client.Decide(req, (e, r) => (e ? reject(e) : resolve(r))));
-    close = () => client.close();
+    ({ decide, close: close } = decideClient<DecideResponse>(sb.running.grpcPort));
   });
   afterAll(async () => {
     close();

@@ -72,6 +72,18 @@ export async function startTestSignalbox(
   };
 }
 
+/** A client of signalbox.v1.DecisionService/Decide on a running Signalbox's gRPC port. */
+export function decideClient<Response>(grpcPort: number): { decide: (request: object) => Promise<Response>; close: () => void } {
+  const client = new (loadServices().clients.DecisionService)(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
+    Decide: (req: object, cb: (e: grpc.ServiceError | null, r: Response) => void) => void;
+    close: () => void;
+  };
+  return {
+    decide: (request) => new Promise((resolve, reject) => client.Decide(request, (e, r) => (e ? reject(e) : resolve(r)))),
+    close: () => client.close(),
+  };
+}
+
 /** Resolves with a Check answer whose deny body, if any, carries only catalogued codes. */
 export function resolveCatalogued(response: CheckResponse, resolve: (r: CheckResponse) => void, reject: (e: unknown) => void): void {
   try {
