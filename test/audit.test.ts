@@ -116,15 +116,67 @@ describe('audit hash chain', () => {
     expect(report).toMatchObject({ ok: true, records: 4 });
   });
 
-  it('after a torn last line, logs audit_chain_broken and keeps appending; verify points at the torn line', async () => {
+  it('a torn final write: verify says so (not an edit); the writer moves it aside and the chain continues intact', async () => {
     const path = await writeLog(2);
     await appendFile(path, '{"decision_id":"torn","se');
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'torn_tail' });
+    expect(await cliVerify(path)).toMatchObject({ code: 1, stdout: expect.stringMatching(/^audit_tail_torn: line 3: torn_tail/) });
+    const captured = capturedLogger();
+    const log = await FileAuditLog.open(path, captured.logger);
+    log.append({ decision_id: 'next' });
+    await log.close();
+    const warned = captured.lines().find((l) => l.code === 'audit_tail_torn') as { torn_file: string; bytes: number } | undefined;
+    expect(warned).toMatchObject({ bytes: 25 });
+    expect(await readFile(warned!.torn_file, 'utf8')).toBe('{"decision_id":"torn","se');
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 3 });
+    expect(captured.lines().some((l) => l.code === 'audit_chain_broken')).toBe(false);
+  });
+
+  it('zero bytes the disk never wrote, after a complete line or a partial one, are moved aside too', async () => {
+    for (const tail of [Buffer.alloc(4096), Buffer.concat([Buffer.from('{"decision_id":"x"'), Buffer.alloc(100)])]) {
+      const path = await writeLog(3);
+      await appendFile(path, tail);
+      expect((await verifyAuditFile(path)).firstBreak?.problem ?? 'ok').toMatch(/^(torn_tail|ok)$/);
+      const log = await FileAuditLog.open(path, capturedLogger().logger);
+      log.append({ decision_id: 'after' });
+      await log.close();
+      expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 4 });
+    }
+  });
+
+  it('keeps a record written whole but for its newline', async () => {
+    const path = await writeLog(2);
+    const text = await readFile(path, 'utf8');
+    await writeFile(path, text.slice(0, -1));
+    const captured = capturedLogger();
+    const log = await FileAuditLog.open(path, captured.logger);
+    log.append({ decision_id: 'next' });
+    await log.close();
+    expect(captured.lines().some((l) => l.code === 'audit_tail_torn')).toBe(false);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 3 });
+  });
+
+  it('never moves an edited last record aside: the chain continues after it and verify still reports the edit', async () => {
+    const path = await writeLog(3);
+    const all = await lines(path);
+    await writeFile(path, `${[...all.slice(0, 2), all[2]!.replace('"d2"', '"dX"')].join('\n')}\n`);
     const captured = capturedLogger();
     const log = await FileAuditLog.open(path, captured.logger);
     log.append({ decision_id: 'next' });
     await log.close();
     expect(captured.lines().some((l) => l.code === 'audit_chain_broken')).toBe(true);
-    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'malformed' });
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'hash_mismatch' });
+    expect(await lines(path)).toHaveLength(4);
+  });
+
+  it('recovers whatever the size of the file and of the torn write', async () => {
+    const path = await writeLog(2_000);
+    // A torn write larger than any fixed tail window (the old recovery read the last 1 MiB).
+    await appendFile(path, `{"decision_id":"big","input":"${'x'.repeat(3 * 1024 * 1024)}`);
+    const log = await FileAuditLog.open(path, capturedLogger().logger);
+    log.append({ decision_id: 'after' });
+    await log.close();
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 2_001 });
   });
 
   it('does not throw when the file cannot be written; the failure is logged with its code', async () => {

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalJson } from '../core/canonical-json.js';
 
@@ -63,7 +64,7 @@ export interface ChainBreak {
   /** 1-based line number of the first record that fails. */
   readonly line: number;
   readonly seq: number | null;
-  readonly problem: 'malformed' | 'hash_mismatch' | 'seq_gap' | 'prev_hash_mismatch';
+  readonly problem: 'malformed' | 'hash_mismatch' | 'seq_gap' | 'prev_hash_mismatch' | 'torn_tail';
   readonly detail: string;
 }
 
@@ -91,21 +92,31 @@ export function checkLink(
   return undefined;
 }
 
-/** Verifies a whole audit file, streaming, and reports the first break. */
+/**
+ * Verifies a whole audit file, streaming, and reports the first break. A line that is not JSON
+ * and is the file's last, with no newline after it (or only zero bytes), is a torn final write
+ * from a crash (`torn_tail`), not an edit; the writer moves it aside when it next starts.
+ */
 export async function verifyAuditFile(path: string): Promise<VerifyReport> {
   const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
   let lineNo = 0;
   let expectedSeq = 1;
   let prev = GENESIS_HASH;
+  let unreadable: ChainBreak | undefined;
   for await (const line of lines) {
     lineNo++;
-    if (line.trim() === '') continue;
+    if (line.replace(/\0/g, '').trim() === '') continue;
+    if (unreadable) {
+      // Something follows the unreadable line: it was not the last write.
+      lines.close();
+      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: unreadable };
+    }
     let record: unknown;
     try {
       record = JSON.parse(line);
     } catch {
-      lines.close();
-      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: { line: lineNo, seq: null, problem: 'malformed', detail: 'not valid JSON' } };
+      unreadable = { line: lineNo, seq: null, problem: 'malformed', detail: 'not valid JSON' };
+      continue;
     }
     const broken = checkLink(record, expectedSeq, prev);
     if (broken) {
@@ -116,5 +127,23 @@ export async function verifyAuditFile(path: string): Promise<VerifyReport> {
     prev = (record as ChainFields).hash;
     expectedSeq++;
   }
+  if (unreadable) {
+    const torn = !(await endsWithNewline(path));
+    return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: torn ? { ...unreadable, problem: 'torn_tail', detail: 'the last line is a partial record (a write cut short by a crash)' } : unreadable };
+  }
   return { ok: true, records: expectedSeq - 1, lastHash: prev };
+}
+
+/** Whether the file's last byte that is not zero is a newline. */
+async function endsWithNewline(path: string): Promise<boolean> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const buffer = Buffer.alloc(Math.min(size, 64 * 1024));
+    await handle.read(buffer, 0, buffer.length, size - buffer.length);
+    for (let i = buffer.length - 1; i >= 0; i--) if (buffer[i] !== 0) return buffer[i] === 0x0a;
+    return false;
+  } finally {
+    await handle.close();
+  }
 }

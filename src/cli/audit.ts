@@ -23,8 +23,9 @@ export async function audit(args: string[]): Promise<number> {
     return 0;
   }
   const brk = report.firstBreak!;
+  const code = brk.problem === 'torn_tail' ? 'audit_tail_torn' : 'audit_chain_broken';
   process.stdout.write(
-    `audit_chain_broken: line ${brk.line}${brk.seq === null ? '' : ` (seq ${brk.seq})`}: ${brk.problem}: ${brk.detail}; ${report.records} records verified before it\n`,
+    `${code}: line ${brk.line}${brk.seq === null ? '' : ` (seq ${brk.seq})`}: ${brk.problem}: ${brk.detail}; ${report.records} records verified before it\n`,
   );
   return 1;
 }
