@@ -182,6 +182,7 @@ export async function createPipeline(
     },
     routing: routingOptions(config),
     dryRun: config.policy.dry_run,
+    ...(config.audit.durability === 'fsync' ? { durableAudit: { timeoutMs: config.audit.durable_timeout_ms } } : {}),
     ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
     ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
   });
@@ -189,7 +190,7 @@ export async function createPipeline(
 }
 
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
-  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger));
+  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger, config.audit.durability));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);

@@ -11,6 +11,14 @@ export const auditSchema = z
     mask_headers: listOrString
       .default(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'api-key'])
       .transform((headers) => headers.map((h) => h.toLowerCase())),
+    /**
+     * buffered: records are written in the background; a crash can lose the last few answered
+     * decisions. fsync: a decision is answered only once its record is on disk (fsynced, in
+     * groups, so throughput holds); when that takes longer than durable_timeout_ms the request is
+     * denied with 503 audit_write_failed instead.
+     */
+    durability: z.enum(['buffered', 'fsync']).default('buffered'),
+    durable_timeout_ms: z.number().int().min(10).max(60_000).default(5_000),
   })
   .strict();
 

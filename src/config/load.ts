@@ -22,6 +22,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, ...string[
   SIGNALBOX_JWT_ISSUER: ['identity', 'issuer'],
   SIGNALBOX_JWT_AUDIENCE: ['identity', 'audience'],
   SIGNALBOX_AUDIT_PATH: ['audit', 'path'],
+  SIGNALBOX_AUDIT_DURABILITY: ['audit', 'durability'],
   SIGNALBOX_LOG_LEVEL: ['log', 'level'],
   SIGNALBOX_STORE: ['store', 'type'],
   SIGNALBOX_REDIS_URL: ['store', 'redis_url'],

@@ -102,7 +102,11 @@ export const CODE_CATALOGUE = {
     meaning: 'A token was presented but no JWKS source is configured, so it cannot be verified.',
   },
   audit_write_failed: {
-    meaning: 'An audit record could not be written; the decision stands and the failure is logged.',
+    meaning: 'An audit record could not be written. With audit.durability buffered the decision stands and the failure is logged; with fsync the request is denied, since its record is not on disk.',
+    client: { http: 503, grpc: 'UNAVAILABLE', message: 'the request was denied because its audit record could not be written; retry shortly' },
+  },
+  audit_tail_torn: {
+    meaning: 'The audit file ends in a partial record: a crash interrupted a write. At start-up the fragment is moved aside to <file>.torn-<time> and the chain continues; audit verify reports a torn tail with this code, an edit with audit_chain_broken.',
   },
   audit_chain_broken: {
     meaning: 'An audit file fails hash-chain verification (edited, deleted or reordered record).',

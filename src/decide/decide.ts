@@ -60,6 +60,11 @@ export interface PipelineOptions {
    * passes. Errors and enforcement (budgets, rate limits, loops) still deny.
    */
   readonly dryRun?: boolean;
+  /**
+   * audit.durability fsync: a decision is answered only once its record is on disk; past
+   * `timeoutMs` (or if the record is lost) the answer is a 503 audit_write_failed deny instead.
+   */
+  readonly durableAudit?: { readonly timeoutMs: number };
 }
 
 /**
@@ -84,6 +89,19 @@ export interface DecisionObservation {
   readonly decision: Decision;
   readonly enforcement: EnforcementOutcome | undefined;
   readonly durationS: number;
+}
+
+/** Undefined when `promise` resolves within `ms`; else why not (its error, or the timeout). */
+async function settledWithin(promise: Promise<void>, ms: number): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`not written within ${ms} ms`), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => undefined, (error: unknown) => describeCause(error)), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function wallClockNs(): bigint {
@@ -160,10 +178,20 @@ export class DecisionPipeline {
     // Only the policy's own denials pass in dry-run: an error or an enforcement denial (which
     // follows a policy allow) never does.
     const dryRunPasses = options.dryRun === true && policyDenied && !decision.allowed && decision.error === undefined;
-    recordDecision(options, request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
+    const written = recordDecision(options, request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: handlerNs,
     }, dryRunPasses);
+    if (options.durableAudit) {
+      const problem = await settledWithin(written, options.durableAudit.timeoutMs);
+      if (problem !== undefined) {
+        // The record may still reach the disk later; the gateway is told no, so nothing passes
+        // that the trail cannot show.
+        return this.unrecorded(request, decision, problem, enforcement, nowNs, handlerNs, engine.entrypoint, input, result);
+      }
+    } else {
+      written.catch(() => undefined); // a buffered sink logs its own failures
+    }
     if (dryRunPasses) decision = dryRunPass(decision, request, { logger: options.logger, tokenHeader: options.identity.tokenHeader, stripHeaders: options.routing.stripHeaders });
     this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
     return { decision, entrypoint: engine.entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
@@ -179,9 +207,27 @@ export class DecisionPipeline {
     const cause = error instanceof SignalboxError ? error : new SignalboxError('request_malformed', 'the request could not be mapped', { cause: error });
     const decision = failClosed(cause, randomUUID(), engine.revision, this.options.logger);
     const request: DecisionRequest = { door, attributes: {}, path: '', headers: {}, body: Buffer.alloc(0) };
-    recordDecision(this.options, request, engine.entrypoint, {}, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 });
+    // Already a deny: waiting for its record could not make the answer any safer.
+    recordDecision(this.options, request, engine.entrypoint, {}, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 }).catch(() => undefined);
     this.observe({ door, decision, enforcement: undefined, durationS: 0 });
     return decision;
+  }
+
+  /** The answer when a durable record did not reach the disk in time: a 503 deny, observed. */
+  private unrecorded(
+    request: DecisionRequest,
+    decision: Decision,
+    problem: string,
+    enforcement: EnforcementOutcome | undefined,
+    nowNs: bigint,
+    handlerNs: number,
+    entrypoint: string,
+    input: Record<string, unknown>,
+    result: unknown,
+  ): DecisionTrace {
+    const denied = failClosed(new SignalboxError('audit_write_failed', `the decision's audit record is not on disk: ${problem}`, { details: { allowed: decision.allowed } }), decision.decisionId, decision.revision, this.options.logger);
+    this.observe({ door: request.door, decision: denied, enforcement, durationS: handlerNs / 1e9 });
+    return { decision: denied, entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
   }
 
   private observe(observation: DecisionObservation): void {

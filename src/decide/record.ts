@@ -49,7 +49,11 @@ function masked(input: Record<string, unknown>, maskHeaders: ReadonlySet<string>
   }
 }
 
-/** Appends the decision's record; a failed append is logged and never changes the decision. */
+/**
+ * Appends the decision's record. Returns when the record is as durable as the audit sink makes
+ * it (at once for a buffered sink; on disk in fsync mode); rejects if it never will be. A failed
+ * append is logged; whether it changes the answer is the caller's choice (only in fsync mode).
+ */
 export function recordDecision(
   options: RecordOptions,
   request: DecisionRequest,
@@ -62,9 +66,9 @@ export function recordDecision(
   metrics: Record<string, number>,
   /** True when this denial was let through by dry-run. */
   dryRunPassed = false,
-): void {
+): Promise<void> {
   try {
-    options.audit.append({
+    const written = options.audit.append({
       decision_id: decision.decisionId,
       timestamp: rfc3339Nano(nowNs),
       path: decisionPath,
@@ -83,8 +87,10 @@ export function recordDecision(
       metrics,
       labels: options.labels ?? {},
     });
+    return written ?? Promise.resolve();
   } catch (error) {
-    // Auditing must never change the decision; the sink logs its own write failures.
+    // The sink logs its own write failures; this is a sink that broke its contract.
     options.logger.error({ code: 'audit_write_failed', cause: describeCause(error) }, 'audit append failed');
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }

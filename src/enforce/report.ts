@@ -11,7 +11,7 @@
  * counts as a failure).
  */
 import { z } from 'zod';
-import type { AuditSink } from '../audit/log.js';
+import { appendInBackground, type AuditSink } from '../audit/log.js';
 import { budgetView, type BudgetView, type Enforcer, type ReportOutcome, type UsageReport } from './enforcer.js';
 import type { ProviderHealth, ProviderHealthChange, ProviderOutcome } from './store.js';
 import { WINDOW_PATTERN, windowSlot } from './windows.js';
@@ -223,7 +223,7 @@ export class ReportService {
       throw error instanceof SignalboxError ? error : new SignalboxError('internal_error', 'settlement failed', { cause: error });
     }
     if (outcome.outcome === 'settled') {
-      this.options.audit.append({
+      appendInBackground(this.options.audit, {
         type: 'settlement',
         decision_id: r.decision_id,
         timestamp: new Date(nowMs).toISOString(),
@@ -269,7 +269,7 @@ export class ReportService {
     const { previous_state: from, ...state } = change;
     if (from !== state.state) {
       this.notify({ type: 'breaker', provider: state.provider, from, to: state.state });
-      this.options.audit.append({
+      appendInBackground(this.options.audit, {
         type: 'provider_health',
         decision_id: r.decision_id,
         timestamp: new Date(nowMs).toISOString(),

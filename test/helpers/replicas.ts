@@ -15,6 +15,8 @@ export interface Replica {
   /** Everything the process printed (JSON log lines). */
   output(): string;
   stop(): Promise<void>;
+  /** SIGKILL, like a crash: no shutdown, no flush. Resolves once the process is gone. */
+  kill(): Promise<void>;
 }
 
 const live = new Set<ChildProcess>();
@@ -63,6 +65,14 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
   const client = new (loadServices().clients.Authorization)(`127.0.0.1:${ports.grpc}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     Check: (req: object, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
   };
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    client.close();
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await exited;
+    live.delete(child);
+  };
   return {
     grpcPort: ports.grpc,
     httpPort: ports.http,
@@ -70,13 +80,7 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
     check: (request) =>
       new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolveCatalogued(r, resolve, reject)))),
     output: () => output,
-    stop: async () => {
-      client.close();
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-      live.delete(child);
-    },
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
   };
 }
