@@ -57,6 +57,17 @@ describe('hostile bodies', () => {
     for (const { door, id } of answered.slice(-4)) expect(id, `${door} answered without a decision id`).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('keys under header and query names no list holds never reach the audit file', async () => {
+    const openai = 'sk-NJSy5ZxLfsUCmhozvNxhSmgqDlCnY4EbQWR1NBKGt6HB5ZuL';
+    const github = 'ghs_zGrcSKhtqRuu3TzS7GZ4ByRNOSa96B9rEAtl';
+    await sb.check(checkRequest({ path: `/v1/models?access=${github}`, headers: { 'x-openai-api-key': openai, 'anthropic-api-key': openai } }));
+    await fetch(`${http}/authz/envoy/v1/models?access=${github}`, { headers: { 'openai-api-key': openai } }).then((r) => r.arrayBuffer());
+    await sb.running.audit.flush();
+    const text = await readFile(sb.auditPath, 'utf8');
+    expect(text).not.toContain(openai);
+    expect(text).not.toContain(github);
+  });
+
   it('leave exactly one record per decision id, in a file that verifies', async () => {
     await sb.running.audit.flush();
     const records = (await readFile(sb.auditPath, 'utf8'))

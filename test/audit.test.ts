@@ -8,6 +8,7 @@ import { canonicalJson } from '../src/core/canonical-json.js';
 import { GENESIS_HASH, verifyAuditFile, writableRecord } from '../src/audit/chain.js';
 import { FileAuditLog } from '../src/audit/log.js';
 import { jsonByteLength, maskInput } from '../src/audit/mask.js';
+import { containsSecret } from '../src/inspect/content/detectors.js';
 import { parseConfig } from '../src/config/load.js';
 import { maskedHeaders } from '../src/app/app.js';
 import { capturedLogger } from './helpers/logs.js';
@@ -232,6 +233,32 @@ describe('input masking', () => {
     parsed_query: { api_key: ['sk-abc'], model: ['x'] },
     parsed_body: { messages: [{ content: 'private prompt' }] },
   };
+
+  it('masks a credential by its value under any header or query name, by the secret detectors', () => {
+    const openai = 'sk-68wnQrnynySgKWW3QWXnZI2IijRJ9VlexhNA7bpZKUhTs1jV';
+    const anthropic = 'sk-ant-api03-Hhr0PF6iEZbuyf6qdNPcPfiRitg4TsLwEHbfrgJJ';
+    const github = 'ghp_3SlNmEJfwMvKk9VhfB5DZZrEV6pLftoVibbL';
+    const keyed = {
+      attributes: {
+        request: {
+          http: {
+            headers: { 'anthropic-api-key': anthropic, 'x-openai-api-key': openai, 'x-upstream-auth': `token ${github}`, 'user-agent': 'curl/8.5.0' },
+            headerMap: { headers: [{ key: 'x-openai-api-key', value: openai }, { key: 'accept', value: '*/*' }] },
+            path: `/v1/chat?q=${github}&model=x`,
+            query: `q=${github}&model=x`,
+          },
+        },
+      },
+      parsed_query: { q: [github], model: ['x'] },
+    };
+    const masked = JSON.stringify(maskInput(keyed, new Set(['authorization']), containsSecret));
+    for (const secret of [openai, anthropic, github]) expect(masked).not.toContain(secret);
+    expect(masked).toContain('curl/8.5.0');
+    expect(masked).toContain('"model":["x"]');
+    expect(masked).toContain('*/*');
+    // Without the detector, only names count: the keys would have been written in clear.
+    expect(JSON.stringify(maskInput(keyed, new Set(['authorization'])))).toContain(openai);
+  });
 
   it('masks credentials, bodies and secret query values, and leaves the original untouched', () => {
     const masked = maskInput(input, new Set(['authorization', 'x-api-key']));

@@ -1,6 +1,7 @@
 /**
- * Masking the policy input before it is audited: credentials, bodies (prompt text) and secret-
- * looking query values never reach the audit trail. The masked copy keeps the input's shape, so
+ * Masking the policy input before it is audited: credentials (by header name, and by value
+ * wherever they appear in headers or the query), bodies (prompt text) and secret-looking query
+ * values never reach the audit trail. The masked copy keeps the input's shape, so
  * a record still shows which header or body was present and how big it was.
  */
 const SENSITIVE_QUERY_KEY = /(key|token|secret|password|passwd|sig|signature|credential|auth)/i;
@@ -45,20 +46,33 @@ function maskBody(value: unknown): unknown {
   return size === undefined ? `[masked: over ${MAX_MEASURED_NODES} values]` : `[masked: ${size} bytes]`;
 }
 
-function maskHeaderRecord(headers: unknown, maskHeaders: ReadonlySet<string>): unknown {
+/**
+ * Recognises a credential by its value (the secret detectors: an OpenAI or Anthropic key, a
+ * GitHub token, a JWT, ...), whatever header or query parameter carries it. Injected by the
+ * caller, so masking needs no detector of its own.
+ */
+export type CredentialTest = (value: string) => boolean;
+
+const NEVER: CredentialTest = () => false;
+
+/** Header values: by name (the configured list), or by meaning. */
+function maskHeaderRecord(headers: unknown, maskHeaders: ReadonlySet<string>, isCredential: CredentialTest): unknown {
   if (!headers || typeof headers !== 'object' || Array.isArray(headers)) return headers;
   const copy: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(headers)) copy[name] = maskHeaders.has(name.toLowerCase()) ? MASK : value;
+  for (const [name, value] of Object.entries(headers)) {
+    copy[name] = maskHeaders.has(name.toLowerCase()) || (typeof value === 'string' && isCredential(value)) ? MASK : value;
+  }
   return copy;
 }
 
-function maskQueryString(query: string): string {
+function maskQueryString(query: string, isCredential: CredentialTest): string {
   return query
     .split('&')
     .map((pair) => {
       const eq = pair.indexOf('=');
       if (eq < 0) return pair;
-      return SENSITIVE_QUERY_KEY.test(decodeURIComponentSafe(pair.slice(0, eq))) ? `${pair.slice(0, eq)}=${MASK}` : pair;
+      const secret = SENSITIVE_QUERY_KEY.test(decodeURIComponentSafe(pair.slice(0, eq))) || isCredential(decodeURIComponentSafe(pair.slice(eq + 1)));
+      return secret ? `${pair.slice(0, eq)}=${MASK}` : pair;
     })
     .join('&');
 }
@@ -71,28 +85,28 @@ function decodeURIComponentSafe(text: string): string {
   }
 }
 
-function maskPath(path: unknown): unknown {
+function maskPath(path: unknown, isCredential: CredentialTest): unknown {
   if (typeof path !== 'string') return path;
   const q = path.indexOf('?');
-  return q < 0 ? path : `${path.slice(0, q)}?${maskQueryString(path.slice(q + 1))}`;
+  return q < 0 ? path : `${path.slice(0, q)}?${maskQueryString(path.slice(q + 1), isCredential)}`;
 }
 
 /**
  * Returns a masked copy of a decision input; the original is not touched. Only the branches that
  * change are copied (the rest is shared), because this runs for every decision.
  */
-export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>): Record<string, unknown> {
+export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>, isCredential: CredentialTest = NEVER): Record<string, unknown> {
   const copy: Record<string, unknown> = { ...input };
   const attributes = input.attributes as { request?: { http?: Record<string, unknown> } } | undefined;
   const http = attributes?.request?.http;
   if (attributes && http) {
-    const masked: Record<string, unknown> = { ...http, headers: maskHeaderRecord(http.headers, maskHeaders), path: maskPath(http.path) };
+    const masked: Record<string, unknown> = { ...http, headers: maskHeaderRecord(http.headers, maskHeaders, isCredential), path: maskPath(http.path, isCredential) };
     const headerMap = http.headerMap as { headers?: { key?: string; value?: string; rawValue?: string }[] } | undefined;
     if (headerMap?.headers) {
       masked.headerMap = {
         ...headerMap,
         headers: headerMap.headers.map((entry) =>
-          entry.key && maskHeaders.has(entry.key.toLowerCase())
+          entry.key && (maskHeaders.has(entry.key.toLowerCase()) || [entry.value, entry.rawValue].some((v) => typeof v === 'string' && isCredential(v)))
             ? { ...entry, ...(entry.value !== undefined ? { value: MASK } : {}), ...(entry.rawValue !== undefined ? { rawValue: MASK } : {}) }
             : entry,
         ),
@@ -100,7 +114,7 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
     }
     if (http.body !== undefined) masked.body = maskBody(http.body);
     if (http.rawBody !== undefined) masked.rawBody = maskBody(http.rawBody);
-    if (typeof http.query === 'string') masked.query = maskQueryString(http.query);
+    if (typeof http.query === 'string') masked.query = maskQueryString(http.query, isCredential);
     copy.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
   }
   if (input.parsed_body !== undefined && input.parsed_body !== null) copy.parsed_body = maskBody(input.parsed_body);
@@ -112,7 +126,9 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
   }
   const query = input.parsed_query as Record<string, unknown> | undefined;
   if (query && typeof query === 'object') {
-    copy.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, SENSITIVE_QUERY_KEY.test(key) ? [MASK] : value]));
+    const secret = (key: string, value: unknown): boolean =>
+      SENSITIVE_QUERY_KEY.test(key) || (Array.isArray(value) && value.some((v) => typeof v === 'string' && isCredential(v)));
+    copy.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, secret(key, value) ? [MASK] : value]));
   }
   return copy;
 }

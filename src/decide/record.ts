@@ -5,6 +5,7 @@
  */
 import type { AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
+import { containsSecret } from '../inspect/content/detectors.js';
 import { describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { microToUsd } from '../core/money.js';
@@ -43,7 +44,7 @@ function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown
 /** The masked input; should masking ever fail, the record says why instead of being lost. */
 function masked(input: Record<string, unknown>, maskHeaders: ReadonlySet<string>): unknown {
   try {
-    return maskInput(input, maskHeaders);
+    return maskInput(input, maskHeaders, containsSecret);
   } catch (error) {
     return { omitted: `the input could not be masked: ${describeCause(error)}` };
   }

@@ -19,7 +19,7 @@
  */
 import { emailDetector, phoneContextDetector, phoneE164Detector, phoneNanpDetector } from './detectors/contact.js';
 import type { Detector, Facts } from './detectors/detector.js';
-import type { FindingType, Match } from './detectors/finding-types.js';
+import { FINDING_TYPES as FINDING_TYPE_LIST, type FindingType, type Match } from './detectors/finding-types.js';
 import { cardDetector, ibanDetector, ssnDetector } from './detectors/identifiers.js';
 import { privateKeyDetector, secretDetectors } from './detectors/secrets.js';
 
@@ -97,6 +97,14 @@ export function detect(text: string, options: DetectOptions = {}): Match[] {
   const matches = resolve(candidates, text.length);
   const types = options.types;
   return types === undefined ? matches : matches.filter((m) => types.has(m.type));
+}
+
+/** The finding types that are credentials (API keys, tokens, private keys). */
+const SECRET_TYPES: ReadonlySet<FindingType> = new Set(FINDING_TYPE_LIST.filter((type) => type.startsWith('secret.')));
+
+/** True when `text` holds a credential the secret detectors recognise (audit masking by meaning). */
+export function containsSecret(text: string): boolean {
+  return detect(text, { types: SECRET_TYPES }).length > 0;
 }
 
 /** What replaces a match when it is redacted: `[REDACTED:email]`. */
