@@ -10,8 +10,10 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalJson } from '../core/canonical-json.js';
 
+/** The `prev_hash` of the first record of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** The fields that link a record into the chain. */
 export interface ChainFields {
   seq: number;
   prev_hash: string;
@@ -60,6 +62,7 @@ export function writableRecord(record: Readonly<Record<string, unknown>>): Recor
   return copy;
 }
 
+/** Where and how a chain first fails verification. */
 export interface ChainBreak {
   /** 1-based line number of the first record that fails. */
   readonly line: number;
@@ -68,6 +71,7 @@ export interface ChainBreak {
   readonly detail: string;
 }
 
+/** What `audit verify` found: how many records hold, the last good hash, and the first break. */
 export interface VerifyReport {
   readonly ok: boolean;
   readonly records: number;

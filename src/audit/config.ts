@@ -22,4 +22,5 @@ export const auditSchema = z
   })
   .strict();
 
+/** The validated `audit` section. */
 export type AuditConfig = z.output<typeof auditSchema>;

@@ -55,6 +55,10 @@ interface Waiter {
 
 const QUEUED: Promise<void> = Promise.resolve();
 
+/**
+ * The audit file: records chained in decision order, written in batches by one writer, fsynced
+ * per batch in fsync mode; recovered after a crash on open (recover.ts).
+ */
 export class FileAuditLog implements AuditSink {
   private queue: string[] = [];
   /** In fsync mode, one per queued line, in the same order. */

@@ -6,6 +6,7 @@
  */
 const SENSITIVE_QUERY_KEY = /(key|token|secret|password|passwd|sig|signature|credential|auth)/i;
 
+/** What a masked header or query value is replaced by. */
 export const MASK = '[masked]';
 
 /** How many values a body may hold before its size is no longer counted (bounds the time masking takes). */
