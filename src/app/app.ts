@@ -30,6 +30,10 @@ import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from '../transp
 import { createHttpServer, listenHttp } from '../transport/http.js';
 import { Metrics } from '../transport/metrics.js';
 
+/**
+ * A started server: its bound ports (useful when the config asked for port 0), the parts tests and
+ * the CLI reach into, and `close`.
+ */
 export interface RunningSignalbox {
   readonly grpcPort: number;
   readonly httpPort: number;
@@ -45,6 +49,10 @@ export interface RunningSignalbox {
   close(): Promise<void>;
 }
 
+/**
+ * Parts of the pipeline a caller may replace, so tests and `signalbox test` run without Redis,
+ * DNS, a vault key or wall-clock time.
+ */
 export interface PipelineDependencies {
   readonly clock?: () => bigint;
   /** Replace the configured enforcement store (tests). */
@@ -59,6 +67,7 @@ export interface PipelineDependencies {
   readonly onBundle?: (observation: BundleObservation) => void;
 }
 
+/** What {@link startSignalbox} lets a caller replace: the pipeline's dependencies, and the audit log it would otherwise open at `audit.path`. */
 export interface StartOptions extends PipelineDependencies {
   /** Replace the file audit log (tests). */
   readonly audit?: AuditSink;
@@ -93,6 +102,7 @@ export function createStore(config: SignalboxConfig, logger: Logger): Enforcemen
   );
 }
 
+/** Builds the enforcer from the `budgets`, `store` and `routing.breaker` sections, over a store the caller chose. */
 export function createEnforcer(config: SignalboxConfig, store: EnforcementStore, prices: PriceTable): Enforcer {
   const budgets = config.budgets;
   return new Enforcer({
@@ -189,6 +199,10 @@ export async function createPipeline(
   return { pipeline, engine: policy.current(), policy, enforcer };
 }
 
+/**
+ * Starts the whole service from a validated config: loads the policy, binds gRPC and HTTP, and
+ * marks health serving only once both listen. A bind failure closes what was opened and throws.
+ */
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
   const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger, config.audit.durability));
   // Load the tokenizer encodings now, not on the first request (about half a second).

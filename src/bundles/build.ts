@@ -45,12 +45,17 @@ export async function sourceRevision(sourceDir: string): Promise<string> {
   return hash.digest('hex').slice(0, 20);
 }
 
+/**
+ * A bundle written by {@link buildBundle}: where it went, its content-derived revision, and the
+ * entrypoints its manifest declares.
+ */
 export interface BuiltBundle {
   readonly output: string;
   readonly revision: string;
   readonly entrypoints: readonly string[];
 }
 
+/** Options of `signalbox build` beyond the folders: extra entrypoints, Rego v0 syntax, and signing. */
 export interface BuildOptions {
   /** Entrypoints given on the command line (opa build -e), for policies without annotations. */
   readonly entrypoints?: readonly string[];

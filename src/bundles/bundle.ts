@@ -116,6 +116,7 @@ function mergeData(files: ReadonlyMap<string, Buffer>, source: string): Record<s
   return data;
 }
 
+/** Whether {@link readBundle} and {@link parseBundle} require a valid signature before reading anything else in a bundle. */
 export interface ReadBundleOptions {
   /**
    * When set, the bundle must carry a `.signatures.json` that verifies against these keys and

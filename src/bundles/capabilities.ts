@@ -26,6 +26,7 @@ interface BuiltinDecl {
   infix?: string;
 }
 
+/** An OPA capabilities document: the builtins a policy may call, plus whatever else OPA puts in it, kept as is. */
 export interface Capabilities {
   builtins: BuiltinDecl[];
   [key: string]: unknown;

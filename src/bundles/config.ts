@@ -134,6 +134,10 @@ export const bundleServiceSchema = z
     path: ['headers'],
   });
 
+/**
+ * The `policy` section: which bundle to serve (file or bundle server), its decision path, and how
+ * it is reloaded and verified.
+ */
 export const policySchema = z
   .object({
     /** The bundle file (ignored when `service` is set: the bundle is downloaded). */
@@ -160,4 +164,5 @@ export const policySchema = z
   })
   .strict();
 
+/** The parsed `policy` section, with defaults applied. */
 export type PolicyConfig = z.output<typeof policySchema>;

@@ -26,6 +26,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 /** The Content-Type with which a bundle server says it supports long polling. */
 export const OPA_BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles';
 
+/** The `policy.service` section, present only when bundles come from a bundle server. */
 export type BundleServiceConfig = NonNullable<PolicyConfig['service']>;
 
 /** Retries after an error start here (OPA's minRetryDelay). */
@@ -36,12 +37,17 @@ const BACKOFF_JITTER = 0.2;
 /** What one request came to. */
 export type DownloadOutcome = 'activated' | 'unchanged' | 'not_modified' | 'rejected' | 'failed';
 
+/** The body and ETag of one `200` answer, before it is verified or parsed. */
 export interface DownloadedBundle {
   readonly body: Buffer;
   /** The response's ETag; empty when the server sent none. */
   readonly etag: string;
 }
 
+/**
+ * What a {@link BundleDownloader} needs: the service settings and where to hand each download (the
+ * policy source's verify → create → swap path).
+ */
 export interface BundleDownloaderOptions {
   readonly config: BundleServiceConfig;
   /** Where `token_env` is read from (once, here). */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { SignalboxError } from '../core/errors.js';
 import { pinnedOpaVersion, projectRoot } from '../core/paths.js';
 
+/** What one OPA command printed and its exit code; a failing run is data, so each caller can word its own error. */
 export interface OpaRun {
   stdout: string;
   stderr: string;

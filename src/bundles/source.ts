@@ -42,6 +42,10 @@ export type BundleObservation =
     }
   | { readonly type: 'download'; readonly outcome: DownloadOutcome };
 
+/**
+ * What a {@link PolicySource} needs: the `policy` section, the resolved bundle file, and where
+ * loads are logged and observed.
+ */
 export interface PolicySourceOptions {
   readonly config: PolicyConfig;
   /** The bundle file, resolved (`policy.bundle`); unused with `policy.service`. */

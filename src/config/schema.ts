@@ -14,6 +14,10 @@ import { contentSchema, destinationsSchema, llmSchema } from '../inspect/config.
 import { serverSchema } from '../transport/config.js';
 import { vaultSchema } from '../vault/config.js';
 
+/**
+ * The configuration document: one strict section per module, each defaulted as a whole, so an
+ * empty file is a working config.
+ */
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
@@ -31,4 +35,5 @@ export const configSchema = z
   })
   .strict();
 
+/** The validated configuration every module reads its section from; `loadConfig` (load.ts) returns it deeply frozen. */
 export type SignalboxConfig = z.output<typeof configSchema>;

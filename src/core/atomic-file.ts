@@ -8,6 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * Permissions for {@link writeFileAtomic}; the vault passes 0o600/0o700 so credentials never exist
+ * world-readable, even briefly.
+ */
 export interface AtomicWriteOptions {
   /** File mode of the new file (default 0o644); applied after creation, so a umask cannot weaken or widen it. */
   readonly mode?: number;

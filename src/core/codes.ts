@@ -24,12 +24,17 @@ export interface ClientAnswer {
   readonly ownMessage?: true;
 }
 
+/** One code's catalogue entry; README.md's "Error codes" table repeats `meaning` word for word (a test checks). */
 export interface CodeEntry {
   readonly meaning: string;
   /** Absent for codes no client receives from Signalbox itself (logs, the CLI, policy input). */
   readonly client?: ClientAnswer;
 }
 
+/**
+ * Every code Signalbox emits, with its meaning and, for codes a client can receive, how it is
+ * answered. Add codes; never rename one.
+ */
 export const CODE_CATALOGUE = {
   config_invalid: {
     meaning: 'The configuration file or an environment override is missing, malformed or fails validation.',
@@ -193,6 +198,7 @@ export const CODE_CATALOGUE = {
 /** A stable, machine-readable error code. */
 export type ErrorCode = keyof typeof CODE_CATALOGUE;
 
+/** Every code as a list, for checks that a code met in a response body or a policy input is a catalogued one. */
 export const ERROR_CODES = Object.keys(CODE_CATALOGUE) as ErrorCode[];
 
 /** The codes a client can receive, with how. */
@@ -211,6 +217,7 @@ export function clientAnswer(code: ErrorCode): ClientAnswer & { readonly code: C
  * enforcement denials, and a fail-closed decision's error code.
  */
 export type EnforcementReason = 'budget.exceeded' | 'rate_limit.exceeded' | 'loop.repeated_call' | 'loop.ping_pong';
+/** Any reason Signalbox itself puts in a decision: an enforcement denial or a fail-closed error code. */
 export type SignalboxReason = EnforcementReason | ErrorCode;
 
 /** The code in the response body of an enforcement denial. */

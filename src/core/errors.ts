@@ -25,6 +25,7 @@ export class SignalboxError extends Error {
   }
 }
 
+/** Type guard for callers that must tell a deliberate, coded failure from an unexpected throw. */
 export function isSignalboxError(error: unknown): error is SignalboxError {
   return error instanceof SignalboxError;
 }

@@ -26,6 +26,7 @@ export async function fileFingerprint(path: string): Promise<string> {
   }
 }
 
+/** How a {@link FileWatch} checks its file and whom it tells about a change. */
 export interface FileWatchOptions {
   /** Watch and poll (default); false runs checks only when {@link FileWatch.check} is called. */
   readonly watch?: boolean;

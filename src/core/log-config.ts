@@ -8,4 +8,5 @@ export const logSchema = z
   })
   .strict();
 
+/** The parsed `log` section, with defaults applied. */
 export type LogConfig = z.output<typeof logSchema>;

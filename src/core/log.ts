@@ -1,5 +1,6 @@
 import { pino, type Logger as PinoLogger, type DestinationStream, type LoggerOptions } from 'pino';
 
+/** The logger type the whole code base uses, so nothing else imports pino directly. */
 export type Logger = PinoLogger;
 
 /**

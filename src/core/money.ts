@@ -3,6 +3,7 @@
  * Redis (integer counters, doubles in Lua) and the in-memory store agree to the unit.
  */
 
+/** Micro-USD in one USD: state is kept in integer micro-USD (see the module comment). */
 export const MICRO_PER_USD = 1_000_000;
 
 /**
@@ -20,6 +21,7 @@ export function usdToMicro(usd: number, rounding: 'up' | 'nearest'): number {
   return Number(rest[0] ?? '0') >= 5 ? micro + 1 : micro;
 }
 
+/** Stored micro-USD back to USD for responses, logs and budget views; exact, as stored amounts are integers. */
 export function microToUsd(micro: number): number {
   return micro / MICRO_PER_USD;
 }

@@ -39,4 +39,5 @@ export const routingSchema = z
   })
   .strict();
 
+/** The parsed `routing` section, with defaults applied. */
 export type RoutingConfig = z.output<typeof routingSchema>;

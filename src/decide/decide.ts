@@ -28,6 +28,7 @@ import { dryRunPass, enforced, failClosed, finish } from './respond.js';
 import type { CredentialLookup, RoutingOptions } from './route.js';
 import { shape } from './shape.js';
 
+/** Everything a {@link DecisionPipeline} needs, wired once at start-up (src/app/app.ts) and shared by every door. */
 export interface PipelineOptions {
   /** Returns the engine to use now (a getter, so a reloaded bundle is picked up per request). */
   readonly engine: () => PolicyEngine;
@@ -108,6 +109,10 @@ function wallClockNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
+/**
+ * Decides requests for every door: one instance per running server, holding no per-request state,
+ * so concurrent requests share it.
+ */
 export class DecisionPipeline {
   private readonly clock: () => bigint;
 

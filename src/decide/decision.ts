@@ -30,6 +30,11 @@ export interface DecisionRequest {
   readonly bodyForwarded?: boolean;
 }
 
+/**
+ * The decision on one request, which every door maps back to its wire format: the policy's
+ * verdict plus its id, the deciding revision, and what shaping, dry-run or a fail-closed error
+ * changed.
+ */
 export interface Decision extends PolicyVerdict {
   readonly decisionId: string;
   /** The bundle revision that decided. */

@@ -10,9 +10,13 @@
 import { SignalboxError } from '../core/errors.js';
 import type { HeaderEntry, RouteClaim } from '../policy/result.js';
 
+/** Names the route's provider on the upstream request, for the gateway to route on. */
 export const PROVIDER_HEADER = 'x-signalbox-provider';
+/** The model the route asks for; the native API also rewrites `model` in the upstream body. */
 export const MODEL_HEADER = 'x-signalbox-model';
+/** The route's upstream (a cluster name, `host:port` or base URL): what Envoy routes match on. */
 export const UPSTREAM_HEADER = 'x-signalbox-upstream';
+/** The fallback targets' providers, comma-separated, for gateways that retry within one request. */
 export const FALLBACKS_HEADER = 'x-signalbox-fallbacks';
 
 /** The routing headers Signalbox owns; a caller's copy of them is always removed. */
@@ -46,6 +50,10 @@ const BUILT_IN_SCHEMES: Readonly<Record<string, CredentialScheme>> = {
   gemini: { header: 'x-goog-api-key', prefix: '' },
 };
 
+/**
+ * The `routing` config section as {@link routeEffect} needs it: who takes which credential header,
+ * and which caller headers go.
+ */
 export interface RoutingOptions {
   /** Schemes configured per provider name (`routing.providers`), over the built-in ones. */
   readonly schemes: Readonly<Record<string, CredentialScheme>>;

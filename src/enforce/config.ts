@@ -58,5 +58,7 @@ export const budgetsSchema = z
   })
   .strict();
 
+/** The parsed `store` section, with defaults applied. */
 export type StoreConfig = z.output<typeof storeSchema>;
+/** The parsed `budgets` section, with defaults applied. */
 export type BudgetsConfig = z.output<typeof budgetsSchema>;

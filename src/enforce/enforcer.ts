@@ -29,6 +29,10 @@ import {
 } from './store.js';
 import { windowSlot } from './windows.js';
 
+/**
+ * The store and price table, with the `budgets`, `store.partition` and `routing.breaker`
+ * settings in the units the enforcer counts in (built by `createEnforcer`, src/app/app.ts).
+ */
 export interface EnforcerOptions {
   readonly store: EnforcementStore;
   readonly prices: PriceTable;
@@ -71,6 +75,10 @@ export interface BudgetView {
   readonly holds: number;
 }
 
+/**
+ * What {@link Enforcer.reserve} did, as plain data: the pipeline, not the enforcer, turns it into
+ * an allow, a 429, or a fail-closed (or fail-open) decision.
+ */
 export type EnforcementOutcome =
   | { readonly kind: 'reserved'; readonly amountMicroUsd: number; readonly budgets: readonly BudgetView[] }
   | {
@@ -85,6 +93,7 @@ export type EnforcementOutcome =
   | { readonly kind: 'estimate_unavailable' }
   | { readonly kind: 'store_unavailable'; readonly failOpen: boolean; readonly error: unknown };
 
+/** A gateway's report of what a decided request actually used, which settles the hold made at decision time. */
 export interface UsageReport {
   readonly decisionId: string;
   readonly usage?: TokenUsage;
@@ -99,10 +108,18 @@ export interface UsageReport {
   readonly outcome?: 'completed' | 'failed' | 'timeout' | 'not_sent';
 }
 
+/**
+ * What a usage report changed: a fresh settlement (`late` when the hold had already expired), or
+ * the cost of an earlier report for the same decision.
+ */
 export type ReportOutcome =
   | { readonly outcome: 'settled'; readonly cost_usd: number; readonly held_usd: number; readonly late: boolean }
   | { readonly outcome: 'already_settled'; readonly cost_usd: number };
 
+/**
+ * A stored balance (integer micro-USD) as callers and `input.spend` see it: USD, with what is left
+ * after spend and holds, never below 0.
+ */
 export function budgetView(b: BudgetBalance): BudgetView {
   return {
     scope: b.scope,
@@ -132,6 +149,11 @@ function expand(template: string, fields: Readonly<Record<string, string | undef
   return missing ? undefined : scope;
 }
 
+/**
+ * Turns the limits a policy named into one all-or-nothing reservation and usage reports into
+ * settlements. Stateless itself: every counter is in the store, so replicas sharing a Redis store
+ * agree.
+ */
 export class Enforcer {
   /** Throws config_invalid when the breaker settings are unusable. */
   constructor(private readonly options: EnforcerOptions) {

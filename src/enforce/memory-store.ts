@@ -99,6 +99,10 @@ interface HoldRecord {
   expireAtMs: number;
 }
 
+/**
+ * The store for a single process (`store.type: memory`): counters live in this process only, so
+ * replicas would not share budgets.
+ */
 export class MemoryStore implements EnforcementStore {
   readonly kind = 'memory' as const;
   private readonly budgets = new Map<string, BudgetState>();

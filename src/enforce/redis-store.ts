@@ -34,6 +34,7 @@ import {
   type StoredBreaker,
 } from './store.js';
 
+/** Connection and key settings from the `store` and `budgets` sections. */
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] for a standalone server. */
   readonly url?: string;
@@ -112,6 +113,10 @@ interface RawBalance {
   holds: number;
 }
 
+/**
+ * The store shared by every replica (`store.type: redis`): a reservation is one Lua script on one
+ * Cluster slot, so it is atomic however many replicas reserve at once.
+ */
 export class RedisStore implements EnforcementStore {
   readonly kind = 'redis' as const;
   private readonly keys: RedisKeys;

@@ -58,6 +58,7 @@ const reportSchema = z
   })
   .strict();
 
+/** A usage report body as a gateway sends it to the native API, for code that builds one. */
 export type ReportBody = z.input<typeof reportSchema>;
 
 /** Checks a report body without acting on it: the parsed report, or report_malformed. */
@@ -134,6 +135,10 @@ function describeIssues(error: z.ZodError): string {
   return issue ? `${issue.path.join('.') || '(report)'}: ${issue.message}` : 'invalid report';
 }
 
+/**
+ * What a {@link ReportService} needs: the enforcer to settle against, the audit chain settlements
+ * go to, and an optional clock for tests.
+ */
 export interface ReportServiceOptions {
   readonly enforcer: Enforcer;
   readonly audit: AuditSink;
@@ -148,6 +153,10 @@ export type ReportObservation =
   | { readonly type: 'report'; readonly outcome: string }
   | { readonly type: 'breaker'; readonly provider: string; readonly from: string; readonly to: string };
 
+/**
+ * Serves the native API's usage reports, spend queries and provider health for every door (HTTP,
+ * gRPC, LiteLLM), so they settle, audit and count alike.
+ */
 export class ReportService {
   private readonly clock: () => number;
 

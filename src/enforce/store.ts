@@ -48,6 +48,7 @@ export interface LoopCheck {
   readonly ttlMs: number;
 }
 
+/** Everything one decision reserves, applied all or nothing: budget holds, rate-limit units and the loop check. */
 export interface Reservation {
   /** The decision id; reports settle by it. */
   readonly holdId: string;
@@ -82,6 +83,7 @@ export interface BudgetBalance {
   readonly holds: number;
 }
 
+/** What {@link EnforcementStore.reserve} did; on any outcome but `reserved`, no counter changed. */
 export type ReserveResult =
   | { readonly outcome: 'reserved'; readonly budgets: readonly BudgetBalance[] }
   | { readonly outcome: 'budget_exceeded'; readonly budget: BudgetBalance }
@@ -96,6 +98,7 @@ export type ReserveResult =
   | { readonly outcome: 'loop_detected'; readonly reason: 'repeated_call' | 'ping_pong'; readonly session: string; readonly count: number }
   | { readonly outcome: 'duplicate' };
 
+/** A usage report as the store applies it: the hold to settle and how to price it. */
 export interface Settlement {
   readonly holdId: string;
   readonly nowMs: number;
@@ -111,6 +114,10 @@ export interface Settlement {
   readonly retentionMs: number;
 }
 
+/**
+ * What {@link EnforcementStore.settle} did; amounts in micro-USD. `not_found` means never reserved
+ * or past its retention.
+ */
 export type SettleResult =
   | {
       readonly outcome: 'settled';
@@ -128,12 +135,17 @@ export type SettleResult =
 /** What happens to a hold nobody settles before it expires. */
 export type ExpiredHoldPolicy = 'charge' | 'release';
 
+/** Names one budget counter (scope, window and period) for a balance look-up. */
 export interface BudgetKey {
   readonly scope: string;
   readonly window: string;
   readonly slot: string;
 }
 
+/**
+ * Where every enforcement counter lives; the in-memory and Redis stores implement it and pass the
+ * same test suite (test/enforce-store.test.ts).
+ */
 export interface EnforcementStore {
   readonly kind: 'memory' | 'redis';
   reserve(reservation: Reservation): Promise<ReserveResult>;
@@ -176,6 +188,10 @@ export interface ProviderBreakerSettings {
 /** What one upstream call said about its provider's health. */
 export type ProviderOutcome = 'success' | 'failure';
 
+/**
+ * A circuit breaker's state: `closed` lets traffic through, `open` keeps the provider out,
+ * `half_open` allows a trial after the cool-down.
+ */
 export type ProviderState = 'closed' | 'open' | 'half_open';
 
 /**

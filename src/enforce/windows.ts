@@ -7,8 +7,13 @@ import { SignalboxError } from '../core/errors.js';
 /** `day`, `week` (ISO, from Monday), `month`, `session` (never resets) or a fixed length `<N>s`. */
 export type BudgetWindow = string;
 
+/**
+ * The window names {@link windowSlot} accepts, so config and spend queries are refused up front:
+ * day, week, month, session, or `<N>s` (1 to 999999999 seconds).
+ */
 export const WINDOW_PATTERN = /^(day|week|month|session|[1-9][0-9]{0,8}s)$/;
 
+/** The period of a budget window that a given time falls in. */
 export interface WindowSlot {
   /** Identifies the current period of the window, part of the counter key. */
   readonly id: string;

@@ -54,4 +54,5 @@ export const identitySchema = z
     }
   });
 
+/** The parsed `identity` section, with defaults applied and header names lower-cased. */
 export type IdentityConfig = z.output<typeof identitySchema>;

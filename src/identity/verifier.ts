@@ -36,6 +36,10 @@ export interface Actor {
   readonly client_id?: string;
 }
 
+/**
+ * The outcome of verifying a request's token: `input.identity` and `input.actor`, or an identity
+ * carrying the failure's code.
+ */
 export interface VerifiedCaller {
   readonly identity: Identity;
   readonly actor: Actor;
@@ -104,6 +108,10 @@ function classify(error: unknown): { code: ErrorCode; message: string } {
   }
 }
 
+/**
+ * Verifies bearer JWTs against the configured JWKS and maps their claims for the policy. One per
+ * running server; it caches successful verifications, so share it across requests.
+ */
 export class IdentityVerifier {
   /**
    * Successful verifications by token hash, so a hot token is not re-verified on every call; the

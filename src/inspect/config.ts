@@ -35,6 +35,9 @@ export const destinationsSchema = z
   })
   .strict();
 
+/** The parsed `llm` section, with defaults applied. */
 export type LlmConfig = z.output<typeof llmSchema>;
+/** The parsed `content` section, with defaults applied. */
 export type ContentConfig = z.output<typeof contentSchema>;
+/** The parsed `destinations` section, with defaults applied. */
 export type DestinationsConfig = z.output<typeof destinationsSchema>;

@@ -4,6 +4,10 @@
  */
 import { SignalboxError } from '../core/errors.js';
 
+/**
+ * The request facts opa-envoy-plugin puts in its input, under the same names, so its policies run
+ * unchanged on Signalbox.
+ */
 export interface HttpFacts {
   parsed_path: string[];
   parsed_query: Record<string, string[]>;
@@ -41,6 +45,7 @@ export function parseQueryString(query: string, what = 'query'): Record<string, 
   return result;
 }
 
+/** The query of a request path (`parsed_query`): everything after `?` and before any `#`; `{}` when there is none. */
 export function parseQuery(path: string): Record<string, string[]> {
   const index = path.indexOf('?');
   return index < 0 ? {} : parseQueryString(path.slice(index + 1).split('#', 1)[0] as string);

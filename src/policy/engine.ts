@@ -11,6 +11,10 @@ import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins } from './builtins.js';
 import type { EvaluationContext } from './host-builtin.js';
 
+/**
+ * How {@link PolicyEngine.create} loads a bundle: which decision to evaluate, and how much memory
+ * the policy may use.
+ */
 export interface EngineOptions {
   /** The decision path, as in OPA's manifest: "signalbox/authz/decision". */
   readonly entrypoint: string;
@@ -18,6 +22,7 @@ export interface EngineOptions {
   readonly maxMemoryMiB?: number;
 }
 
+/** The raw outcome of one evaluation, before `interpretResult` (result.ts) checks its shape. */
 export interface Evaluation {
   /** False when the decision rule is undefined for this input. */
   readonly defined: boolean;
@@ -32,6 +37,10 @@ type LoadedPolicy = Awaited<ReturnType<typeof loadPolicy>>;
 
 const PAGE_BYTES = 64 * 1024;
 
+/**
+ * One loaded policy bundle, ready to evaluate; a reload builds a new engine and swaps it in rather
+ * than changing this one.
+ */
 export class PolicyEngine {
   private current: EvaluationContext = { nowNs: 0n, builtinErrors: [] };
 

@@ -9,6 +9,7 @@ import type { FindingType } from '../inspect/content/detectors.js';
 import resultSchema from './schema/result.schema.json' with { type: 'json' };
 import type { Evaluation } from './engine.js';
 
+/** One header (or query parameter) to set; a list rather than a map, because a name may repeat. */
 export interface HeaderEntry {
   readonly key: string;
   readonly value: string;
@@ -46,6 +47,7 @@ export interface RouteTarget {
   readonly credential?: string;
 }
 
+/** The policy's `route`: the first target, then further ones in order, for gateways that fail over within one request. */
 export interface RouteClaim extends RouteTarget {
   readonly fallbacks: readonly RouteTarget[];
 }
@@ -61,6 +63,10 @@ export interface EnforcementClaims {
   readonly failOpen: boolean;
 }
 
+/**
+ * Recent tool calls of a session the loop check remembers when the policy names no `loop.window`
+ * (the schema documents the same default).
+ */
 export const DEFAULT_LOOP_WINDOW = 20;
 
 type HeaderMap = Record<string, string | string[]>;
@@ -112,6 +118,7 @@ function enforcementClaims(result: ResultObject): EnforcementClaims | undefined 
 const ajv = new Ajv({ allErrors: false, strict: true });
 const validateResult = ajv.compile<boolean | ResultObject>(resultSchema);
 
+/** The deny status when the policy gives none (or returns a bare boolean), as opa-envoy-plugin does. */
 export const DEFAULT_DENY_STATUS = 403;
 
 function headerEntries(value: HeaderMap | HeaderMap[] | undefined): HeaderEntry[] {

@@ -23,6 +23,7 @@ export interface ActualDecision {
   readonly error: string | null;
 }
 
+/** One expectation a case did not meet, as the report prints it: the field, both values, and a note when needed. */
 export interface FieldDiff {
   readonly field: string;
   readonly expected: unknown;
@@ -38,6 +39,7 @@ export function canonical(value: unknown): string {
   );
 }
 
+/** Structural equality that ignores object key order, since JSON objects are unordered. */
 export function deepEqual(a: unknown, b: unknown): boolean {
   return canonical(a) === canonical(b);
 }

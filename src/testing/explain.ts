@@ -25,6 +25,10 @@ import { actualDecision, failedDecision, type ActualDecision } from './expect.js
 import { describeIssue } from './suite.js';
 import { explainTrace, staleSources, type ExplainMode } from './topdown.js';
 
+/**
+ * What `signalbox eval` decides: a full input or a short-form request, against which bundle and
+ * decision, at which time, and how much trace to show.
+ */
 export interface ExplainOptions {
   readonly config: SignalboxConfig;
   readonly logger: Logger;
@@ -40,6 +44,10 @@ export interface ExplainOptions {
   readonly src?: string;
 }
 
+/**
+ * Everything `signalbox eval` prints (as text or JSON): the decision, what it was built from, and
+ * optionally the OPA trace.
+ */
 export interface ExplainReport {
   readonly decision: string;
   readonly revision: string;

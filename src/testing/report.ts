@@ -5,6 +5,7 @@
 import type { FieldDiff } from './expect.js';
 import type { CaseOutcome, RegoReport, TestCounts, TestReport } from './runner.js';
 
+/** The `signalbox test --format` choices: text for people, JSON for tools, JUnit XML for CI. */
 export type ReportFormat = 'text' | 'json' | 'junit';
 
 function show(value: unknown): string {
@@ -101,6 +102,10 @@ export function jsonReport(report: TestReport): string {
 // eslint-disable-next-line no-control-regex
 const INVALID_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
 
+/**
+ * Escapes text for JUnit XML, replacing characters XML 1.0 cannot hold at all, so a control
+ * character in a policy's output cannot break the report.
+ */
 export function xmlEscape(text: string): string {
   return text
     .replace(INVALID_XML, '\uFFFD')
@@ -215,6 +220,7 @@ export function junitReport(report: TestReport, now: Date = new Date()): string 
   ].join('\n');
 }
 
+/** Formats a test report in the chosen format; `verbose` lists passed cases in the text format too. */
 export function formatReport(report: TestReport, format: ReportFormat, options: { verbose?: boolean } = {}): string {
   if (format === 'json') return jsonReport(report);
   if (format === 'junit') return junitReport(report);

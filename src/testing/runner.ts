@@ -23,8 +23,10 @@ import { loadSuite, TABLE_FILE, type LoadedSuite, type TableCase } from './suite
 import { evaluateTopdown, runRegoTests, staleSources, type RegoTestRun, type TopdownResult } from './topdown.js';
 import { isJsonObject } from '../core/json-object.js';
 
+/** How a case ended; `engine_mismatch` is a case that met its expectations but whose WASM and OPA results differ. */
 export type CaseKind = 'passed' | 'failed' | 'error' | 'skipped' | 'engine_mismatch';
 
+/** One decision-table case's result, with what the report needs to show why it failed. */
 export interface CaseOutcome {
   readonly name: string;
   readonly kind: CaseKind;
@@ -44,6 +46,7 @@ export interface CaseOutcome {
   readonly orderOnly?: readonly string[];
 }
 
+/** The results of one decision-table file. */
 export interface SuiteReport {
   /** The table file, relative to the working directory. */
   readonly file: string;
@@ -53,10 +56,12 @@ export interface SuiteReport {
   readonly cases: readonly CaseOutcome[];
 }
 
+/** One policy folder's `opa test` run, with the coverage threshold it was held to. */
 export interface RegoReport extends RegoTestRun {
   readonly threshold?: number;
 }
 
+/** Case tallies for a report's summary line; kept apart for tables and Rego tests. */
 export interface TestCounts {
   passed: number;
   failed: number;
@@ -65,6 +70,7 @@ export interface TestCounts {
   mismatches: number;
 }
 
+/** The whole result of `signalbox test`; `ok` is what the exit code follows. */
 export interface TestReport {
   readonly suites: readonly SuiteReport[];
   readonly rego: readonly RegoReport[];
@@ -76,6 +82,7 @@ export interface TestReport {
   readonly durationMs: number;
 }
 
+/** What `signalbox test` runs: the paths and bundle, which checks to make, and what makes the run fail. */
 export interface TestOptions {
   /** Policy folders (their `*_test.yaml` tables and Rego tests) or table files. */
   readonly paths: readonly string[];

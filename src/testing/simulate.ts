@@ -33,6 +33,7 @@ import type { ShortRequest, SimulatedUser, TokenShape } from './short-request.js
 
 /** Issuer and audience of simulated tokens when the config names none. */
 export const SIMULATED_ISSUER = 'https://issuer.signalbox.test';
+/** Audience of simulated tokens when the config names none. */
 export const SIMULATED_AUDIENCE = 'signalbox';
 
 /** What lies outside the process, as a simulation fixes it: the clock, users, DNS, vault names, audit. */

@@ -32,6 +32,7 @@ const object = z.record(z.string(), z.unknown());
 /** A list of partial objects: each must match some actual entry (order does not matter); null: none. */
 const partialList = z.union([z.null(), z.array(object)]);
 
+/** A case's `expect`: every field optional, and only the fields named are checked. */
 export const expectSchema = z
   .object({
     allowed: z.boolean().optional(),
@@ -60,8 +61,10 @@ export const expectSchema = z
   })
   .strict();
 
+/** A case's expectations, parsed. */
 export type Expectation = z.output<typeof expectSchema>;
 
+/** One case of a table: a short-form `request` or a full `input` (exactly one), and its `expect`. */
 export const caseSchema = z
   .object({
     name: z.string().min(1),
@@ -83,6 +86,7 @@ export const caseSchema = z
     }
   });
 
+/** A valid case, its short-form request already merged over the suite's defaults and parsed. */
 export type TableCase = Omit<z.output<typeof caseSchema>, 'request'> & { readonly request?: ShortRequest };
 
 /** A case's request over the defaults: headers merged, null removing a default (token: null means "no token"). */
@@ -93,6 +97,10 @@ function mergeRequest(defaults: Record<string, unknown> | undefined, request: Re
   return merged;
 }
 
+/**
+ * A table file's top level. Cases are checked one by one afterwards ({@link caseSchema}), so one
+ * malformed case does not stop the others.
+ */
 export const suiteSchema = z
   .object({
     suite: z.string().min(1),
@@ -114,11 +122,13 @@ export const suiteSchema = z
   })
   .strict();
 
+/** A suite's settings, without its cases (loaded separately, see {@link LoadedCase}). */
 export type Suite = Omit<z.output<typeof suiteSchema>, 'cases'>;
 
 /** A case as loaded: valid, or the reason it is not. */
 export type LoadedCase = { readonly ok: true; readonly index: number; readonly case: TableCase } | { readonly ok: false; readonly index: number; readonly name: string; readonly message: string };
 
+/** A table file as loaded: its settings and every case, valid or with the reason it is not. */
 export interface LoadedSuite {
   readonly file: string;
   readonly suite: Suite;

@@ -40,6 +40,7 @@ export function decisionRef(entrypoint: string): string {
     .join('')}`;
 }
 
+/** One input to evaluate with OPA, at the frozen time the WASM engine used. */
 export interface TopdownCase {
   readonly input: unknown;
   readonly nowNs: bigint;
@@ -105,6 +106,7 @@ export async function evaluateTopdown(sourcesDir: string, entrypoint: string, ca
   }
 }
 
+/** One Rego unit test's result as `opa test` reported it. */
 export interface RegoTest {
   readonly package: string;
   readonly name: string;
@@ -115,6 +117,10 @@ export interface RegoTest {
   readonly message?: string;
 }
 
+/**
+ * One folder's `opa test` run: the tests, the policy modules' line coverage, or the error that
+ * kept the tests from running.
+ */
 export interface RegoTestRun {
   readonly dir: string;
   readonly tests: readonly RegoTest[];
@@ -181,6 +187,10 @@ export async function runRegoTests(dir: string, options: { coverage: boolean }):
   }
 }
 
+/**
+ * How much of OPA's trace `signalbox eval --explain` shows: `rules` lists the rules that
+ * succeeded; the others are `opa eval --explain` modes.
+ */
 export type ExplainMode = 'rules' | 'notes' | 'fails' | 'full';
 
 /** The rules that succeeded, in evaluation order, from a pretty trace ("file:row" relative to `dir`). */

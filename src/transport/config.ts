@@ -15,4 +15,5 @@ export const serverSchema = z
   })
   .strict();
 
+/** The parsed `server` section, with defaults applied. */
 export type ServerConfig = z.output<typeof serverSchema>;

@@ -23,6 +23,7 @@ import type { DecisionPipeline } from '../decide/decide.js';
 import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
 
+/** What grpc.health.v1 reports: serving once both listeners are bound, not serving before that or once shutdown starts. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
 /** grpc.health.v1 state; "" is the whole server, the others are the served service names. */
@@ -53,6 +54,7 @@ export class HealthState {
   }
 }
 
+/** What the gRPC server serves with; `maxRequestBytes` caps messages both ways (`server.max_request_bytes`). */
 export interface GrpcServerOptions {
   readonly pipeline: DecisionPipeline;
   readonly reports: ReportService;
@@ -61,6 +63,10 @@ export interface GrpcServerOptions {
   readonly maxRequestBytes: number;
 }
 
+/**
+ * Builds the gRPC server with Envoy's Authorization, the native DecisionService and
+ * grpc.health.v1; {@link bindGrpc} starts it listening.
+ */
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const services = loadServices();
   const server = new grpc.Server({
@@ -138,6 +144,10 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   return server;
 }
 
+/**
+ * Listens on `host:port` in plaintext and resolves the bound port (port 0 picks a free one); a
+ * failure is `config_invalid` naming `server.grpc_addr`.
+ */
 export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {

@@ -16,6 +16,7 @@ import type { ReportService } from '../enforce/report.js';
 import type { HealthState } from './grpc.js';
 import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
 
+/** What the HTTP endpoints and doors serve with, shared by every route handler. */
 export interface HttpServerOptions {
   readonly health: HealthState;
   readonly revision: () => string;
@@ -132,6 +133,10 @@ export function matchRoute(routes: readonly HttpRoute[], path: string): HttpRout
   return best;
 }
 
+/**
+ * Builds the HTTP server over `routes` ({@link HTTP_ROUTES} unless a caller narrows them);
+ * {@link listenHttp} starts it listening.
+ */
 export function createHttpServer(options: HttpServerOptions, routes: readonly HttpRoute[] = HTTP_ROUTES): Server {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://signalbox');
@@ -152,6 +157,7 @@ export function createHttpServer(options: HttpServerOptions, routes: readonly Ht
   return server;
 }
 
+/** Listens on `host:port` (IPv6 hosts in brackets); resolves the bound port, so port 0 picks a free one. */
 export function listenHttp(server: Server, address: string): Promise<number> {
   const index = address.lastIndexOf(':');
   const host = address.slice(0, index).replace(/^\[|\]$/g, '');

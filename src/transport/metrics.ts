@@ -28,8 +28,14 @@ import type { DecisionObservation } from '../decide/decide.js';
 import type { ReportObservation } from '../enforce/report.js';
 import type { BundleObservation } from '../bundles/source.js';
 
+/** The Content-Type of `GET /metrics`: Prometheus text exposition format 0.0.4. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+/**
+ * Distinct values kept per label before later ones are counted as {@link OVERFLOW_LABEL}, so a
+ * policy or report cannot blow up cardinality.
+ */
 export const MAX_LABEL_VALUES = 100;
+/** The label value that stands for every value past {@link MAX_LABEL_VALUES}. */
 export const OVERFLOW_LABEL = 'other';
 
 /** Latency buckets in seconds: a decision is sub-millisecond to a few hundred ms (JWKS, Redis, DNS). */

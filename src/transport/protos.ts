@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { projectRoot } from '../core/paths.js';
 
+/** The proto/ folder of the installed package, which holds Envoy's, grpc.health's and Signalbox's .proto files. */
 export function protoDir(): string {
   return join(projectRoot(), 'proto');
 }
@@ -31,6 +32,7 @@ const NATIVE_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
+/** The gRPC service definitions the server registers, with client constructors for callers. */
 export interface LoadedServices {
   authorization: grpc.ServiceDefinition;
   health: grpc.ServiceDefinition;
@@ -53,6 +55,7 @@ function lookup(root: grpc.GrpcObject, path: string): grpc.ServiceClientConstruc
   return node as grpc.ServiceClientConstructor;
 }
 
+/** Loads the .proto files on first use and returns the same definitions after, so servers and clients in one process share them. */
 export function loadServices(): LoadedServices {
   if (cached) return cached;
   const includeDirs = [protoDir()];

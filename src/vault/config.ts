@@ -10,4 +10,5 @@ export const vaultSchema = z
   })
   .strict();
 
+/** The parsed `vault` section, with defaults applied. */
 export type VaultConfig = z.output<typeof vaultSchema>;

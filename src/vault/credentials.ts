@@ -19,6 +19,10 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { keyringFromEnv, type VaultKeyring } from './keyring.js';
 import { Vault } from './vault.js';
 
+/**
+ * What {@link CredentialSource.open} needs: the vault file, where the master keys are read from,
+ * and how reloads are watched.
+ */
 export interface CredentialSourceOptions {
   /** The vault file (config `vault.file`); relative paths resolve from the working directory. It may not exist yet. */
   readonly file: string;

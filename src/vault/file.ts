@@ -18,6 +18,7 @@ export const DEFAULT_VAULT_FILE = 'vault/credentials.json';
 const FILE_VERSION = 1;
 /** AES-GCM IV and tag sizes, as every entry's fields must decode to. */
 export const IV_BYTES = 12;
+/** The full 128-bit GCM tag: entries are checked for it and decryption passes it as `authTagLength`, so a truncated tag is refused. */
 export const TAG_BYTES = 16;
 /** Entry names: what a policy's `route.credential` refers to (openai, anthropic/prod, team-a.azure). */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;

@@ -5,6 +5,7 @@
  */
 import { detect, FINDING_TYPES, isFindingType, type FindingType, type Match } from './detectors.js';
 
+/** How many findings of one type a corpus snippet holds. */
 export interface CorpusExpectation {
   readonly type: FindingType;
   readonly count: number;
@@ -18,6 +19,7 @@ export interface CorpusEntry {
   readonly note?: string;
 }
 
+/** The first malformed line of a corpus (`line` is 1-based), so the file can be fixed rather than half-scored. */
 export class CorpusError extends Error {
   constructor(
     readonly line: number,
@@ -67,6 +69,7 @@ export function parseCorpus(jsonl: string): CorpusEntry[] {
   return entries;
 }
 
+/** True and false positives and negatives of one finding type (or all of them), with the ratios the README quotes. */
 export interface DetectorScore {
   readonly type: FindingType | 'overall';
   readonly tp: number;
@@ -86,6 +89,10 @@ export interface Disagreement {
   readonly got: number;
 }
 
+/**
+ * The result of {@link evaluateCorpus}: scores per type and overall, and where the detectors and
+ * the labels disagree.
+ */
 export interface Evaluation {
   readonly byType: readonly DetectorScore[];
   readonly overall: DetectorScore;

@@ -6,12 +6,14 @@ import type { FindingType } from './detectors.js';
 import { redactBody, redactText } from './redact.js';
 import { scanBody, type Finding } from './scan.js';
 
+/** The `content` config section, as the decision pipeline passes it to {@link contentFacts}. */
 export interface ContentOptions {
   readonly enabled: boolean;
   readonly maxStringBytes: number;
   readonly maxDepth: number;
 }
 
+/** What the policy sees as `input.content`; the audit trail may keep it too, since it holds no value. */
 export interface ContentFacts {
   /** False when scanning is switched off, or the body arrived cut short. */
   readonly scanned: boolean;

@@ -20,12 +20,14 @@
  */
 import { detect, replaceMatches, type FindingType } from './detectors.js';
 
+/** One finding type at one JSON path, with how often it occurs there; never the matched text. */
 export interface Finding {
   readonly type: FindingType;
   readonly path: string;
   readonly count: number;
 }
 
+/** Bounds on the work spent on one huge string and on the length of paths in deeply nested bodies. */
 export interface ScanOptions {
   /**
    * A string longer than this (UTF-8 bytes) is scanned up to this length only, and the result is
@@ -36,6 +38,7 @@ export interface ScanOptions {
   readonly maxDepth?: number;
 }
 
+/** What {@link scanBody} found and how much it looked at. */
 export interface ScanResult {
   readonly findings: Finding[];
   /** Strings (values and member names) the detectors ran on; binary payloads are skipped. */
@@ -46,7 +49,9 @@ export interface ScanResult {
   readonly truncated: boolean;
 }
 
+/** Default for {@link ScanOptions.maxStringBytes} (1 MiB), the same as the `content.max_string_bytes` default. */
 export const DEFAULT_MAX_STRING_BYTES = 1024 * 1024;
+/** Default for {@link ScanOptions.maxDepth}, the same as the `content.max_depth` default. */
 export const DEFAULT_MAX_DEPTH = 64;
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;

@@ -108,6 +108,10 @@ export function clearTokenCountCache(): void {
  * every decision. Text longer than this is counted in pieces of at most {@link PIECE_CHARS}.
  */
 export const PIECE_FROM_CHARS = 4096;
+/**
+ * The most characters counted in one piece once a text is longer than {@link PIECE_FROM_CHARS};
+ * small enough that the worst case stays fast.
+ */
 export const PIECE_CHARS = 512;
 
 /**

@@ -10,6 +10,7 @@ import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { fromStruct, toStruct, type Struct } from './struct.js';
 
+/** This door's name in `input.door.name`, the audit trail and metrics. */
 export const ENVOY_DOOR = 'envoy.ext_authz.grpc';
 
 /** gRPC status codes Envoy reads in CheckResponse.status. */

@@ -31,6 +31,10 @@ export interface AuthzDoorContext {
   readonly logger: Logger;
 }
 
+/**
+ * Which gateway's HTTP authorization protocol a request speaks; selects both the request mapping
+ * and the answer's shape.
+ */
 export type AuthzDoor = 'envoy' | 'nginx' | 'caddy';
 
 /** Door names, as `input.door.name` and the audit trail's `door` show them. */
@@ -42,11 +46,17 @@ export const AUTHZ_DOOR_NAMES: Readonly<Record<AuthzDoor, string>> = {
 
 /** The route prefix of the Envoy door: Envoy's `path_prefix` is this without the trailing "/". */
 export const ENVOY_HTTP_PREFIX = '/authz/envoy/';
+/** The nginx door's path, for the `auth_request` location to proxy to. */
 export const NGINX_AUTH_PATH = '/authz/nginx';
+/** The Caddy door's path, for `forward_auth` to call. */
 export const CADDY_AUTH_PATH = '/authz/caddy';
 
 /** nginx door: the status and body of a deny that nginx itself would not pass on (anything but 401/403). */
 export const DENY_STATUS_HEADER = 'x-signalbox-deny-status';
+/**
+ * nginx door: the deny body, compacted into one header line (at most 8 KiB, else a short error
+ * naming the decision).
+ */
 export const DENY_BODY_HEADER = 'x-signalbox-deny-body';
 /** Envoy HTTP mode: header names (comma-separated) Envoy removes from the upstream request on 200. */
 export const ENVOY_HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';

@@ -7,6 +7,10 @@
  */
 import type { DecisionRequest } from '../../decide/decision.js';
 
+/**
+ * A request the gateway is about to forward, as much as the door knows of it; missing fields are
+ * left out of `input.attributes`.
+ */
 export interface ForwardedRequest {
   readonly method?: string;
   /** Path with query string, as the client sent it ("/v1/chat/completions?x=1"). */

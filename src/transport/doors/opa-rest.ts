@@ -39,12 +39,15 @@ export const OPA_DECISION_PATH = '/v1/data/signalbox/authz/decision';
 /** The decision as a bare boolean. */
 export const OPA_ALLOW_PATH = '/v1/data/signalbox/authz/allow';
 
+/** Door name of requests from Kong's OPA plugin (`/v1/data/signalbox/kong`), as the audit trail and metrics show it. */
 export const KONG_DOOR = 'kong.opa';
+/** Door name of every other OPA Data API request, as the audit trail and metrics show it. */
 export const OPA_REST_DOOR = 'opa.rest';
 
 /** Largest request body read: the input carries the LLM request body, JSON-escaped. */
 export const MAX_OPA_BODY_BYTES = 8 * 1024 * 1024;
 
+/** What the OPA Data API door needs from the HTTP server. */
 export interface OpaRestContext {
   readonly pipeline: DecisionPipeline;
   readonly logger: Logger;

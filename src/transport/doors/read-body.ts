@@ -6,12 +6,17 @@
  */
 import type { IncomingMessage } from 'node:http';
 
+/** A request body read up to a limit; `overLimit` tells the caller the rest was drained and dropped. */
 export interface LimitedBody {
   /** The body, or its first `limit` bytes when it was longer. */
   readonly body: Buffer;
   readonly overLimit: boolean;
 }
 
+/**
+ * Reads at most `limit` bytes of a request body; never rejects for size, so each door chooses
+ * between an error and a truncated body.
+ */
 export function readLimitedBody(req: IncomingMessage, limit: number): Promise<LimitedBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

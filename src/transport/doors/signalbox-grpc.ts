@@ -8,6 +8,7 @@ import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import { decisionRequestFromHttp } from './http-request.js';
 import { toStruct } from './struct.js';
 
+/** This door's name in `input.door.name`, the audit trail and metrics; also the door of gRPC usage reports. */
 export const SIGNALBOX_DOOR = 'signalbox.v1.grpc';
 
 interface DecodedDecideRequest {
@@ -25,6 +26,10 @@ interface DecodedDecideRequest {
   contextExtensions?: Record<string, string>;
 }
 
+/**
+ * Maps a DecideRequest through the shared HTTP mapping; this door can rewrite bodies, so the
+ * policy may ask for redaction.
+ */
 export function fromDecideRequest(message: DecodedDecideRequest): DecisionRequest {
   const req = message.request ?? {};
   return decisionRequestFromHttp(
@@ -39,6 +44,7 @@ export function fromDecideRequest(message: DecodedDecideRequest): DecisionReques
   );
 }
 
+/** Maps a decision to a DecideResponse; an allow always carries HTTP 200, whatever the policy's deny status. */
 export function toDecideResponse(decision: Decision): object {
   return {
     decisionId: decision.decisionId,
@@ -91,6 +97,10 @@ export function fromReportMessage(message: ReportMessage): unknown {
   };
 }
 
+/**
+ * Maps a report's outcome to a ReportResponse; fields the outcome lacks get proto3 defaults, and
+ * absent breaker times are left out.
+ */
 export function toReportResponse(outcome: {
   decision_id: string;
   outcome: string;
@@ -124,6 +134,7 @@ export function toReportResponse(outcome: {
   };
 }
 
+/** Maps budget views to a GetSpendResponse (camelCase, USD). */
 export function toSpendResponse(budgets: ReadonlyArray<BudgetView>): object {
   return {
     budgets: budgets.map((b) => ({

@@ -10,10 +10,15 @@ export interface StructValue {
   listValue?: { values?: StructValue[] };
 }
 
+/** google.protobuf.Struct as proto-loader decodes it; `fields` may be absent for an empty Struct. */
 export interface Struct {
   fields?: Record<string, StructValue>;
 }
 
+/**
+ * Any JSON value as a Struct value; `undefined` becomes null, and anything not JSON (a bigint) is
+ * sent as its string.
+ */
 export function toStructValue(value: unknown): StructValue {
   if (value === null || value === undefined) return { nullValue: 'NULL_VALUE' };
   if (typeof value === 'number') return { numberValue: value };
@@ -24,12 +29,14 @@ export function toStructValue(value: unknown): StructValue {
   return { stringValue: String(value) };
 }
 
+/** A JSON object as a Struct, for `dynamic_metadata` and other free-form fields on the wire. */
 export function toStruct(object: Readonly<Record<string, unknown>>): Struct {
   const fields: Record<string, StructValue> = {};
   for (const [key, value] of Object.entries(object)) fields[key] = toStructValue(value);
   return { fields };
 }
 
+/** A Struct value as plain JSON; a value with no kind set reads as null. */
 export function fromStructValue(value: StructValue | undefined): unknown {
   if (!value) return null;
   if (value.numberValue !== undefined) return value.numberValue;
@@ -40,6 +47,10 @@ export function fromStructValue(value: StructValue | undefined): unknown {
   return null;
 }
 
+/**
+ * A Struct as a plain JSON object, as opa-envoy-plugin presents Envoy's Structs to policies; a
+ * missing Struct is `{}`.
+ */
 export function fromStruct(struct: Struct | undefined): Record<string, unknown> {
   const object: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(struct?.fields ?? {})) object[key] = fromStructValue(value);

@@ -30,6 +30,7 @@ export const FINDING_TYPES = [
   'secret.shopify_token',
 ] as const;
 
+/** One finding type, as the detectors report it and the policy reads it in `input.content.findings[].type`. */
 export type FindingType = (typeof FINDING_TYPES)[number];
 
 const FINDING_TYPE_SET: ReadonlySet<string> = new Set(FINDING_TYPES);
