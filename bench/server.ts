@@ -1,5 +1,6 @@
 /**
- * The benchmark's server process: either Signalbox (default policy, verified JWT, audit on; the
+ * The benchmark's server process: either Signalbox (default policy, verified JWT, audit on unless
+ * BENCH_AUDIT=off, fsynced with BENCH_AUDIT=fsync; the
  * bundle and budget store chosen by BENCH_BUNDLE and BENCH_STORE/BENCH_REDIS_URL) or a bare
  * grpc-js server with the same Authorization service that answers OK without work. It runs in
  * its own process so its CPU time is measured apart from the load generator's.
@@ -13,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { RunningSignalbox } from '../src/app/app.js';
 import { parseConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
+import { noopAuditSink } from '../src/audit/log.js';
 import { startSignalbox } from '../src/app/app.js';
 import { loadServices } from '../src/transport/protos.js';
 
@@ -77,8 +79,10 @@ async function main(): Promise<void> {
       SIGNALBOX_BUNDLE: process.env.BENCH_BUNDLE ?? '',
       SIGNALBOX_STORE: process.env.BENCH_STORE ?? '',
       SIGNALBOX_REDIS_URL: process.env.BENCH_REDIS_URL ?? '',
+      SIGNALBOX_AUDIT_DURABILITY: process.env.BENCH_AUDIT === 'fsync' ? 'fsync' : 'buffered',
     });
-    const running = await startSignalbox(config, silentLogger());
+    // BENCH_AUDIT=off drops every record (the cost of the audit trail, by difference).
+    const running = await startSignalbox(config, silentLogger(), process.env.BENCH_AUDIT === 'off' ? { audit: noopAuditSink } : {});
     const variants = process.env.BENCH_SWAP_BUNDLES?.split(',').filter(Boolean) ?? [];
     const swapper = variants.length > 0 ? swapBundles(running, process.env.BENCH_BUNDLE ?? '', variants, Number(process.env.BENCH_SWAP_MS ?? 250)) : undefined;
     swaps = swapper?.swapsMs;

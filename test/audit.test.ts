@@ -94,11 +94,15 @@ describe('audit hash chain', () => {
   it('reports a record whose seq was rewritten to hide a swap (prev_hash still breaks)', async () => {
     const path = await writeLog(4);
     const records = (await lines(path)).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const { recordHash } = await import('../src/audit/chain.js');
-    // Swap records 2 and 3 and recompute their seq and own hash, as a careful forger would.
-    const swapped = [records[0]!, { ...records[2]!, seq: 2 }, { ...records[1]!, seq: 3 }, records[3]!];
-    for (const r of swapped.slice(1, 3)) r.hash = recordHash(r);
-    await writeFile(path, `${swapped.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const { chainRecord } = await import('../src/audit/chain.js');
+    // Swap records 2 and 3 and recompute their seq and own hash, as a careful forger would
+    // (keeping each one's prev_hash, which the forger cannot fix without rewriting the rest).
+    const forged = (r: Record<string, unknown>, seq: number): string => {
+      const { seq: _s, prev_hash: prev, hash: _h, ...rest } = r;
+      return chainRecord(rest, seq, prev as string).line.trimEnd();
+    };
+    const swapped = [JSON.stringify(records[0]), forged(records[2]!, 2), forged(records[1]!, 3), JSON.stringify(records[3])];
+    await writeFile(path, `${swapped.join('\n')}\n`);
     expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 2, problem: 'prev_hash_mismatch' });
   });
 
@@ -188,6 +192,32 @@ describe('audit hash chain', () => {
   });
 });
 
+describe('hash forms', () => {
+  it('verifies a file whose older records hashed canonical JSON, continued by records hashing their text', async () => {
+    const { createHash } = await import('node:crypto');
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-audit-'));
+    const path = join(dir, 'audit.jsonl');
+    // Two records as the previous writer made them: hash = SHA-256 of the canonical JSON.
+    let prev = GENESIS_HASH;
+    const old: string[] = [];
+    for (let seq = 1; seq <= 2; seq++) {
+      const record = { decision_id: `old${seq}`, z: 1, a: { y: 2, b: 3 }, seq, prev_hash: prev };
+      const hash = createHash('sha256').update(canonicalJson(record)).digest('hex');
+      old.push(`${canonicalJson(record).slice(0, -1)},"hash":"${hash}"}`);
+      prev = hash;
+    }
+    await writeFile(path, `${old.join('\n')}\n`);
+    const log = await FileAuditLog.open(path, capturedLogger().logger);
+    log.append({ decision_id: 'new', z: 1, a: { y: 2, b: 3 } });
+    await log.close();
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 3 });
+    // Any edit of the bytes, even one a canonical form would not see, breaks the new record.
+    const all = await lines(path);
+    await writeFile(path, `${[...all.slice(0, 2), all[2]!.replace('"z":1,"a":{"y":2,"b":3}', '"a":{"y":2,"b":3},"z":1')].join('\n')}\n`);
+    expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 3, problem: 'hash_mismatch' });
+  });
+});
+
 describe('bounded serialisation', () => {
   it('measures a body exactly as JSON.stringify would write it, without recursion', () => {
     for (const value of [{ a: [1, 'é', null, true, { 'k"ey': 'v\n' }], b: {} }, [], 'plain', 12.5, [[[]]], { u: undefined, x: [undefined] }]) {
@@ -197,11 +227,11 @@ describe('bounded serialisation', () => {
     expect(jsonByteLength(deep)).toBe(600_000);
   });
 
-  it('replaces a field too deep to write by why, and names it', () => {
-    const deep = JSON.parse(`${'{"a":'.repeat(1_000)}1${'}'.repeat(1_000)}`) as unknown;
-    const record = writableRecord({ decision_id: 'd', result: deep, decision: { allowed: false } });
-    expect(record).toEqual({ decision_id: 'd', result: { omitted: 'nested deeper than 256 levels' }, decision: { allowed: false }, audit_omitted: ['result'] });
-    expect(() => canonicalJson(record)).not.toThrow();
+  it('replaces a field JSON cannot write by why, and names it', () => {
+    const deep = JSON.parse(`${'['.repeat(200_000)}${']'.repeat(200_000)}`) as unknown;
+    const record = writableRecord({ decision_id: 'd', result: deep, amount: 10n, decision: { allowed: false } });
+    expect(record).toMatchObject({ decision_id: 'd', result: { omitted: expect.stringMatching(/call stack/) }, amount: { omitted: expect.stringMatching(/BigInt/) }, decision: { allowed: false }, audit_omitted: ['result', 'amount'] });
+    expect(() => JSON.stringify(record)).not.toThrow();
   });
 });
 

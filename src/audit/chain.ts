@@ -1,8 +1,14 @@
 /**
  * The audit hash chain: every record carries `seq`, `prev_hash` and `hash`, where `hash` is the
- * SHA-256 of the canonical JSON of the record without `hash`. Editing a record breaks its hash;
- * deleting or reordering records breaks `seq` and `prev_hash`. (Truncating the newest records is
- * not detectable from the file alone; ship the log or its latest hash elsewhere for that.)
+ * SHA-256 of the record's line as written, up to the `hash` field: the JSON text of the record
+ * without `hash`. Hashing the bytes written (rather than a canonical form re-derived from them)
+ * costs one native JSON.stringify per record instead of a sorted re-serialisation, and any change
+ * to a line, even one a canonical form would ignore, breaks its hash. Deleting or reordering
+ * records breaks `seq` and `prev_hash`. (Truncating the newest records is not detectable from the
+ * file alone; ship the log or its latest hash elsewhere for that.)
+ *
+ * Records written before this form hashed the canonical JSON of the record (keys sorted); verify
+ * accepts a line that matches either, so older files still verify and the chain runs on across.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -24,26 +30,37 @@ function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** The hash a record must carry: SHA-256 of its canonical JSON without `hash`. */
-export function recordHash(record: Readonly<Record<string, unknown>>): string {
-  const { hash: _ignored, ...rest } = record;
-  return sha256Hex(canonicalJson(rest));
+/** The end of every line this writer writes: the hash, last. */
+const HASH_FIELD = /,"hash":"([0-9a-f]{64})"\}$/;
+
+/**
+ * True when a written line's `hash` is the hash of its own text (or, for a line written before
+ * this form, of its record's canonical JSON). `record` is the line, parsed.
+ */
+export function lineHashMatches(line: string, record: Readonly<Record<string, unknown>>): boolean {
+  const field = HASH_FIELD.exec(line);
+  if (field && field[1] === record.hash && sha256Hex(`${line.slice(0, field.index)}}`) === field[1]) return true;
+  const { hash, ...rest } = record;
+  try {
+    return sha256Hex(canonicalJson(rest)) === hash;
+  } catch {
+    return false; // too deep for the canonical form: not one of ours
+  }
 }
 
 /**
- * Links a record into the chain and returns its JSON line. The line is the canonical JSON itself,
- * so a record is serialised once; `hash` is appended last (its place in the line does not matter:
- * verification re-canonicalises the record without it, as recordHash does).
+ * Links a record into the chain and returns its JSON line: the record's JSON text with `seq` and
+ * `prev_hash`, then `hash`, the SHA-256 of that text, as the last field.
  */
 export function chainRecord(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): { line: string; hash: string } {
-  const canonical = canonicalJson({ ...record, seq, prev_hash: prevHash });
-  const hash = sha256Hex(canonical);
-  return { line: `${canonical.slice(0, -1)},"hash":"${hash}"}\n`, hash };
+  const text = JSON.stringify({ ...record, seq, prev_hash: prevHash });
+  const hash = sha256Hex(text);
+  return { line: `${text.slice(0, -1)},"hash":"${hash}"}\n`, hash };
 }
 
 /**
- * The record as it can be written: a top-level field that has no canonical form (nested too
- * deep, or a value JSON cannot hold) is replaced by `{"omitted": <why>}`, so the decision is
+ * The record as it can be written: a top-level field that JSON cannot write (nested too deep
+ * for the stack, a BigInt, a cycle) is replaced by `{"omitted": <why>}`, so the decision is
  * still recorded, with what it was about, rather than dropped. `omitted` lists those fields.
  */
 export function writableRecord(record: Readonly<Record<string, unknown>>): Record<string, unknown> {
@@ -51,7 +68,7 @@ export function writableRecord(record: Readonly<Record<string, unknown>>): Recor
   const omitted: string[] = [];
   for (const [key, value] of Object.entries(record)) {
     try {
-      canonicalJson(value);
+      JSON.stringify(value);
       copy[key] = value;
     } catch (error) {
       copy[key] = { omitted: error instanceof Error ? error.message : 'not serialisable' };
@@ -79,8 +96,9 @@ export interface VerifyReport {
   readonly firstBreak?: ChainBreak;
 }
 
-/** Checks one parsed record against the chain state; returns the problem, if any. */
+/** Checks one line (and its parsed record) against the chain state; returns the problem, if any. */
 export function checkLink(
+  line: string,
   record: unknown,
   expectedSeq: number,
   expectedPrev: string,
@@ -90,7 +108,7 @@ export function checkLink(
   if (typeof r.seq !== 'number' || typeof r.prev_hash !== 'string' || typeof r.hash !== 'string') {
     return { problem: 'malformed', detail: 'missing seq, prev_hash or hash' };
   }
-  if (recordHash(r) !== r.hash) return { problem: 'hash_mismatch', detail: 'record content does not match its hash (edited)' };
+  if (!lineHashMatches(line, r)) return { problem: 'hash_mismatch', detail: 'record content does not match its hash (edited)' };
   if (r.seq !== expectedSeq) return { problem: 'seq_gap', detail: `expected seq ${expectedSeq}, found ${r.seq} (deleted or reordered records)` };
   if (r.prev_hash !== expectedPrev) return { problem: 'prev_hash_mismatch', detail: 'prev_hash does not match the previous record (deleted or reordered records)' };
   return undefined;
@@ -122,7 +140,7 @@ export async function verifyAuditFile(path: string): Promise<VerifyReport> {
       unreadable = { line: lineNo, seq: null, problem: 'malformed', detail: 'not valid JSON' };
       continue;
     }
-    const broken = checkLink(record, expectedSeq, prev);
+    const broken = checkLink(line, record, expectedSeq, prev);
     if (broken) {
       lines.close();
       const seq = typeof (record as { seq?: unknown })?.seq === 'number' ? (record as { seq: number }).seq : null;

@@ -10,7 +10,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { writeFile } from 'node:fs/promises';
-import { GENESIS_HASH, recordHash } from './chain.js';
+import { GENESIS_HASH, lineHashMatches } from './chain.js';
 
 const CHUNK_BYTES = 64 * 1024;
 const NEWLINE = 0x0a;
@@ -51,7 +51,7 @@ async function readRange(handle: FileHandle, start: number, end: number): Promis
 function intact(line: string): { seq: number; hash: string } | undefined {
   try {
     const record = JSON.parse(line) as { seq?: unknown; hash?: unknown };
-    if (typeof record.seq === 'number' && typeof record.hash === 'string' && recordHash(record) === record.hash) return { seq: record.seq, hash: record.hash };
+    if (typeof record.seq === 'number' && typeof record.hash === 'string' && lineHashMatches(line, record)) return { seq: record.seq, hash: record.hash };
   } catch {
     // not JSON
   }
