@@ -118,7 +118,10 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
     if (typeof http.query === 'string') masked.query = maskQueryString(http.query, isCredential);
     copy.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
   }
-  if (input.parsed_body !== undefined && input.parsed_body !== null) copy.parsed_body = maskBody(input.parsed_body);
+  if (input.parsed_body !== undefined && input.parsed_body !== null) {
+    // The parsed body's size is the raw body's, when the door forwarded it: no need to walk it.
+    copy.parsed_body = typeof http?.body === 'string' ? maskBody(http.body) : maskBody(input.parsed_body);
+  }
   // Tool-call arguments are request content (a prompt by another name): size only.
   if (Array.isArray(input.tool_calls)) {
     copy.tool_calls = input.tool_calls.map((call: unknown) =>
