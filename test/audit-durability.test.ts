@@ -27,7 +27,7 @@ async function decisionIds(path: string): Promise<Set<string>> {
 describe('a file audit log in fsync mode', () => {
   it('resolves each append once its record is in the file, many at once', async () => {
     const path = join(await mkdtemp(join(tmpdir(), 'signalbox-durable-')), 'audit.jsonl');
-    const log = await FileAuditLog.open(path, capturedLogger().logger, 'fsync');
+    const log = await FileAuditLog.open(path, capturedLogger().logger, { durability: 'fsync' });
     await log.append({ decision_id: 'first' });
     expect(await readFile(path, 'utf8')).toContain('"decision_id":"first"');
     await Promise.all(Array.from({ length: 500 }, (_, i) => log.append({ decision_id: `d${i}` })));

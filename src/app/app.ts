@@ -204,7 +204,7 @@ export async function createPipeline(
  * marks health serving only once both listen. A bind failure closes what was opened and throws.
  */
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
-  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger, config.audit.durability));
+  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger, { durability: config.audit.durability, rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files } }));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);

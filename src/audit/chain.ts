@@ -93,6 +93,10 @@ export interface VerifyReport {
   readonly ok: boolean;
   readonly records: number;
   readonly lastHash: string;
+  /** The seq of the last good record. */
+  readonly lastSeq: number;
+  /** For a file started by rotation: the record it continues from (its first record names it). */
+  readonly continues?: { readonly file: string; readonly seq: number; readonly hash: string };
   readonly firstBreak?: ChainBreak;
 }
 
@@ -124,14 +128,24 @@ export async function verifyAuditFile(path: string): Promise<VerifyReport> {
   let lineNo = 0;
   let expectedSeq = 1;
   let prev = GENESIS_HASH;
+  let records = 0;
+  let continues: VerifyReport['continues'];
   let unreadable: ChainBreak | undefined;
+  const report = (firstBreak?: ChainBreak): VerifyReport => ({
+    ok: firstBreak === undefined,
+    records,
+    lastHash: prev,
+    lastSeq: expectedSeq - 1,
+    ...(continues ? { continues } : {}),
+    ...(firstBreak ? { firstBreak } : {}),
+  });
   for await (const line of lines) {
     lineNo++;
     if (line.replace(/\0/g, '').trim() === '') continue;
     if (unreadable) {
       // Something follows the unreadable line: it was not the last write.
       lines.close();
-      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: unreadable };
+      return report(unreadable);
     }
     let record: unknown;
     try {
@@ -140,20 +154,36 @@ export async function verifyAuditFile(path: string): Promise<VerifyReport> {
       unreadable = { line: lineNo, seq: null, problem: 'malformed', detail: 'not valid JSON' };
       continue;
     }
+    const started = records === 0 ? rotationStart(record) : undefined;
+    if (started) {
+      // A file started by rotation continues the chain of the file its first record names.
+      continues = started;
+      expectedSeq = started.seq + 1;
+      prev = started.hash;
+    }
     const broken = checkLink(line, record, expectedSeq, prev);
     if (broken) {
       lines.close();
       const seq = typeof (record as { seq?: unknown })?.seq === 'number' ? (record as { seq: number }).seq : null;
-      return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: { line: lineNo, seq, ...broken } };
+      return report({ line: lineNo, seq, ...broken });
     }
     prev = (record as ChainFields).hash;
     expectedSeq++;
+    records++;
   }
   if (unreadable) {
     const torn = !(await endsWithNewline(path));
-    return { ok: false, records: expectedSeq - 1, lastHash: prev, firstBreak: torn ? { ...unreadable, problem: 'torn_tail', detail: 'the last line is a partial record (a write cut short by a crash)' } : unreadable };
+    return report(torn ? { ...unreadable, problem: 'torn_tail', detail: 'the last line is a partial record (a write cut short by a crash)' } : unreadable);
   }
-  return { ok: true, records: expectedSeq - 1, lastHash: prev };
+  return report();
+}
+
+/** The record a rotated-into file continues from, when `record` is such a file's opening record. */
+function rotationStart(record: unknown): VerifyReport['continues'] {
+  const r = record as { type?: unknown; seq?: unknown; prev_hash?: unknown; previous_file?: unknown; previous_last_seq?: unknown; previous_last_hash?: unknown } | null;
+  if (!r || r.type !== 'rotation' || typeof r.seq !== 'number' || r.seq < 2) return undefined;
+  if (typeof r.previous_file !== 'string' || r.previous_last_seq !== r.seq - 1 || r.previous_last_hash !== r.prev_hash || typeof r.prev_hash !== 'string') return undefined;
+  return { file: r.previous_file, seq: r.seq - 1, hash: r.prev_hash };
 }
 
 /** Whether the file's last byte that is not zero is a newline. */

@@ -19,6 +19,10 @@ export const auditSchema = z
      */
     durability: z.enum(['buffered', 'fsync']).default('buffered'),
     durable_timeout_ms: z.number().int().min(10).max(60_000).default(5_000),
+    /** Rotate the file once it holds this many bytes (0: never); the chain runs on across files. */
+    rotate_bytes: z.number().int().min(0).default(0).refine((n) => n === 0 || n >= 4096, 'must be 0 (no rotation) or at least 4096'),
+    /** Rotated files kept; older ones are deleted (0: keep all). */
+    keep_files: z.number().int().min(0).default(0),
   })
   .strict();
 

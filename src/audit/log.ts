@@ -12,6 +12,8 @@ import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { chainRecord, writableRecord } from './chain.js';
 import { recoverTail, type RecoveredTail } from './recover.js';
+import { applyRetention, newestRotatedTail, rotatedPath, rotationRecord } from './rotation.js';
+import { commitFile } from '../core/atomic-file.js';
 
 /** Where decision records go; the pipeline depends on this, not on files. */
 export interface AuditSink {
@@ -53,6 +55,21 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** A queued line (with its waiter in fsync mode), or the point where the file is rotated. */
+type Entry = { readonly line: string; readonly waiter?: Waiter } | { readonly rotateAfter: number };
+
+/** Size rotation and retention (audit.rotate_bytes, audit.keep_files); 0 turns each off. */
+export interface AuditRotation {
+  readonly maxBytes: number;
+  readonly keepFiles: number;
+}
+
+/** How a file log is opened. */
+export interface FileAuditLogOptions {
+  readonly durability?: AuditDurability;
+  readonly rotation?: AuditRotation;
+}
+
 const QUEUED: Promise<void> = Promise.resolve();
 
 /**
@@ -60,24 +77,30 @@ const QUEUED: Promise<void> = Promise.resolve();
  * per batch in fsync mode; recovered after a crash on open (recover.ts).
  */
 export class FileAuditLog implements AuditSink {
-  private queue: string[] = [];
-  /** In fsync mode, one per queued line, in the same order. */
-  private waiters: Waiter[] = [];
+  private queue: Entry[] = [];
   private writing: Promise<void> | undefined;
   private closed = false;
   private failures = 0;
   private dropped = 0;
 
+  private readonly durability: AuditDurability;
+  private readonly rotation: AuditRotation;
+
   private constructor(
     private readonly path: string,
-    private readonly handle: FileHandle,
+    private handle: FileHandle,
     private seq: number,
     private lastHash: string,
     private readonly logger: Logger,
-    private readonly durability: AuditDurability,
-  ) {}
+    options: FileAuditLogOptions,
+    /** Bytes in the live file, queued lines included. */
+    private fileBytes: number,
+  ) {
+    this.durability = options.durability ?? 'buffered';
+    this.rotation = options.rotation ?? { maxBytes: 0, keepFiles: 0 };
+  }
 
-  static async open(path: string, logger: Logger, durability: AuditDurability = 'buffered'): Promise<FileAuditLog> {
+  static async open(path: string, logger: Logger, options: FileAuditLogOptions = {}): Promise<FileAuditLog> {
     let handle: FileHandle;
     try {
       await mkdir(dirname(path), { recursive: true });
@@ -86,8 +109,11 @@ export class FileAuditLog implements AuditSink {
       throw new SignalboxError('audit_write_failed', `cannot open audit log ${path}: ${describeCause(error)}`, { cause: error });
     }
     let tail: RecoveredTail;
+    let previous: Awaited<ReturnType<typeof newestRotatedTail>>;
     try {
       tail = await recoverTail(handle, path);
+      // A live file with no record yet after a rotation: the chain continues from the last file.
+      previous = tail.seq === 0 ? await newestRotatedTail(path) : undefined;
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw new SignalboxError('audit_write_failed', `cannot recover the end of audit log ${path}: ${describeCause(error)}`, { cause: error });
@@ -98,7 +124,12 @@ export class FileAuditLog implements AuditSink {
     if (tail.lastLineBroken) {
       logger.error({ code: 'audit_chain_broken', path }, 'the last record of the audit log does not verify; continuing the chain after it (audit verify reports where)');
     }
-    return new FileAuditLog(path, handle, tail.seq, tail.hash, logger, durability);
+    const { size } = await handle.stat();
+    const log = previous
+      ? new FileAuditLog(path, handle, previous.seq, previous.hash, logger, options, size)
+      : new FileAuditLog(path, handle, tail.seq, tail.hash, logger, options, size);
+    if (previous) log.enqueue(chainRecord(rotationRecord(previous.file, previous.seq, previous.hash, new Date()), log.seq + 1, log.lastHash), undefined);
+    return log;
   }
 
   /** The number of failed write attempts so far (exported as a health signal). */
@@ -117,6 +148,22 @@ export class FileAuditLog implements AuditSink {
       this.dropped += 1;
       return Promise.reject(new SignalboxError('audit_write_failed', 'the audit log is closed'));
     }
+    if (this.queue.length >= MAX_QUEUED_LINES) {
+      // The disk has been failing for a long time; dropping makes the gap visible to `audit verify`.
+      const lines = this.queue.filter((entry) => 'line' in entry);
+      this.logger.error({ code: 'audit_write_failed', dropped: lines.length }, 'audit queue full; dropping queued records');
+      this.dropped += lines.length;
+      this.queue = this.queue.filter((entry) => !('line' in entry));
+      const dropped = new SignalboxError('audit_write_failed', 'the audit queue overflowed');
+      for (const entry of lines) entry.waiter?.reject(dropped);
+    }
+    if (this.rotation.maxBytes > 0 && this.fileBytes >= this.rotation.maxBytes) {
+      // The live file is full: it is rotated after what is queued, and the next file opens with
+      // a record naming it. Chained now, so seq runs on in order.
+      this.queue.push({ rotateAfter: this.seq });
+      this.fileBytes = 0;
+      this.enqueue(chainRecord(rotationRecord(rotatedPath(this.path, this.seq), this.seq, this.lastHash, new Date()), this.seq + 1, this.lastHash), undefined);
+    }
     let chained: { line: string; hash: string };
     try {
       chained = chainRecord(record, this.seq + 1, this.lastHash);
@@ -125,22 +172,20 @@ export class FileAuditLog implements AuditSink {
       // are replaced by why (writableRecord), never the whole record dropped.
       chained = chainRecord(writableRecord(record), this.seq + 1, this.lastHash);
     }
-    this.seq += 1;
-    const { line, hash } = chained;
-    this.lastHash = hash;
-    if (this.queue.length >= MAX_QUEUED_LINES) {
-      // The disk has been failing for a long time; dropping makes the gap visible to `audit verify`.
-      this.logger.error({ code: 'audit_write_failed', dropped: this.queue.length }, 'audit queue full; dropping queued records');
-      this.dropped += this.queue.length;
-      this.queue = [];
-      const dropped = new SignalboxError('audit_write_failed', 'the audit queue overflowed');
-      for (const waiter of this.waiters.splice(0)) waiter.reject(dropped);
+    if (this.durability !== 'fsync') {
+      this.enqueue(chained, undefined);
+      return QUEUED;
     }
-    this.queue.push(line);
-    let written = QUEUED;
-    if (this.durability === 'fsync') written = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return new Promise<void>((resolve, reject) => this.enqueue(chained, { resolve, reject }));
+  }
+
+  /** Queues a chained line and schedules the writer. */
+  private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined): void {
+    this.seq += 1;
+    this.lastHash = chained.hash;
+    this.fileBytes += Buffer.byteLength(chained.line);
+    this.queue.push(waiter ? { line: chained.line, waiter } : { line: chained.line });
     this.schedule();
-    return written;
   }
 
   private schedule(): void {
@@ -158,22 +203,47 @@ export class FileAuditLog implements AuditSink {
    */
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue;
-      const waiters = this.waiters;
-      this.queue = [];
-      this.waiters = [];
-      try {
-        await this.handle.write(batch.join(''));
-        if (this.durability === 'fsync') await this.handle.datasync();
-        for (const waiter of waiters) waiter.resolve();
-      } catch (error) {
-        this.failures += 1;
-        this.logger.error({ code: 'audit_write_failed', path: this.path, cause: describeCause(error), records: batch.length }, 'audit write failed; will retry');
-        this.queue = batch.concat(this.queue);
-        this.waiters = waiters.concat(this.waiters);
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * this.failures)));
-        if (this.closed) return;
+      const head = this.queue[0] as Entry;
+      if ('rotateAfter' in head) {
+        try {
+          await this.rotate(head.rotateAfter);
+          this.queue.shift();
+        } catch (error) {
+          if (await this.failed(error, 0)) return;
+        }
+        continue;
       }
+      // Everything up to the next rotation point, in one write.
+      const end = this.queue.findIndex((entry) => 'rotateAfter' in entry);
+      const batch = this.queue.splice(0, end < 0 ? this.queue.length : end) as { line: string; waiter?: Waiter }[];
+      try {
+        await this.handle.write(batch.map((entry) => entry.line).join(''));
+        if (this.durability === 'fsync') await this.handle.datasync();
+        for (const entry of batch) entry.waiter?.resolve();
+      } catch (error) {
+        this.queue = [...batch, ...this.queue];
+        if (await this.failed(error, batch.length)) return;
+      }
+    }
+  }
+
+  /** Logs a failed write and backs off before the retry; true when the log closed meanwhile. */
+  private async failed(error: unknown, records: number): Promise<boolean> {
+    this.failures += 1;
+    this.logger.error({ code: 'audit_write_failed', path: this.path, cause: describeCause(error), records }, 'audit write failed; will retry');
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * this.failures)));
+    return this.closed;
+  }
+
+  /** Closes the full live file under its rotated name and opens a new one; then applies retention. */
+  private async rotate(lastSeq: number): Promise<void> {
+    await this.handle.sync();
+    await this.handle.close();
+    const rotated = rotatedPath(this.path, lastSeq);
+    await commitFile(this.path, rotated);
+    this.handle = await open(this.path, 'a+');
+    for (const removed of await applyRetention(this.path, this.rotation.keepFiles)) {
+      this.logger.info({ path: removed }, 'audit file removed by retention (audit.keep_files)');
     }
   }
 
@@ -185,7 +255,7 @@ export class FileAuditLog implements AuditSink {
     await this.flush();
     this.closed = true;
     const closed = new SignalboxError('audit_write_failed', 'the audit log closed before the record was written');
-    for (const waiter of this.waiters.splice(0)) waiter.reject(closed);
+    for (const entry of this.queue.splice(0)) if ('line' in entry) entry.waiter?.reject(closed);
     await this.handle.close().catch(() => undefined);
   }
 }

@@ -1,31 +1,37 @@
 /**
  * `signalbox audit verify`: an audit log's hash chain, checked.
  */
-import { verifyAuditFile } from '../audit/chain.js';
+import { basename } from 'node:path';
+import { verifyAuditLog } from '../audit/verify-log.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { UsageError } from './command.js';
 
 /**
- * `signalbox audit verify FILE`: prints the record count and last hash and returns 0 when the
- * chain is intact, or the first break and 1; an unreadable file throws `audit_chain_broken`.
+ * `signalbox audit verify FILE|DIR`: verifies one audit file, or a directory's live file and its
+ * rotated files in chain order. Prints the record count and last hash and returns 0 when the
+ * chain is intact, or the first break and 1 (`audit_tail_torn` for a torn final write,
+ * `audit_chain_broken` for anything else); an unreadable path throws `audit_chain_broken`.
  */
 export async function audit(args: string[]): Promise<number> {
-  const [sub, file, ...rest] = args;
-  if (sub !== 'verify' || !file || rest.length > 0) throw new UsageError('usage: signalbox audit verify FILE');
+  const [sub, target, ...rest] = args;
+  if (sub !== 'verify' || !target || rest.length > 0) throw new UsageError('usage: signalbox audit verify FILE|DIR');
   let report;
   try {
-    report = await verifyAuditFile(file);
+    report = await verifyAuditLog(target);
   } catch (error) {
-    throw new SignalboxError('audit_chain_broken', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? describeCause(error)}`, { cause: error });
+    throw new SignalboxError('audit_chain_broken', `cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? describeCause(error)}`, { cause: error });
   }
+  const files = report.files.length === 1 ? '' : ` in ${report.files.length} files`;
   if (report.ok) {
-    process.stdout.write(`ok: ${report.records} records, chain intact, last hash ${report.lastHash}\n`);
+    const after = report.startsAfter ? ` (continues ${report.startsAfter}, no longer kept)` : '';
+    process.stdout.write(`ok: ${report.records} records${files}, chain intact, last hash ${report.lastHash}${after}\n`);
     return 0;
   }
   const brk = report.firstBreak!;
   const code = brk.problem === 'torn_tail' ? 'audit_tail_torn' : 'audit_chain_broken';
+  const where = report.files.length === 1 ? '' : `${basename(brk.file)} `;
   process.stdout.write(
-    `${code}: line ${brk.line}${brk.seq === null ? '' : ` (seq ${brk.seq})`}: ${brk.problem}: ${brk.detail}; ${report.records} records verified before it\n`,
+    `${code}: ${where}line ${brk.line}${brk.seq === null ? '' : ` (seq ${brk.seq})`}: ${brk.problem}: ${brk.detail}; ${report.records} records verified before it\n`,
   );
   return 1;
 }
