@@ -22,6 +22,7 @@ import { readFile } from 'node:fs/promises';
 import type { PolicyConfig } from './config.js';
 import { SignalboxError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { backoffDelayMs } from '../core/backoff.js';
 
 /** The Content-Type with which a bundle server says it supports long polling. */
 export const OPA_BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles';
@@ -30,9 +31,6 @@ export const OPA_BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles'
 export type BundleServiceConfig = NonNullable<PolicyConfig['service']>;
 
 /** Retries after an error start here (OPA's minRetryDelay). */
-const MIN_RETRY_DELAY_MS = 100;
-const BACKOFF_FACTOR = 1.6;
-const BACKOFF_JITTER = 0.2;
 
 /** What one request came to. */
 export type DownloadOutcome = 'activated' | 'unchanged' | 'not_modified' | 'rejected' | 'failed';
@@ -87,15 +85,6 @@ export function loggableUrl(url: string): string {
   return `${parsed.origin}${parsed.pathname}`;
 }
 
-/** The delay before retry number `retries` (0 = first retry), as OPA's util.DefaultBackoff. */
-export function backoffDelayMs(retries: number, maxMs: number, random: () => number = Math.random): number {
-  let delay = MIN_RETRY_DELAY_MS;
-  if (retries === 0) return delay;
-  for (let left = retries; delay < maxMs && left > 0; left--) delay *= BACKOFF_FACTOR;
-  delay = Math.min(delay, maxMs);
-  delay *= 1 + BACKOFF_JITTER * (random() * 2 - 1);
-  return Math.max(MIN_RETRY_DELAY_MS, Math.round(delay));
-}
 
 /** One bundle server client: single requests ({@link once}) and the polling loop ({@link start}). */
 export class BundleDownloader {
