@@ -7,6 +7,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { FileAuditLog, type AuditSink } from '../audit/log.js';
+import { DecisionLogShipper } from '../audit/ship-opa.js';
 import type { SignalboxConfig } from '../config/schema.js';
 import { SignalboxError } from '../core/errors.js';
 import { IdentityVerifier } from '../identity/verifier.js';
@@ -204,13 +205,32 @@ export async function createPipeline(
  * marks health serving only once both listen. A bind failure closes what was opened and throws.
  */
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
-  const audit = options.audit ?? (await FileAuditLog.open(resolve(config.audit.path), logger, { durability: config.audit.durability, rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files } }));
+  const shipping = config.audit.decision_logs;
+  const shipper = shipping
+    ? new DecisionLogShipper({
+        url: shipping.url,
+        headers: shipping.headers,
+        minDelayMs: shipping.min_delay_ms,
+        maxDelayMs: shipping.max_delay_ms,
+        uploadLimitBytes: shipping.upload_size_limit_bytes,
+        bufferLimit: shipping.buffer_size_limit,
+        requestTimeoutMs: shipping.timeout_ms,
+        logger,
+      })
+    : undefined;
+  const audit =
+    options.audit ??
+    (await FileAuditLog.open(resolve(config.audit.path), logger, {
+      durability: config.audit.durability,
+      rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files },
+      ...(shipper ? { onLine: (line: string) => shipper.offer(line) } : {}),
+    }));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
-  const metrics = new Metrics(audit instanceof FileAuditLog ? { audit: () => audit } : {});
+  const metrics = new Metrics({ ...(audit instanceof FileAuditLog ? { audit: () => audit } : {}), ...(shipper ? { shipped: () => shipper.counts } : {}) });
   const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
     onDecision: metrics.onDecision,
@@ -235,6 +255,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     httpServer.close();
     await policy.close();
     await audit.close();
+    await shipper?.stop();
     await store.close();
     await vault?.close();
     throw error;
@@ -259,6 +280,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
         httpServer.closeAllConnections();
       });
       await audit.close();
+      await shipper?.stop();
       await store.close();
       await vault?.close();
       logger.info('signalbox stopped');

@@ -1,6 +1,25 @@
 /** The `audit` section: where decision records go and which header values are masked in them. */
 import { z } from 'zod';
-import { listOrString } from '../core/config-values.js';
+import { headerName, listOrString } from '../core/config-values.js';
+
+/** Shipping records to a decision-log service (OPA's Decision Log Service API). */
+const decisionLogsSchema = z
+  .object({
+    /** The full URL records are POSTed to (OPA's service URL and its resource, /logs by default). */
+    url: z.string().url().refine((url) => /^https?:/.test(url), 'must be an http:// or https:// URL'),
+    /** Extra request headers, for example `authorization: Bearer ${TOKEN}`; never logged. */
+    headers: z.record(headerName, z.string()).default({}),
+    /** Uploads go out after a random delay between these two (OPA's reporting.min/max_delay_seconds). */
+    min_delay_ms: z.number().int().min(10).default(1_000),
+    max_delay_ms: z.number().int().min(10).default(10_000),
+    /** The most bytes of events in one upload, before compression (OPA's upload_size_limit_bytes). */
+    upload_size_limit_bytes: z.number().int().min(1024).default(32_768),
+    /** The most records waiting to be shipped; beyond it the oldest are dropped and counted. */
+    buffer_size_limit: z.number().int().min(1).default(10_000),
+    timeout_ms: z.number().int().min(100).default(10_000),
+  })
+  .strict()
+  .refine((d) => d.min_delay_ms <= d.max_delay_ms, { message: 'min_delay_ms must not exceed max_delay_ms', path: ['min_delay_ms'] });
 
 /** The `audit` section. */
 export const auditSchema = z
@@ -23,6 +42,8 @@ export const auditSchema = z
     rotate_bytes: z.number().int().min(0).default(0).refine((n) => n === 0 || n >= 4096, 'must be 0 (no rotation) or at least 4096'),
     /** Rotated files kept; older ones are deleted (0: keep all). */
     keep_files: z.number().int().min(0).default(0),
+    /** Also ship every record to a decision-log service (README, "Audit trail"). */
+    decision_logs: decisionLogsSchema.optional(),
   })
   .strict();
 

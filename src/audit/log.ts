@@ -68,6 +68,8 @@ export interface AuditRotation {
 export interface FileAuditLogOptions {
   readonly durability?: AuditDurability;
   readonly rotation?: AuditRotation;
+  /** Called with every record's line as it is queued (shipping elsewhere); must not throw or block. */
+  readonly onLine?: (line: string) => void;
 }
 
 const QUEUED: Promise<void> = Promise.resolve();
@@ -85,6 +87,7 @@ export class FileAuditLog implements AuditSink {
 
   private readonly durability: AuditDurability;
   private readonly rotation: AuditRotation;
+  private readonly onLine: ((line: string) => void) | undefined;
 
   private constructor(
     private readonly path: string,
@@ -98,6 +101,7 @@ export class FileAuditLog implements AuditSink {
   ) {
     this.durability = options.durability ?? 'buffered';
     this.rotation = options.rotation ?? { maxBytes: 0, keepFiles: 0 };
+    this.onLine = options.onLine;
   }
 
   static async open(path: string, logger: Logger, options: FileAuditLogOptions = {}): Promise<FileAuditLog> {
@@ -185,6 +189,7 @@ export class FileAuditLog implements AuditSink {
     this.lastHash = chained.hash;
     this.fileBytes += Buffer.byteLength(chained.line);
     this.queue.push(waiter ? { line: chained.line, waiter } : { line: chained.line });
+    this.onLine?.(chained.line);
     this.schedule();
   }
 

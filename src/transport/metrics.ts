@@ -17,6 +17,7 @@
  * | `signalbox_bundle_info` | gauge | `revision` of the active bundle (one series, value 1) |
  * | `signalbox_audit_write_failures_total` | counter | none: failed writes to the audit file (each is retried) |
  * | `signalbox_audit_records_dropped_total` | counter | none: audit records dropped (queue full after a long disk failure, or appended after close) |
+ * | `signalbox_decision_logs_shipped_total`, `_dropped_total`, `_failed_uploads_total` | counter | none: shipping to a decision-log service (audit.decision_logs) |
  * | `process_*`, `nodejs_*` | | prom-client's default metrics |
  *
  * Cardinality is bounded: label values come from code (doors, codes) or from policies and
@@ -27,6 +28,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { DecisionObservation } from '../decide/decide.js';
 import type { ReportObservation } from '../enforce/report.js';
 import type { BundleObservation } from '../bundles/source.js';
+import type { ShipperCounts } from '../audit/ship-opa.js';
 
 /** The Content-Type of `GET /metrics`: Prometheus text exposition format 0.0.4. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -99,7 +101,7 @@ export class Metrics {
    * @param audit the audit sink's counts, when it keeps them (the file log does).
    * @param processMetrics false leaves out Node's process metrics (unit tests).
    */
-  constructor(options: { limit?: number; audit?: () => AuditCounts; processMetrics?: boolean } = {}) {
+  constructor(options: { limit?: number; audit?: () => AuditCounts; shipped?: () => ShipperCounts; processMetrics?: boolean } = {}) {
     const limit = options.limit ?? MAX_LABEL_VALUES;
     const registers = [this.registry];
     const counter = (name: string, help: string, labelNames: string[]) => new CappedCounter(new Counter({ name, help, labelNames, registers }), limit);
@@ -113,24 +115,30 @@ export class Metrics {
     this.bundleLoads = counter('signalbox_bundle_loads_total', 'Policy bundle loads, by origin and result (activated, unchanged or the rejection code).', ['origin', 'result']);
     this.bundleDownloads = counter('signalbox_bundle_downloads_total', 'Requests to the bundle server, by outcome.', ['outcome']);
     this.bundleInfo = new Gauge({ name: 'signalbox_bundle_info', help: 'The revision of the active policy bundle.', labelNames: ['revision'], registers });
+    // Counted by their owners; these counters catch up with them at each scrape.
+    const mirror = (name: string, help: string, read: () => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const now = read();
+          if (now > seen) this.inc(now - seen);
+          seen = Math.max(seen, now);
+        },
+      });
+    };
     const audit = options.audit;
     if (audit) {
-      // Counted by the sink; the counters catch up with it at each scrape.
-      const mirror = (name: string, help: string, read: (counts: AuditCounts) => number) => {
-        let seen = 0;
-        new Counter({
-          name,
-          help,
-          registers,
-          collect() {
-            const now = read(audit());
-            if (now > seen) this.inc(now - seen);
-            seen = Math.max(seen, now);
-          },
-        });
-      };
-      mirror('signalbox_audit_write_failures_total', 'Failed writes to the audit file (each is retried).', (c) => c.writeFailures);
-      mirror('signalbox_audit_records_dropped_total', 'Audit records dropped: the queue overflowed during a long disk failure, or a record came after close.', (c) => c.droppedRecords);
+      mirror('signalbox_audit_write_failures_total', 'Failed writes to the audit file (each is retried).', () => audit().writeFailures);
+      mirror('signalbox_audit_records_dropped_total', 'Audit records dropped: the queue overflowed during a long disk failure, or a record came after close.', () => audit().droppedRecords);
+    }
+    const shipped = options.shipped;
+    if (shipped) {
+      mirror('signalbox_decision_logs_shipped_total', 'Audit records delivered to the decision-log service.', () => shipped().shipped);
+      mirror('signalbox_decision_logs_dropped_total', 'Audit records dropped from the shipping buffer while the decision-log service was unreachable.', () => shipped().dropped);
+      mirror('signalbox_decision_logs_failed_uploads_total', 'Uploads to the decision-log service that failed (each is retried).', () => shipped().failedUploads);
     }
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
