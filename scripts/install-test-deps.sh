@@ -2,6 +2,7 @@
 # Installs the system packages the test suite needs, from Debian packages, when they are missing:
 #   redis-server (package redis-server) and redis-cli (package redis-tools)
 #   nginx (package nginx; Debian builds it with the auth_request module)
+#   cc (package gcc), which builds the clock shim the Redis clock-skew tests and test-future.sh use
 # The Redis tests start real redis-server processes (test/helpers/redis.ts) and the gateway tests
 # a real nginx (test/helpers/gateways.ts); they never skip, so a machine without them must either
 # get them here or fail loudly. Installing the package does not start an nginx service in a
@@ -17,8 +18,9 @@ declare -A package_for=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
   [nginx]=nginx
+  [cc]=gcc
 )
-commands=(redis-server redis-cli nginx)
+commands=(redis-server redis-cli nginx cc)
 
 missing=()
 for cmd in "${commands[@]}"; do
