@@ -7,6 +7,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { FileAuditLog, type AuditSink } from '../audit/log.js';
+import { OtlpExporter } from '../audit/otlp.js';
 import { DecisionLogShipper } from '../audit/ship-opa.js';
 import type { SignalboxConfig } from '../config/schema.js';
 import { SignalboxError } from '../core/errors.js';
@@ -64,6 +65,8 @@ export interface PipelineDependencies {
   readonly credentials?: CredentialLookup;
   /** Observes every finished decision (the server's metrics). */
   readonly onDecision?: PipelineOptions['onDecision'];
+  /** Receives a span per decision (OpenTelemetry, audit.otlp). */
+  readonly telemetry?: PipelineOptions['telemetry'];
   /** Observes bundle loads and downloads (the server's metrics). */
   readonly onBundle?: (observation: BundleObservation) => void;
 }
@@ -196,6 +199,7 @@ export async function createPipeline(
     ...(config.audit.durability === 'fsync' ? { durableAudit: { timeoutMs: config.audit.durable_timeout_ms } } : {}),
     ...(dependencies.credentials ? { credentials: dependencies.credentials } : {}),
     ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
+    ...(dependencies.telemetry ? { telemetry: dependencies.telemetry } : {}),
   });
   return { pipeline, engine: policy.current(), policy, enforcer };
 }
@@ -205,25 +209,21 @@ export async function createPipeline(
  * marks health serving only once both listen. A bind failure closes what was opened and throws.
  */
 export async function startSignalbox(config: SignalboxConfig, logger: Logger, options: StartOptions = {}): Promise<RunningSignalbox> {
-  const shipping = config.audit.decision_logs;
-  const shipper = shipping
-    ? new DecisionLogShipper({
-        url: shipping.url,
-        headers: shipping.headers,
-        minDelayMs: shipping.min_delay_ms,
-        maxDelayMs: shipping.max_delay_ms,
-        uploadLimitBytes: shipping.upload_size_limit_bytes,
-        bufferLimit: shipping.buffer_size_limit,
-        requestTimeoutMs: shipping.timeout_ms,
-        logger,
-      })
-    : undefined;
+  const shipper = config.audit.decision_logs ? DecisionLogShipper.fromConfig(config.audit.decision_logs, logger) : undefined;
+  const exporter = config.audit.otlp ? OtlpExporter.fromConfig(config.audit.otlp, logger) : undefined;
+  const onLine = (line: string, record: Readonly<Record<string, unknown>>): void => {
+    shipper?.offer(line);
+    if (exporter) {
+      const trace = typeof record.trace_id === 'string' && typeof record.span_id === 'string' ? { traceId: record.trace_id, spanId: record.span_id } : undefined;
+      exporter.log(line, BigInt(Date.now()) * 1_000_000n, trace, typeof record.decision_id === 'string' ? record.decision_id : undefined);
+    }
+  };
   const audit =
     options.audit ??
     (await FileAuditLog.open(resolve(config.audit.path), logger, {
       durability: config.audit.durability,
       rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files },
-      ...(shipper ? { onLine: (line: string) => shipper.offer(line) } : {}),
+      ...(shipper || exporter ? { onLine } : {}),
     }));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
@@ -233,6 +233,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const metrics = new Metrics({ ...(audit instanceof FileAuditLog ? { audit: () => audit } : {}), ...(shipper ? { shipped: () => shipper.counts } : {}) });
   const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
+    ...(exporter ? { telemetry: exporter } : {}),
     onDecision: metrics.onDecision,
     onBundle: metrics.onBundle,
     store,
@@ -256,6 +257,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     await policy.close();
     await audit.close();
     await shipper?.stop();
+    await exporter?.stop();
     await store.close();
     await vault?.close();
     throw error;
@@ -281,6 +283,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       });
       await audit.close();
       await shipper?.stop();
+      await exporter?.stop();
       await store.close();
       await vault?.close();
       logger.info('signalbox stopped');

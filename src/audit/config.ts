@@ -2,6 +2,21 @@
 import { z } from 'zod';
 import { headerName, listOrString } from '../core/config-values.js';
 
+/** Spans and logs to an OpenTelemetry collector, over OTLP/HTTP (JSON). */
+const otlpSchema = z
+  .object({
+    /** The collector's OTLP/HTTP base URL; /v1/traces and /v1/logs are appended. */
+    endpoint: z.string().url().refine((url) => /^https?:/.test(url), 'must be an http:// or https:// URL'),
+    headers: z.record(headerName, z.string()).default({}),
+    service_name: z.string().min(1).default('signalbox'),
+    min_delay_ms: z.number().int().min(10).default(1_000),
+    max_delay_ms: z.number().int().min(10).default(5_000),
+    buffer_size_limit: z.number().int().min(1).default(10_000),
+    timeout_ms: z.number().int().min(100).default(10_000),
+  })
+  .strict()
+  .refine((o) => o.min_delay_ms <= o.max_delay_ms, { message: 'min_delay_ms must not exceed max_delay_ms', path: ['min_delay_ms'] });
+
 /** Shipping records to a decision-log service (OPA's Decision Log Service API). */
 const decisionLogsSchema = z
   .object({
@@ -44,6 +59,8 @@ export const auditSchema = z
     keep_files: z.number().int().min(0).default(0),
     /** Also ship every record to a decision-log service (README, "Audit trail"). */
     decision_logs: decisionLogsSchema.optional(),
+    /** Export a span per decision and each record as an OTLP log to an OpenTelemetry collector. */
+    otlp: otlpSchema.optional(),
   })
   .strict();
 

@@ -68,8 +68,8 @@ export interface AuditRotation {
 export interface FileAuditLogOptions {
   readonly durability?: AuditDurability;
   readonly rotation?: AuditRotation;
-  /** Called with every record's line as it is queued (shipping elsewhere); must not throw or block. */
-  readonly onLine?: (line: string) => void;
+  /** Called with every record's line (and the record) as it is queued, to ship it elsewhere; must not throw or block. */
+  readonly onLine?: (line: string, record: Readonly<Record<string, unknown>>) => void;
 }
 
 const QUEUED: Promise<void> = Promise.resolve();
@@ -87,7 +87,7 @@ export class FileAuditLog implements AuditSink {
 
   private readonly durability: AuditDurability;
   private readonly rotation: AuditRotation;
-  private readonly onLine: ((line: string) => void) | undefined;
+  private readonly onLine: ((line: string, record: Readonly<Record<string, unknown>>) => void) | undefined;
 
   private constructor(
     private readonly path: string,
@@ -177,19 +177,19 @@ export class FileAuditLog implements AuditSink {
       chained = chainRecord(writableRecord(record), this.seq + 1, this.lastHash);
     }
     if (this.durability !== 'fsync') {
-      this.enqueue(chained, undefined);
+      this.enqueue(chained, undefined, record);
       return QUEUED;
     }
-    return new Promise<void>((resolve, reject) => this.enqueue(chained, { resolve, reject }));
+    return new Promise<void>((resolve, reject) => this.enqueue(chained, { resolve, reject }, record));
   }
 
   /** Queues a chained line and schedules the writer. */
-  private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined): void {
+  private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined, record: Readonly<Record<string, unknown>> = {}): void {
     this.seq += 1;
     this.lastHash = chained.hash;
     this.fileBytes += Buffer.byteLength(chained.line);
     this.queue.push(waiter ? { line: chained.line, waiter } : { line: chained.line });
-    this.onLine?.(chained.line);
+    this.onLine?.(chained.line, record);
     this.schedule();
   }
 

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { BatchUploader, type UploaderCounts } from '../core/batch-uploader.js';
 import type { Logger } from '../core/log.js';
+import type { AuditConfig } from './config.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -60,6 +61,20 @@ export class DecisionLogShipper {
       bufferLimit: options.bufferLimit,
       logger: options.logger,
       ...(options.random ? { random: options.random } : {}),
+    });
+  }
+
+  /** The shipper audit.decision_logs describes. */
+  static fromConfig(section: NonNullable<AuditConfig['decision_logs']>, logger: Logger): DecisionLogShipper {
+    return new DecisionLogShipper({
+      url: section.url,
+      headers: section.headers,
+      minDelayMs: section.min_delay_ms,
+      maxDelayMs: section.max_delay_ms,
+      uploadLimitBytes: section.upload_size_limit_bytes,
+      bufferLimit: section.buffer_size_limit,
+      requestTimeoutMs: section.timeout_ms,
+      logger,
     });
   }
 

@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { AuditSink } from '../audit/log.js';
+import { traceContext, type DecisionSpan, type StageSpan, type TraceContext } from '../audit/otlp.js';
 import type { Enforcer, EnforcementOutcome } from '../enforce/enforcer.js';
 import type { IdentityVerifier } from '../identity/verifier.js';
 import type { ContentOptions } from '../inspect/content/facts.js';
@@ -66,6 +67,8 @@ export interface PipelineOptions {
    * `timeoutMs` (or if the record is lost) the answer is a 503 audit_write_failed deny instead.
    */
   readonly durableAudit?: { readonly timeoutMs: number };
+  /** OpenTelemetry: a span per decision, its stages as children, in the gateway's trace. */
+  readonly telemetry?: { span(decision: DecisionSpan): void };
 }
 
 /**
@@ -105,6 +108,32 @@ async function settledWithin(promise: Promise<void>, ms: number): Promise<string
   }
 }
 
+/**
+ * Times a decision's stages for its span: each stage runs from the end of the one before. Times
+ * are on the pipeline's clock at the start, advanced by the monotonic clock.
+ */
+class StageClock {
+  readonly spans: StageSpan[] = [];
+  #last: bigint;
+
+  constructor(
+    readonly startNs: bigint,
+    private readonly startedHr: bigint,
+  ) {
+    this.#last = startNs;
+  }
+
+  nowNs(): bigint {
+    return this.startNs + (process.hrtime.bigint() - this.startedHr);
+  }
+
+  end(name: string): void {
+    const now = this.nowNs();
+    this.spans.push({ name, startNs: this.#last, endNs: now });
+    this.#last = now;
+  }
+}
+
 function wallClockNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
@@ -131,6 +160,8 @@ export class DecisionPipeline {
     const decisionId = randomUUID();
     const started = process.hrtime.bigint();
     const nowNs = this.clock();
+    const trace = options.telemetry ? traceContext(request.headers.traceparent) : undefined;
+    const stages = new StageClock(nowNs, started);
     const engine = options.engine();
     let input: Record<string, unknown> = { attributes: request.attributes };
     let result: unknown = null;
@@ -148,9 +179,11 @@ export class DecisionPipeline {
       }
       const nowMs = Number(nowNs / 1_000_000n);
       const caller = await options.identity.verify(request.headers, nowMs);
+      stages.end('identity');
       const gathered = requestFacts(request, facts, options);
       const looked = await lookUp(caller, gathered, nowMs, decisionId, options);
       input = buildInput(request, facts, caller, gathered, looked, options.credentials);
+      stages.end('inspect');
       const evaluation = engine.evaluate(input, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
@@ -159,6 +192,7 @@ export class DecisionPipeline {
       }
       const policyVerdict = interpretResult(evaluation);
       policyDenied = !policyVerdict.allowed;
+      stages.end('policy');
       // Route and redaction first: a missing credential or a body that cannot be masked denies
       // before anything is reserved.
       const shaping = policyVerdict.allowed ? shape(policyVerdict, request, facts, options.credentials, options.routing) : { verdict: policyVerdict, upstreamBody: undefined };
@@ -176,6 +210,7 @@ export class DecisionPipeline {
           ...(verdict.route ? { route: verdict.route } : {}),
         };
       }
+      stages.end('enforce');
     } catch (error) {
       decision = failClosed(error, decisionId, engine.revision, options.logger);
     }
@@ -186,7 +221,7 @@ export class DecisionPipeline {
     const written = recordDecision(options, request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: handlerNs,
-    }, dryRunPasses);
+    }, dryRunPasses, trace);
     if (options.durableAudit) {
       const problem = await settledWithin(written, options.durableAudit.timeoutMs);
       if (problem !== undefined) {
@@ -198,6 +233,8 @@ export class DecisionPipeline {
       written.catch(() => undefined); // a buffered sink logs its own failures
     }
     if (dryRunPasses) decision = dryRunPass(decision, request, { logger: options.logger, tokenHeader: options.identity.tokenHeader, stripHeaders: options.routing.stripHeaders });
+    stages.end('record');
+    if (trace) this.exportSpan(trace, stages, request, decision);
     this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
     return { decision, entrypoint: engine.entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
   }
@@ -233,6 +270,29 @@ export class DecisionPipeline {
     const denied = failClosed(new SignalboxError('audit_write_failed', `the decision's audit record is not on disk: ${problem}`, { details: { allowed: decision.allowed } }), decision.decisionId, decision.revision, this.options.logger);
     this.observe({ door: request.door, decision: denied, enforcement, durationS: handlerNs / 1e9 });
     return { decision: denied, entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
+  }
+
+  /** Hands the decision's span to telemetry; a failure there never reaches the decision. */
+  private exportSpan(trace: TraceContext, stages: StageClock, request: DecisionRequest, decision: Decision): void {
+    try {
+      this.options.telemetry?.span({
+        trace,
+        startNs: stages.startNs,
+        endNs: stages.nowNs(),
+        stages: stages.spans,
+        attributes: {
+          'signalbox.decision_id': decision.decisionId,
+          'signalbox.door': request.door,
+          'signalbox.allowed': decision.allowed,
+          'signalbox.reasons': decision.reasons,
+          'signalbox.policy_revision': decision.revision,
+          'http.response.status_code': decision.allowed ? 200 : decision.httpStatus,
+        },
+        error: decision.error !== undefined,
+      });
+    } catch (error) {
+      this.options.logger.error({ code: 'internal_error', cause: describeCause(error) }, 'telemetry failed');
+    }
   }
 
   private observe(observation: DecisionObservation): void {

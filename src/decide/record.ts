@@ -5,6 +5,7 @@
  */
 import type { AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
+import type { TraceContext } from '../audit/otlp.js';
 import { containsSecret } from '../inspect/content/detectors.js';
 import { describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -67,6 +68,8 @@ export function recordDecision(
   metrics: Record<string, number>,
   /** True when this denial was let through by dry-run. */
   dryRunPassed = false,
+  /** The decision's trace, when spans are exported: the record names it. */
+  trace?: TraceContext,
 ): Promise<void> {
   try {
     const written = options.audit.append({
@@ -87,6 +90,7 @@ export function recordDecision(
       ...(enforcement ? { enforcement: auditedEnforcement(enforcement) } : {}),
       metrics,
       labels: options.labels ?? {},
+      ...(trace ? { trace_id: trace.traceId, span_id: trace.spanId } : {}),
     });
     return written ?? Promise.resolve();
   } catch (error) {
