@@ -20,6 +20,7 @@ import { ReportService, parseReport, providerOutcome } from '../src/enforce/repo
 import { loadServices } from '../src/transport/protos.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { windowSlot } from '../src/enforce/windows.js';
 
 describe('providerOutcome', () => {
   it.each([
@@ -87,7 +88,11 @@ describe('report body: provider fields', () => {
   });
 });
 
-const T0 = Date.UTC(2026, 10, 22, 12, 0, 0);
+/**
+ * Noon UTC of the real current day, never a fixed date: the memory store's pruning runs on the
+ * real clock, and a frozen date must not meet it.
+ */
+const T0 = Math.floor(Date.now() / 86_400_000) * 86_400_000 + 43_200_000;
 const BREAKER: ProviderBreakerSettings = { failureThreshold: 2, failureWindowMs: 60_000, coolDownMs: 30_000 };
 
 function recordingAudit(): AuditSink & { records: Record<string, unknown>[] } {
@@ -114,12 +119,12 @@ describe('ReportService: the report contract', () => {
     const reports = new ReportService({ enforcer, audit, logger: silentLogger(), clock: () => now });
     const hold = async (): Promise<string> => {
       const holdId = randomUUID();
-      const budgets = [{ scope: 'user:alice', window: 'day', slot: 'd2026-11-22', limit: 10_000_000, expireAtMs: T0 + 2 * 86_400_000 }];
+      const budgets = [{ scope: 'user:alice', window: 'day', slot: windowSlot('day', T0).id, limit: 10_000_000, expireAtMs: T0 + 2 * 86_400_000 }];
       const reserved = await store.reserve({ holdId, partition: '', nowMs: now, amount: 5_000, budgets, rates: [], holdTtlMs: 600_000, retentionMs: 86_400_000, meta: { model: 'gpt-4o-mini', tokens: 100 } });
       expect(reserved.outcome).toBe('reserved');
       return holdId;
     };
-    const held = async () => (await store.balances('', [{ scope: 'user:alice', window: 'day', slot: 'd2026-11-22' }], now))[0]!;
+    const held = async () => (await store.balances('', [{ scope: 'user:alice', window: 'day', slot: windowSlot('day', T0).id }], now))[0]!;
     return { store, enforcer, reports, audit, hold, held, tick: (ms: number) => (now += ms) };
   }
 
