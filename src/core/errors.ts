@@ -2,7 +2,7 @@
  * Signalbox's one error class: a stable `code` from the catalogue (codes.ts), a message safe to
  * show an operator, structured details for logs, and the cause, which is logged, never returned.
  */
-import type { ErrorCode } from './codes.js';
+import { clientAnswer, type ClientAnswer, type ClientCode, type ErrorCode } from './codes.js';
 
 /**
  * Base class for every error Signalbox raises on purpose. `message` is safe to show to an
@@ -52,4 +52,15 @@ export function describeCause(error: unknown): string {
   if (typeof error === 'string') return error;
   if (error && typeof error === 'object' && 'message' in error) return String((error as { message: unknown }).message);
   return String(error);
+}
+
+/**
+ * What a client is told about a thrown value: the catalogue's answer for its code (anything that
+ * is not a SignalboxError is internal_error), and the text it reads: the catalogue's message,
+ * or the error's own where the catalogue says it is written for the caller.
+ */
+export function answerFor(error: unknown): ClientAnswer & { readonly code: ClientCode; readonly text: string } {
+  const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+  const own = answer.ownMessage && error instanceof SignalboxError && error.code === answer.code;
+  return { ...answer, text: own ? error.message : answer.message };
 }

@@ -3,8 +3,8 @@
  * enforcement refusal as a 429 with its catalogue code, an error as a fail-closed deny with its
  * catalogue status and message, and what dry-run lets pass instead of a policy denial.
  */
-import { ENFORCEMENT_CODE, clientAnswer } from '../core/codes.js';
-import { SignalboxError, describeCause } from '../core/errors.js';
+import { ENFORCEMENT_CODE } from '../core/codes.js';
+import { SignalboxError, answerFor, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { microToUsd } from '../core/money.js';
 import type { EnforcementOutcome } from '../enforce/enforcer.js';
@@ -44,7 +44,7 @@ export function finish(verdict: PolicyVerdict, decisionId: string, revision: str
 
 /** A deny for an error: its catalogue status and message, never its cause (which is logged). */
 export function failClosed(error: unknown, decisionId: string, revision: string, logger: Logger): Decision {
-  const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+  const answer = answerFor(error);
   const code = answer.code;
   const log = { decision_id: decisionId, code, cause: describeCause(error) };
   if (code === 'internal_error') logger.error(log, 'decision failed; denied');
@@ -53,7 +53,7 @@ export function failClosed(error: unknown, decisionId: string, revision: string,
     allowed: false,
     bare: false,
     httpStatus: answer.http,
-    body: JSON.stringify({ error: { code, message: answer.message, decision_id: decisionId } }),
+    body: JSON.stringify({ error: { code, message: answer.text, decision_id: decisionId } }),
     headers: withDecisionId([{ key: 'content-type', value: 'application/json' }], decisionId),
     requestHeadersToRemove: [],
     responseHeadersToAdd: [],

@@ -15,8 +15,7 @@ import {
   toSpendResponse,
   type ReportMessage,
 } from './doors/signalbox-grpc.js';
-import { clientAnswer } from '../core/codes.js';
-import { SignalboxError, describeCause } from '../core/errors.js';
+import { SignalboxError, answerFor, describeCause } from '../core/errors.js';
 import type { ReportService } from '../enforce/report.js';
 import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
@@ -107,10 +106,9 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       run(call.request).then(
         (response) => callback(null, response),
         (error: unknown) => {
-          const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+          const answer = answerFor(error);
           if (answer.code === 'internal_error') options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
-          const message = answer.ownMessage && error instanceof SignalboxError ? error.message : answer.message;
-          callback({ code: grpc.status[answer.grpc], details: `${answer.code}: ${message}` });
+          callback({ code: grpc.status[answer.grpc], details: `${answer.code}: ${answer.text}` });
         },
       );
     };

@@ -7,8 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from './doors/http-authz.js';
 import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from './doors/litellm.js';
 import { OPA_DATA_PREFIX, handleOpaData } from './doors/opa-rest.js';
-import { clientAnswer, type ErrorCode } from '../core/codes.js';
-import { SignalboxError, describeCause } from '../core/errors.js';
+import type { ErrorCode } from '../core/codes.js';
+import { SignalboxError, answerFor, describeCause } from '../core/errors.js';
 import { readLimitedBody } from './doors/read-body.js';
 import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
@@ -44,9 +44,9 @@ function errorBody(code: ErrorCode, message: string): unknown {
 
 /** Answers a failed native call: our own errors by their catalogue entry, anything else as a generic 500. */
 function fail(res: ServerResponse, error: unknown, logger: Logger): void {
-  const answer = clientAnswer(error instanceof SignalboxError ? error.code : 'internal_error');
+  const answer = answerFor(error);
   if (answer.code === 'internal_error') logger.error({ code: 'internal_error', cause: describeCause(error) }, 'native HTTP call failed');
-  json(res, answer.http, errorBody(answer.code, answer.ownMessage && error instanceof SignalboxError ? error.message : answer.message));
+  json(res, answer.http, errorBody(answer.code, answer.text));
 }
 
 async function handleReport(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
