@@ -187,7 +187,8 @@ export class FileAuditLog implements AuditSink {
   private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined, record: Readonly<Record<string, unknown>> = {}): void {
     this.seq += 1;
     this.lastHash = chained.hash;
-    this.fileBytes += Buffer.byteLength(chained.line);
+    // Counted only for rotation: measuring every line is work the hot path need not do.
+    if (this.rotation.maxBytes > 0) this.fileBytes += Buffer.byteLength(chained.line);
     this.queue.push(waiter ? { line: chained.line, waiter } : { line: chained.line });
     this.onLine?.(chained.line, record);
     this.schedule();

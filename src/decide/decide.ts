@@ -161,7 +161,7 @@ export class DecisionPipeline {
     const started = process.hrtime.bigint();
     const nowNs = this.clock();
     const trace = options.telemetry ? traceContext(request.headers.traceparent) : undefined;
-    const stages = new StageClock(nowNs, started);
+    const stages = trace ? new StageClock(nowNs, started) : undefined;
     const engine = options.engine();
     let input: Record<string, unknown> = { attributes: request.attributes };
     let result: unknown = null;
@@ -179,11 +179,11 @@ export class DecisionPipeline {
       }
       const nowMs = Number(nowNs / 1_000_000n);
       const caller = await options.identity.verify(request.headers, nowMs);
-      stages.end('identity');
+      stages?.end('identity');
       const gathered = requestFacts(request, facts, options);
       const looked = await lookUp(caller, gathered, nowMs, decisionId, options);
       input = buildInput(request, facts, caller, gathered, looked, options.credentials);
-      stages.end('inspect');
+      stages?.end('inspect');
       const evaluation = engine.evaluate(input, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
@@ -192,7 +192,7 @@ export class DecisionPipeline {
       }
       const policyVerdict = interpretResult(evaluation);
       policyDenied = !policyVerdict.allowed;
-      stages.end('policy');
+      stages?.end('policy');
       // Route and redaction first: a missing credential or a body that cannot be masked denies
       // before anything is reserved.
       const shaping = policyVerdict.allowed ? shape(policyVerdict, request, facts, options.credentials, options.routing) : { verdict: policyVerdict, upstreamBody: undefined };
@@ -210,7 +210,7 @@ export class DecisionPipeline {
           ...(verdict.route ? { route: verdict.route } : {}),
         };
       }
-      stages.end('enforce');
+      stages?.end('enforce');
     } catch (error) {
       decision = failClosed(error, decisionId, engine.revision, options.logger);
     }
@@ -233,8 +233,8 @@ export class DecisionPipeline {
       written.catch(() => undefined); // a buffered sink logs its own failures
     }
     if (dryRunPasses) decision = dryRunPass(decision, request, { logger: options.logger, tokenHeader: options.identity.tokenHeader, stripHeaders: options.routing.stripHeaders });
-    stages.end('record');
-    if (trace) this.exportSpan(trace, stages, request, decision);
+    stages?.end('record');
+    if (trace && stages) this.exportSpan(trace, stages, request, decision);
     this.observe({ door: request.door, decision, enforcement, durationS: handlerNs / 1e9 });
     return { decision, entrypoint: engine.entrypoint, input, result: result === undefined ? null : result, enforcement, nowNs };
   }
