@@ -132,7 +132,10 @@ export class FileAuditLog implements AuditSink {
     const log = previous
       ? new FileAuditLog(path, handle, previous.seq, previous.hash, logger, options, size)
       : new FileAuditLog(path, handle, tail.seq, tail.hash, logger, options, size);
-    if (previous) log.enqueue(chainRecord(rotationRecord(previous.file, previous.seq, previous.hash, new Date()), log.seq + 1, log.lastHash), undefined);
+    if (previous) {
+      const opening = rotationRecord(previous.file, previous.seq, previous.hash, new Date());
+      log.enqueue(chainRecord(opening, log.seq + 1, log.lastHash), undefined, opening);
+    }
     return log;
   }
 
@@ -166,7 +169,8 @@ export class FileAuditLog implements AuditSink {
       // a record naming it. Chained now, so seq runs on in order.
       this.queue.push({ rotateAfter: this.seq });
       this.fileBytes = 0;
-      this.enqueue(chainRecord(rotationRecord(rotatedPath(this.path, this.seq), this.seq, this.lastHash, new Date()), this.seq + 1, this.lastHash), undefined);
+      const opening = rotationRecord(rotatedPath(this.path, this.seq), this.seq, this.lastHash, new Date());
+      this.enqueue(chainRecord(opening, this.seq + 1, this.lastHash), undefined, opening);
     }
     let chained: { line: string; hash: string };
     try {
@@ -184,7 +188,7 @@ export class FileAuditLog implements AuditSink {
   }
 
   /** Queues a chained line and schedules the writer. */
-  private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined, record: Readonly<Record<string, unknown>> = {}): void {
+  private enqueue(chained: { line: string; hash: string }, waiter: Waiter | undefined, record: Readonly<Record<string, unknown>>): void {
     this.seq += 1;
     this.lastHash = chained.hash;
     // Counted only for rotation: measuring every line is work the hot path need not do.
