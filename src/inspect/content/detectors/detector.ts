@@ -7,9 +7,15 @@ import type { FindingType } from './finding-types.js';
 /** Reports one match: its type and UTF-16 offsets. */
 export type Emit = (type: FindingType, start: number, end: number) => void;
 
-/** What is known of the text before any detector runs: whether it has a digit, and the caller's context (a member name). */
+/**
+ * What is known of the text before any detector runs: whether it has a digit, whether it holds
+ * any detector's gate literal at all (one combined search, so the many strings that hold none,
+ * JSON member names and plain prose, skip every literal gate at once), and the caller's context
+ * (a member name).
+ */
 export interface Facts {
   readonly hasDigit: boolean;
+  readonly hasLiteral: boolean;
   readonly context: string;
 }
 
@@ -19,6 +25,8 @@ export interface Detector {
   readonly priority: number;
   /** A cheap necessary condition (a substring test), so most strings skip most regexes. */
   readonly gate: (text: string, facts: Facts) => boolean;
+  /** Substrings one of which every match contains; `Facts.hasLiteral` is true when the text holds any detector's. */
+  readonly literals?: readonly string[];
   readonly find: (text: string, facts: Facts, emit: Emit) => void;
 }
 
@@ -32,7 +40,8 @@ export function regexDetector(
 ): Detector {
   return {
     priority,
-    gate: (text) => literals.some((literal) => text.includes(literal)),
+    literals,
+    gate: (text, facts) => facts.hasLiteral && literals.some((literal) => text.includes(literal)),
     find(text, facts, emit) {
       for (const pattern of patterns) {
         pattern.lastIndex = 0;
