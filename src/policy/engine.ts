@@ -10,6 +10,7 @@ import { SignalboxError, describeCause } from '../core/errors.js';
 import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins } from './builtins.js';
 import type { EvaluationContext } from './host-builtin.js';
+import { fastEvaluate, supportsFastEval } from './wasm-eval.js';
 
 /**
  * How {@link PolicyEngine.create} loads a bundle: which decision to evaluate, and how much memory
@@ -43,12 +44,17 @@ const PAGE_BYTES = 64 * 1024;
  */
 export class PolicyEngine {
   private current: EvaluationContext = { nowNs: 0n, builtinErrors: [] };
+  /** The entrypoint's id, when the module takes the single-call fast path (wasm-eval.ts). */
+  private readonly fastEntrypoint: number | undefined;
 
   private constructor(
     private readonly policy: LoadedPolicy,
     readonly bundle: PolicyBundle,
     readonly entrypoint: string,
-  ) {}
+  ) {
+    const id = (policy.entrypoints as Record<string, number>)[entrypoint];
+    this.fastEntrypoint = supportsFastEval(policy) && typeof id === 'number' ? id : undefined;
+  }
 
   /** The revision of the bundle this engine evaluates (from its .manifest). */
   get revision(): string {
@@ -98,7 +104,7 @@ export class PolicyEngine {
     const started = process.hrtime.bigint();
     let resultSet: unknown;
     try {
-      resultSet = this.policy.evaluate(input, this.entrypoint);
+      resultSet = this.fastEntrypoint !== undefined ? fastEvaluate(this.policy, this.fastEntrypoint, input) : this.policy.evaluate(input, this.entrypoint);
     } catch (error) {
       throw new SignalboxError('policy_eval_failed', `policy evaluation failed: ${describeCause(error)}`, { cause: error });
     }
