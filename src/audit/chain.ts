@@ -49,11 +49,22 @@ export function lineHashMatches(line: string, record: Readonly<Record<string, un
 }
 
 /**
+ * The record's JSON text with `seq` and `prev_hash` appended, the same text as stringifying a copy
+ * with them added, without copying the record (it is on every decision's path).
+ */
+function linkedText(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): string {
+  if ('seq' in record || 'prev_hash' in record || 'hash' in record) return JSON.stringify({ ...record, seq, prev_hash: prevHash });
+  const own = JSON.stringify(record);
+  const link = `"seq":${seq},"prev_hash":${JSON.stringify(prevHash)}}`;
+  return own.length === 2 ? `{${link}` : `${own.slice(0, -1)},${link}`;
+}
+
+/**
  * Links a record into the chain and returns its JSON line: the record's JSON text with `seq` and
  * `prev_hash`, then `hash`, the SHA-256 of that text, as the last field.
  */
 export function chainRecord(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): { line: string; hash: string } {
-  const text = JSON.stringify({ ...record, seq, prev_hash: prevHash });
+  const text = linkedText(record, seq, prevHash);
   const hash = sha256Hex(text);
   return { line: `${text.slice(0, -1)},"hash":"${hash}"}\n`, hash };
 }

@@ -22,10 +22,15 @@ export interface RecordOptions {
   readonly labels?: Readonly<Record<string, string>>;
 }
 
+/** The last second formatted, so most records reuse its date and time (one Date per second, not per record). */
+let formattedSecond = { second: -1n, text: '' };
+
 function rfc3339Nano(ns: bigint): string {
-  const ms = Number(ns / 1_000_000n);
-  const iso = new Date(ms).toISOString();
-  return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+  const second = ns / 1_000_000_000n;
+  if (second !== formattedSecond.second) {
+    formattedSecond = { second, text: new Date(Number(second) * 1000).toISOString().slice(0, 19) };
+  }
+  return `${formattedSecond.text}.${(ns - second * 1_000_000_000n).toString().padStart(9, '0')}Z`;
 }
 
 /** What the audit trail keeps of enforcement: amounts and counters, never request content. */
