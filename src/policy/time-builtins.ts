@@ -14,17 +14,17 @@ import {
   SECONDS_PER_DAY,
   splitNs,
   UTC,
+  zoneAbbreviation,
   zoneFor,
+  zoneOffset,
   type CivilTime,
   type Zone,
 } from './calendar.js';
-import { BuiltinError, rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
+import { formatGoTime, parseGoTimeNs } from './go-time-layout.js';
+import { BuiltinError, operandTypeError, rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-/** Bounds of int64 as doubles: every integral double in [-2^63, 2^63) converts to int64 exactly. */
-const INT64_MIN_DOUBLE = -(2 ** 63);
-const INT64_LIMIT_DOUBLE = 2 ** 63;
 const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] as const;
 
 /** An integer result, exact: nanosecond timestamps do not fit in a double. */
@@ -37,13 +37,27 @@ function requireString(value: unknown): string {
   return value;
 }
 
-/** OPA's int64 operands (timestamps, add_date counts): integral and within int64, else an error. */
+/** An integral number as an exact BigInt (arguments beyond 2^53 arrive as BigInt), else undefined. */
+function integerOf(value: unknown): bigint | undefined {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  return undefined;
+}
+
+/** OPA's int64 operands (add_date counts): integral and within int64, else an error. */
 function requireInt64(value: unknown): bigint {
-  if (typeof value !== 'number') throw new BuiltinError('operand must be a number');
-  if (!Number.isInteger(value) || value < INT64_MIN_DOUBLE || value >= INT64_LIMIT_DOUBLE) {
-    throw new BuiltinError('operand must be an integer within int64');
-  }
-  return BigInt(value);
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new BuiltinError('operand must be a number');
+  const integer = integerOf(value);
+  if (integer === undefined || integer < INT64_MIN || integer > INT64_MAX) throw new BuiltinError('operand must be an integer within int64');
+  return integer;
+}
+
+/** OPA's tzTime timestamp: a number that is exactly an int64 (big.Float.Int64 exact), else "timestamp too big". */
+function requireTimestamp(value: unknown): bigint {
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new BuiltinError('operand 1 must be a number (ns) or [number (ns), string (tz)]');
+  const integer = integerOf(value);
+  if (integer === undefined || integer < INT64_MIN || integer > INT64_MAX) throw new BuiltinError('timestamp too big');
+  return integer;
 }
 
 /** OPA's toSafeUnixNano: a time outside int64 nanoseconds is an error, not a wrapped value. */
@@ -59,18 +73,53 @@ function requireNsRange(ns: bigint): bigint {
 interface ZonedTime {
   readonly ns: bigint;
   readonly zone: Zone;
+  /** The layout of `[ns, zone, layout]`, "" when absent (only time.format reads it). */
+  readonly layout: string;
 }
 
+const TZ_TIME_TYPE = 'either number (ns) or [number (ns), string (tz)]';
+
 /**
- * OPA's tzTime: a number of ns, or an array `[ns]`, `[ns, zone]` or `[ns, zone, layout]` (the
- * layout only matters to time.format, but must be a string). The ns must be an exact int64.
+ * OPA's tzTime: a number of ns, or an array `[ns]`, `[ns, zone]` or `[ns, zone, layout]`. As in
+ * OPA, the types come first, then the zone and layout, and last whether the ns is an exact int64.
  */
 function zonedTime(operand: unknown): ZonedTime {
-  if (!Array.isArray(operand)) return { ns: requireInt64(operand), zone: UTC };
-  if (operand.length === 0) throw new BuiltinError('operand must be a number (ns) or [ns, zone]');
-  const zone = operand.length > 1 ? zoneFor(requireString(operand[1])) : UTC;
-  if (operand.length > 2) requireString(operand[2]);
-  return { ns: requireInt64(operand[0]), zone };
+  if (!Array.isArray(operand)) {
+    if (typeof operand !== 'number' && typeof operand !== 'bigint') throw operandTypeError(1, operand, TZ_TIME_TYPE);
+    return { ns: requireTimestamp(operand), zone: UTC, layout: '' };
+  }
+  if (operand.length === 0) throw operandTypeError(1, operand, TZ_TIME_TYPE);
+  const [value, zoneName, layout] = operand as unknown[];
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw operandTypeError(1, value, 'number');
+  if (operand.length > 1 && typeof zoneName !== 'string') throw operandTypeError(1, zoneName, 'string');
+  const zone = typeof zoneName === 'string' ? zoneFor(zoneName) : UTC;
+  if (operand.length > 2 && typeof layout !== 'string') throw operandTypeError(1, layout, 'string');
+  return { ns: requireTimestamp(value), zone, layout: typeof layout === 'string' ? layout : '' };
+}
+
+/** OPA's names for Go's layout constants, accepted by time.format and time.parse_ns. */
+const LAYOUT_CONSTANTS: Readonly<Record<string, string>> = {
+  ANSIC: 'Mon Jan _2 15:04:05 2006',
+  UnixDate: 'Mon Jan _2 15:04:05 MST 2006',
+  RubyDate: 'Mon Jan 02 15:04:05 -0700 2006',
+  RFC822: '02 Jan 06 15:04 MST',
+  RFC822Z: '02 Jan 06 15:04 -0700',
+  RFC850: 'Monday, 02-Jan-06 15:04:05 MST',
+  RFC1123: 'Mon, 02 Jan 2006 15:04:05 MST',
+  RFC1123Z: 'Mon, 02 Jan 2006 15:04:05 -0700',
+  RFC3339: '2006-01-02T15:04:05Z07:00',
+  RFC3339Nano: '2006-01-02T15:04:05.999999999Z07:00',
+};
+
+const layoutOf = (name: string): string => (Object.prototype.hasOwnProperty.call(LAYOUT_CONSTANTS, name) ? (LAYOUT_CONSTANTS[name] as string) : name);
+
+/** OPA's time.format: the instant in its zone, by the layout given or RFC3339Nano. */
+function formatTime(operand: unknown): string {
+  const t = zonedTime(operand);
+  const { seconds, nanos } = splitNs(t.ns);
+  const civil = civilAt(t.zone, seconds);
+  const time = { ...civil, nanosecond: Number(nanos), offset: zoneOffset(t.zone, seconds), zoneName: zoneAbbreviation(t.zone, seconds) };
+  return formatGoTime(time, t.layout === '' ? (LAYOUT_CONSTANTS.RFC3339Nano as string) : layoutOf(t.layout));
 }
 
 function civilOf(t: ZonedTime): CivilTime {
@@ -266,5 +315,11 @@ export function timeBuiltins(context: () => EvaluationContext): Record<string, H
     'time.weekday': (value) => weekday(civilOf(zonedTime(value))),
     'time.add_date': (ns, years, months, days) => exactInteger(addDate(ns, years, months, days)),
     'time.diff': (a, b) => timeDiff(a, b),
+    'time.format': (value) => formatTime(value),
+    'time.parse_ns': (layout, value) => {
+      if (typeof layout !== 'string') throw operandTypeError(1, layout, 'string');
+      if (typeof value !== 'string') throw operandTypeError(2, value, 'string');
+      return exactInteger(requireNsRange(parseGoTimeNs(layoutOf(layout), value)));
+    },
   };
 }
