@@ -544,6 +544,7 @@ const formatLayouts: [string, string][] = [
   ['RFC1123', 'RFC1123'],
   ['RFC1123Z', 'RFC1123Z'],
   ['RFC850', 'RFC850'],
+  ['UnixDate', 'UnixDate'],
   ['ANSIC (underscore day)', 'ANSIC'],
   ['RubyDate', 'RubyDate'],
   ['Kitchen-style 12-hour clock', '3:04PM, Monday January 2'],
@@ -552,15 +553,18 @@ const formatLayouts: [string, string][] = [
   ['offset with seconds', '-07:00:00 Z070000 pm'],
   ['literal text only', 'hello'],
 ];
-/**
- * Zones for each layout. Go prints a zone's tz database abbreviation for "MST"; ICU has the same
- * names only for UTC and North America, and tz database's numeric ones ("-03") elsewhere are
- * written alike, but ICU has no "IST" or "CET" (README, "Host builtins"): so no Asia/Kolkata there.
- */
-const formatZones = (layout: string): string[] => (['RFC1123', 'RFC850'].includes(layout) ? ['UTC', 'America/New_York', 'America/Sao_Paulo'] : ['UTC', 'America/New_York', 'Asia/Kolkata']);
-const formatCases: BuiltinCase[] = formatLayouts.flatMap(([name, layout]) =>
-  formatZones(layout).map((zone) => ({ builtin: 'time.format', name: `${name}, ${zone}`, args: [layout === '' ? [FIXED_NOW_NS, zone] : [FIXED_NOW_NS, zone, layout]] })),
-);
+/** Zones for each layout: abbreviations ("MST") come from the host's tz database files, as in Go. */
+const formatZones = (layout: string): string[] => (['RFC1123', 'RFC850', 'UnixDate'].includes(layout) ? ['UTC', 'America/New_York', 'America/Sao_Paulo', 'Asia/Kolkata', 'Europe/Paris', 'Asia/Tokyo'] : ['UTC', 'America/New_York', 'Asia/Kolkata']);
+const formatCases: BuiltinCase[] = [
+  ...formatLayouts.flatMap(([name, layout]) =>
+    formatZones(layout).map((zone) => ({ builtin: 'time.format', name: `${name}, ${zone}`, args: [layout === '' ? [FIXED_NOW_NS, zone] : [FIXED_NOW_NS, zone, layout]] })),
+  ),
+  // Summer time, and a date past the last transition of the tz files (their footer rule decides).
+  ...['Europe/Paris', 'America/New_York', 'Australia/Sydney'].flatMap((zone) => [
+    { builtin: 'time.format', name: `MST in July, ${zone}`, args: [[ns('2025-07-01T12:00:00Z'), zone, 'MST -0700']] },
+    { builtin: 'time.format', name: `MST in 2100, ${zone}`, args: [[ns('2100-07-01T12:00:00Z'), zone, 'MST -0700']] },
+  ]),
+];
 
 /** time.parse_ns: Go's time.Parse, successes and errors. */
 const parseNsCases: [string, string, string][] = [

@@ -3,6 +3,7 @@
  * the proleptic Gregorian calendar, and time zones from ICU's tz data under Go's zone names.
  */
 import { BuiltinError } from './host-builtin.js';
+import { tzdataAbbreviation } from './zone-abbreviations.js';
 
 /** Nanoseconds in a second. */
 export const NS_PER_SECOND = 1_000_000_000n;
@@ -201,24 +202,27 @@ export function instantOf(zone: Zone, localSeconds: number): number {
 
 const abbreviationFormatters = new Map<string, Intl.DateTimeFormat>();
 
-/**
- * The zone's abbreviation at an instant, for Go's "MST" layout element. Go reads it from the tz
- * database; ICU's English short names agree for UTC and the North American zones ("EST", "PDT"),
- * elsewhere ICU has only "GMT+1" where Go may say "CET", so the offset is written as the tz
- * database writes unnamed zones ("+01", "+0530").
- */
-export function zoneAbbreviation(zone: Zone, epochSeconds: number): string {
-  if (zone.kind === 'utc') return 'UTC';
-  let formatter = abbreviationFormatters.get(zone.name);
+/** ICU's English short name for the zone, or the offset as the tz database writes unnamed zones ("+0530"). */
+function icuAbbreviation(zoneName: string, epochSeconds: number, offset: number): string {
+  let formatter = abbreviationFormatters.get(zoneName);
   if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-US', { timeZone: zone.name, timeZoneName: 'short' });
-    abbreviationFormatters.set(zone.name, formatter);
+    formatter = new Intl.DateTimeFormat('en-US', { timeZone: zoneName, timeZoneName: 'short' });
+    abbreviationFormatters.set(zoneName, formatter);
   }
   const name = formatter.formatToParts(new Date(epochSeconds * 1000)).find((p) => p.type === 'timeZoneName')?.value ?? '';
   if (/^[A-Z]{3,5}$/.test(name)) return name;
-  const offset = zoneOffset(zone, epochSeconds);
   const minutes = Math.abs(offset) / 60;
   const hh = String(Math.floor(minutes / 60)).padStart(2, '0');
   const mm = minutes % 60 === 0 ? '' : String(minutes % 60).padStart(2, '0');
   return `${offset < 0 ? '-' : '+'}${hh}${mm}`;
+}
+
+/**
+ * The zone's abbreviation at an instant, for Go's "MST" layout element: the host's tz database
+ * files, as Go reads them (zone-abbreviations.ts), else ICU's English name where it has one.
+ */
+export function zoneAbbreviation(zone: Zone, epochSeconds: number): string {
+  if (zone.kind === 'utc') return 'UTC';
+  const offset = zoneOffset(zone, epochSeconds);
+  return tzdataAbbreviation(zone.name, epochSeconds, offset) ?? icuAbbreviation(zone.name, epochSeconds, offset);
 }
