@@ -1,12 +1,12 @@
 /**
  * OPA's time.* builtins (v1/topdown/time.go) and the Go standard library functions they call:
- * time.Parse with RFC 3339, time.ParseDuration (with OPA's d, w and y units), AddDate and
- * icza/gox's date difference. Timestamps are int64 nanoseconds, exact: results go back as raw
- * JSON text, since they do not fit in a double.
+ * time.Parse and Time.Format with Go's layouts (go-time-layout.ts), time.ParseDuration (with
+ * OPA's d, w and y units), AddDate and icza/gox's date difference. Timestamps are int64
+ * nanoseconds, exact both ways: results go back as raw JSON text, and arguments beyond 2^53
+ * arrive as BigInt (exact-arguments.ts).
  */
 import {
   civilAt,
-  civilSeconds,
   daysFromCivil,
   daysInMonth,
   instantOf,
@@ -131,29 +131,13 @@ function weekday(t: CivilTime): (typeof WEEKDAYS)[number] {
   return WEEKDAYS[(((daysFromCivil(t.year, t.month, t.day) + 4) % 7) + 7) % 7] as (typeof WEEKDAYS)[number];
 }
 
-function validCivil(t: CivilTime): boolean {
-  const dateValid = t.month >= 1 && t.month <= 12 && t.day >= 1 && t.day <= daysInMonth(t.year, t.month);
-  return dateValid && t.hour <= 23 && t.minute <= 59 && t.second <= 59;
-}
-
 /**
- * Go's time.Parse(time.RFC3339, s), whose layout parser (its fallback after the strict fast path)
- * is laxer than RFC 3339: a 1-digit hour, "," before the fraction, any number of fraction digits
- * (truncated to ns), offsets up to ±24:60; but "T" and "Z" are case-sensitive.
+ * Parses an RFC 3339 timestamp to nanoseconds since the epoch, exactly, as OPA does: Go's
+ * time.Parse(time.RFC3339, s), whose layout parser (its fallback after the strict fast path) is
+ * laxer than RFC 3339 (a 1-digit hour, "," before the fraction, any number of fraction digits).
  */
-const GO_RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:Z|([+-])(\d{2}):(\d{2}))$/;
-
-/** Parses an RFC 3339 timestamp to nanoseconds since the Unix epoch, exactly, as OPA does. */
 export function parseRfc3339Ns(text: string): bigint {
-  const m = GO_RFC3339.exec(text);
-  if (!m) throw new BuiltinError(`cannot parse "${text.slice(0, 64)}" as RFC 3339`);
-  const field = (i: number): number => Number(m[i] ?? 0);
-  const t: CivilTime = { year: field(1), month: field(2), day: field(3), hour: field(4), minute: field(5), second: field(6) };
-  const [offsetHours, offsetMinutes] = [field(9), field(10)];
-  if (!validCivil(t) || offsetHours > 24 || offsetMinutes > 60) throw new BuiltinError(`"${text.slice(0, 64)}" is out of range`);
-  const seconds = civilSeconds(t) - (m[8] === '-' ? -1 : 1) * (offsetHours * 3600 + offsetMinutes * 60);
-  const fraction = BigInt((m[7] ?? '').slice(0, 9).padEnd(9, '0'));
-  return requireNsRange(BigInt(seconds) * NS_PER_SECOND + fraction);
+  return requireNsRange(parseGoTimeNs(LAYOUT_CONSTANTS.RFC3339 as string, text));
 }
 
 const GO_DURATION_UNITS: ReadonlyMap<string, bigint> = new Map([
