@@ -3,6 +3,8 @@
 #   redis-server (package redis-server) and redis-cli (package redis-tools)
 #   nginx (package nginx; Debian builds it with the auth_request module)
 #   cc (package gcc), which builds the clock shim the Redis clock-skew tests and test-future.sh use
+#   the tz database files (package tzdata), where Go, and so time.format in both OPA and
+#   Signalbox, reads zone abbreviations ("IST") from (test/builtins.test.ts)
 # The Redis tests start real redis-server processes (test/helpers/redis.ts) and the gateway tests
 # a real nginx (test/helpers/gateways.ts); they never skip, so a machine without them must either
 # get them here or fail loudly. Installing the package does not start an nginx service in a
@@ -28,6 +30,10 @@ for cmd in "${commands[@]}"; do
     missing+=("${package_for[$cmd]}")
   fi
 done
+
+if [ ! -f /usr/share/zoneinfo/Asia/Kolkata ]; then
+  missing+=(tzdata)
+fi
 
 # nginx -V prints its build options on stderr; read them whole (no `| grep -q` under pipefail).
 nginx_has_auth_request() {

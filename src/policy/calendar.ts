@@ -3,6 +3,7 @@
  * the proleptic Gregorian calendar, and time zones from ICU's tz data under Go's zone names.
  */
 import { BuiltinError } from './host-builtin.js';
+import { tzdataAbbreviation } from './zone-abbreviations.js';
 
 /** Nanoseconds in a second. */
 export const NS_PER_SECOND = 1_000_000_000n;
@@ -73,7 +74,7 @@ export function splitNs(ns: bigint): { seconds: number; nanos: bigint } {
 // ---------------------------------------------------------------------------------------------
 
 /** A zone as OPA's tzTime resolves it: UTC (pure arithmetic) or an ICU-backed named zone. */
-export type Zone = { readonly kind: 'utc' } | { readonly kind: 'named'; readonly formatter: Intl.DateTimeFormat };
+export type Zone = { readonly kind: 'utc' } | { readonly kind: 'named'; readonly name: string; readonly formatter: Intl.DateTimeFormat };
 
 /** Coordinated Universal Time, by pure arithmetic. */
 export const UTC: Zone = { kind: 'utc' };
@@ -153,7 +154,7 @@ function namedZone(name: string): Zone {
     } catch {
       throw new BuiltinError(`unknown time zone "${name.slice(0, 64)}"`);
     }
-    zone = { kind: 'named', formatter };
+    zone = { kind: 'named', name, formatter };
     namedZones.set(name, zone);
   }
   return zone;
@@ -184,7 +185,7 @@ export function civilAt(zone: Zone, epochSeconds: number): CivilTime {
 }
 
 /** Seconds east of UTC in effect in `zone` at an instant. */
-function zoneOffset(zone: Zone, epochSeconds: number): number {
+export function zoneOffset(zone: Zone, epochSeconds: number): number {
   return zone.kind === 'utc' ? 0 : civilSeconds(civilAt(zone, epochSeconds)) - epochSeconds;
 }
 
@@ -197,4 +198,31 @@ export function instantOf(zone: Zone, localSeconds: number): number {
   const guess = zoneOffset(zone, localSeconds);
   // Go re-reads the offset only when the first one is non-zero (a quirk kept for fidelity).
   return localSeconds - (guess === 0 ? 0 : zoneOffset(zone, localSeconds - guess));
+}
+
+const abbreviationFormatters = new Map<string, Intl.DateTimeFormat>();
+
+/** ICU's English short name for the zone, or the offset as the tz database writes unnamed zones ("+0530"). */
+function icuAbbreviation(zoneName: string, epochSeconds: number, offset: number): string {
+  let formatter = abbreviationFormatters.get(zoneName);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', { timeZone: zoneName, timeZoneName: 'short' });
+    abbreviationFormatters.set(zoneName, formatter);
+  }
+  const name = formatter.formatToParts(new Date(epochSeconds * 1000)).find((p) => p.type === 'timeZoneName')?.value ?? '';
+  if (/^[A-Z]{3,5}$/.test(name)) return name;
+  const minutes = Math.abs(offset) / 60;
+  const hh = String(Math.floor(minutes / 60)).padStart(2, '0');
+  const mm = minutes % 60 === 0 ? '' : String(minutes % 60).padStart(2, '0');
+  return `${offset < 0 ? '-' : '+'}${hh}${mm}`;
+}
+
+/**
+ * The zone's abbreviation at an instant, for Go's "MST" layout element: the host's tz database
+ * files, as Go reads them (zone-abbreviations.ts), else ICU's English name where it has one.
+ */
+export function zoneAbbreviation(zone: Zone, epochSeconds: number): string {
+  if (zone.kind === 'utc') return 'UTC';
+  const offset = zoneOffset(zone, epochSeconds);
+  return tzdataAbbreviation(zone.name, epochSeconds, offset) ?? icuAbbreviation(zone.name, epochSeconds, offset);
 }

@@ -20,3 +20,16 @@ export function rawJson(text: string): ArrayBuffer {
   const bytes = new TextEncoder().encode(text);
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
+
+/** OPA's name of a JSON value's type, as its operand errors print it. */
+export function opaTypeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'bigint') return 'number';
+  return typeof value === 'object' ? 'object' : typeof value;
+}
+
+/** OPA's operand type error: "operand 1 must be string but got number". */
+export function operandTypeError(position: number, value: unknown, expected: string): BuiltinError {
+  return new BuiltinError(`operand ${position} must be ${expected} but got ${opaTypeName(value)}`);
+}

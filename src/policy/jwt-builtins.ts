@@ -1,5 +1,5 @@
 /**
- * OPA's io.jwt.* verification builtins for WASM policies, implemented synchronously with
+ * OPA's io.jwt.* builtins for WASM policies (signing is in jwt-encode.ts), implemented synchronously with
  * node:crypto (opa-wasm calls host builtins synchronously). Policies written for
  * opa-envoy-plugin use `io.jwt.decode_verify` in almost every documented example.
  *
@@ -15,6 +15,7 @@
  * jwt-signatures.ts; this file holds the builtins: constraints, claims and results.
  */
 import { JsonNumber, toJsonText, type JsonObject, type JsonValue } from '../core/go-json.js';
+import { encodeSignRaw, encodeSignValues } from './jwt-encode.js';
 import { rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 import { parseKeys, verifyWithKeys, type KeyMaterial, type VerificationKey } from './jwt-keys.js';
 import { builtinSignatureValid, HASH_OF_BITS, hmacEqual, jwsSignatureValid } from './jwt-signatures.js';
@@ -82,6 +83,8 @@ function stringConstraint(name: string, value: unknown): string {
 }
 
 function timeConstraint(value: unknown): number {
+  // OPA reads the constraint as a float64: an exact integer argument (a BigInt) is rounded alike.
+  if (typeof value === 'bigint') return timeConstraint(Number(value));
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new JwtBuiltinError('token time constraint: must be a number');
   if (value < 0) throw new JwtBuiltinError('token time constraint: must not be negative');
   return value;
@@ -218,6 +221,8 @@ export function jwtBuiltins(context: () => EvaluationContext): Record<string, Ho
     // JWT results are raw JSON text too, so claims beyond 2^53 reach the policy exactly.
     'io.jwt.decode': (token) => rawJson(decodeJson(token)),
     'io.jwt.decode_verify': (token, constraints) => rawJson(decodeVerifyJson(token, constraints, context().nowNs)),
+    'io.jwt.encode_sign': (headers, payload, key) => encodeSignValues(headers, payload, key),
+    'io.jwt.encode_sign_raw': (headers, payload, key) => encodeSignRaw(headers, payload, key),
   };
   for (const [name, alg] of Object.entries(VERIFY_BUILTINS)) {
     table[name] = (token, key) => verifyWithAlgorithm(alg, token, key);

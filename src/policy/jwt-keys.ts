@@ -103,18 +103,26 @@ function jwkKey(jwk: unknown): VerificationKey {
   return { alg, kid, material: keyMaterial(key, 'd' in jwk) };
 }
 
-/** A JWK Set if the JSON object has "keys", else a single JWK; any invalid key fails the whole set (jwx strict parsing). */
+/**
+ * A JWK Set if the JSON object has "keys", else a single JWK; any invalid key fails the whole set
+ * (jwx strict parsing), with OPA's "failed to parse a JWK key (set)" before the reason.
+ */
 function parseJwks(text: string): VerificationKey[] {
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new JwtBuiltinError('failed to parse a JWK key (set)');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new JwtBuiltinError('invalid JSON');
+    }
+    const set = isJsonObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
+    if (set !== undefined && (!Array.isArray(set) || set.length > MAX_JWKS_KEYS)) throw new JwtBuiltinError('invalid JWK set');
+    const keys = set === undefined ? [jwkKey(parsed)] : set.map(jwkKey);
+    return keys.filter((key) => key.alg === '' || TOKEN_ALGORITHMS.has(key.alg));
+  } catch (error) {
+    if (!(error instanceof JwtBuiltinError)) throw error;
+    throw new JwtBuiltinError(`failed to parse a JWK key (set): ${error.message}`);
   }
-  const set = isJsonObject(parsed) && 'keys' in parsed ? parsed.keys : undefined;
-  if (set !== undefined && (!Array.isArray(set) || set.length > MAX_JWKS_KEYS)) throw new JwtBuiltinError('invalid JWK set');
-  const keys = set === undefined ? [jwkKey(parsed)] : set.map(jwkKey);
-  return keys.filter((key) => key.alg === '' || TOKEN_ALGORITHMS.has(key.alg));
 }
 
 /** OPA's `cert`: a PEM certificate or public key (one block), a JWK, or a JWK Set. */

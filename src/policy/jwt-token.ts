@@ -27,21 +27,62 @@ export function parseObject(bytes: Buffer, what: string): JsonObject {
 // Token structure.
 // ---------------------------------------------------------------------------------------------
 
-const BASE64URL_PADDED = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$/;
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * The error offset of Go's base64.URLEncoding.DecodeString(text) (its decodeQuantum), or -1 when
+ * the text decodes: the decoder skips CR and LF, and wants "=" padding exactly where it belongs.
+ */
+function goBase64Error(text: string): number {
+  const isNewline = (c: string | undefined): boolean => c === '\n' || c === '\r';
+  let si = 0;
+  while (si < text.length) {
+    for (let j = 0; j < 4; j++) {
+      if (si === text.length) {
+        if (j === 0) return -1;
+        return si - j;
+      }
+      const c = text[si] as string;
+      si++;
+      if (BASE64URL_ALPHABET.includes(c)) continue;
+      if (isNewline(c)) {
+        j--;
+        continue;
+      }
+      if (c !== '=' || j < 2) return si - 1;
+      if (j === 2) {
+        // "==" is expected; the first "=" is already consumed.
+        while (si < text.length && isNewline(text[si])) si++;
+        if (si === text.length) return text.length;
+        if (text[si] !== '=') return si - 1;
+        si++;
+      }
+      while (si < text.length && isNewline(text[si])) si++;
+      return si < text.length ? si : -1;
+    }
+  }
+  return -1;
+}
+
+/** What a base64url text encodes, for error messages: a JWT segment or another field. */
+export type Base64UrlField = 'header' | 'payload' | 'signature' | 'JWK k';
 
 /**
  * OPA's base64url.decode: unpadded input is padded first (a length of 1 mod 4 is invalid), input
  * already ending in "=" is taken as is; then Go's padded URL alphabet decoder, which skips CR/LF.
+ * Errors carry OPA's text ("JWT header had invalid encoding: illegal base64 data at input byte 13").
  */
-export function base64UrlDecode(segment: string, what: string): Buffer {
+export function base64UrlDecode(segment: string, what: Base64UrlField): Buffer {
+  const fail = (detail: string): JwtBuiltinError =>
+    new JwtBuiltinError(what === 'JWK k' ? `${what}: ${detail}` : `JWT ${what} had invalid encoding: ${detail}`);
   let text = segment;
   if (!text.endsWith('=')) {
-    if (text.length % 4 === 1) throw new JwtBuiltinError(`${what} is not valid base64url`);
+    if (text.length % 4 === 1) throw fail(`illegal base64url string: ${text.slice(0, 64)}`);
     text += '='.repeat((4 - (text.length % 4)) % 4);
   }
-  text = text.replace(/[\r\n]/g, '');
-  if (!BASE64URL_PADDED.test(text)) throw new JwtBuiltinError(`${what} is not valid base64url`);
-  return Buffer.from(text, 'base64url');
+  const offset = goBase64Error(text);
+  if (offset >= 0) throw fail(`illegal base64 data at input byte ${offset}`);
+  return Buffer.from(text.replace(/[\r\n]/g, ''), 'base64url');
 }
 
 /** The three base64url segments of a compact JWS, still encoded. */
@@ -54,6 +95,7 @@ export interface TokenParts {
 /** A compact token's three segments; anything but a string of three dot-separated parts is an error. */
 export function splitToken(token: unknown): TokenParts {
   if (typeof token !== 'string') throw new JwtBuiltinError('token must be a string');
+  if (!token.includes('.')) throw new JwtBuiltinError('encoded JWT had no period separators');
   const parts = token.split('.');
   if (parts.length !== 3) throw new JwtBuiltinError(`encoded JWT must have 3 sections, found ${parts.length}`);
   const [header, payload, signature] = parts as [string, string, string];

@@ -1,12 +1,12 @@
 /**
  * OPA's time.* builtins (v1/topdown/time.go) and the Go standard library functions they call:
- * time.Parse with RFC 3339, time.ParseDuration (with OPA's d, w and y units), AddDate and
- * icza/gox's date difference. Timestamps are int64 nanoseconds, exact: results go back as raw
- * JSON text, since they do not fit in a double.
+ * time.Parse and Time.Format with Go's layouts (go-time-layout.ts), time.ParseDuration (with
+ * OPA's d, w and y units), AddDate and icza/gox's date difference. Timestamps are int64
+ * nanoseconds, exact both ways: results go back as raw JSON text, and arguments beyond 2^53
+ * arrive as BigInt (exact-arguments.ts).
  */
 import {
   civilAt,
-  civilSeconds,
   daysFromCivil,
   daysInMonth,
   instantOf,
@@ -14,17 +14,17 @@ import {
   SECONDS_PER_DAY,
   splitNs,
   UTC,
+  zoneAbbreviation,
   zoneFor,
+  zoneOffset,
   type CivilTime,
   type Zone,
 } from './calendar.js';
-import { BuiltinError, rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
+import { formatGoTime, parseGoTimeNs } from './go-time-layout.js';
+import { BuiltinError, operandTypeError, rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-/** Bounds of int64 as doubles: every integral double in [-2^63, 2^63) converts to int64 exactly. */
-const INT64_MIN_DOUBLE = -(2 ** 63);
-const INT64_LIMIT_DOUBLE = 2 ** 63;
 const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] as const;
 
 /** An integer result, exact: nanosecond timestamps do not fit in a double. */
@@ -37,13 +37,27 @@ function requireString(value: unknown): string {
   return value;
 }
 
-/** OPA's int64 operands (timestamps, add_date counts): integral and within int64, else an error. */
+/** An integral number as an exact BigInt (arguments beyond 2^53 arrive as BigInt), else undefined. */
+function integerOf(value: unknown): bigint | undefined {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  return undefined;
+}
+
+/** OPA's int64 operands (add_date counts): integral and within int64, else an error. */
 function requireInt64(value: unknown): bigint {
-  if (typeof value !== 'number') throw new BuiltinError('operand must be a number');
-  if (!Number.isInteger(value) || value < INT64_MIN_DOUBLE || value >= INT64_LIMIT_DOUBLE) {
-    throw new BuiltinError('operand must be an integer within int64');
-  }
-  return BigInt(value);
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new BuiltinError('operand must be a number');
+  const integer = integerOf(value);
+  if (integer === undefined || integer < INT64_MIN || integer > INT64_MAX) throw new BuiltinError('operand must be an integer within int64');
+  return integer;
+}
+
+/** OPA's tzTime timestamp: a number that is exactly an int64 (big.Float.Int64 exact), else "timestamp too big". */
+function requireTimestamp(value: unknown): bigint {
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new BuiltinError('operand 1 must be a number (ns) or [number (ns), string (tz)]');
+  const integer = integerOf(value);
+  if (integer === undefined || integer < INT64_MIN || integer > INT64_MAX) throw new BuiltinError('timestamp too big');
+  return integer;
 }
 
 /** OPA's toSafeUnixNano: a time outside int64 nanoseconds is an error, not a wrapped value. */
@@ -59,18 +73,53 @@ function requireNsRange(ns: bigint): bigint {
 interface ZonedTime {
   readonly ns: bigint;
   readonly zone: Zone;
+  /** The layout of `[ns, zone, layout]`, "" when absent (only time.format reads it). */
+  readonly layout: string;
 }
 
+const TZ_TIME_TYPE = 'either number (ns) or [number (ns), string (tz)]';
+
 /**
- * OPA's tzTime: a number of ns, or an array `[ns]`, `[ns, zone]` or `[ns, zone, layout]` (the
- * layout only matters to time.format, but must be a string). The ns must be an exact int64.
+ * OPA's tzTime: a number of ns, or an array `[ns]`, `[ns, zone]` or `[ns, zone, layout]`. As in
+ * OPA, the types come first, then the zone and layout, and last whether the ns is an exact int64.
  */
 function zonedTime(operand: unknown): ZonedTime {
-  if (!Array.isArray(operand)) return { ns: requireInt64(operand), zone: UTC };
-  if (operand.length === 0) throw new BuiltinError('operand must be a number (ns) or [ns, zone]');
-  const zone = operand.length > 1 ? zoneFor(requireString(operand[1])) : UTC;
-  if (operand.length > 2) requireString(operand[2]);
-  return { ns: requireInt64(operand[0]), zone };
+  if (!Array.isArray(operand)) {
+    if (typeof operand !== 'number' && typeof operand !== 'bigint') throw operandTypeError(1, operand, TZ_TIME_TYPE);
+    return { ns: requireTimestamp(operand), zone: UTC, layout: '' };
+  }
+  if (operand.length === 0) throw operandTypeError(1, operand, TZ_TIME_TYPE);
+  const [value, zoneName, layout] = operand as unknown[];
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw operandTypeError(1, value, 'number');
+  if (operand.length > 1 && typeof zoneName !== 'string') throw operandTypeError(1, zoneName, 'string');
+  const zone = typeof zoneName === 'string' ? zoneFor(zoneName) : UTC;
+  if (operand.length > 2 && typeof layout !== 'string') throw operandTypeError(1, layout, 'string');
+  return { ns: requireTimestamp(value), zone, layout: typeof layout === 'string' ? layout : '' };
+}
+
+/** OPA's names for Go's layout constants, accepted by time.format and time.parse_ns. */
+const LAYOUT_CONSTANTS: Readonly<Record<string, string>> = {
+  ANSIC: 'Mon Jan _2 15:04:05 2006',
+  UnixDate: 'Mon Jan _2 15:04:05 MST 2006',
+  RubyDate: 'Mon Jan 02 15:04:05 -0700 2006',
+  RFC822: '02 Jan 06 15:04 MST',
+  RFC822Z: '02 Jan 06 15:04 -0700',
+  RFC850: 'Monday, 02-Jan-06 15:04:05 MST',
+  RFC1123: 'Mon, 02 Jan 2006 15:04:05 MST',
+  RFC1123Z: 'Mon, 02 Jan 2006 15:04:05 -0700',
+  RFC3339: '2006-01-02T15:04:05Z07:00',
+  RFC3339Nano: '2006-01-02T15:04:05.999999999Z07:00',
+};
+
+const layoutOf = (name: string): string => (Object.prototype.hasOwnProperty.call(LAYOUT_CONSTANTS, name) ? (LAYOUT_CONSTANTS[name] as string) : name);
+
+/** OPA's time.format: the instant in its zone, by the layout given or RFC3339Nano. */
+function formatTime(operand: unknown): string {
+  const t = zonedTime(operand);
+  const { seconds, nanos } = splitNs(t.ns);
+  const civil = civilAt(t.zone, seconds);
+  const time = { ...civil, nanosecond: Number(nanos), offset: zoneOffset(t.zone, seconds), zoneName: zoneAbbreviation(t.zone, seconds) };
+  return formatGoTime(time, t.layout === '' ? (LAYOUT_CONSTANTS.RFC3339Nano as string) : layoutOf(t.layout));
 }
 
 function civilOf(t: ZonedTime): CivilTime {
@@ -82,29 +131,13 @@ function weekday(t: CivilTime): (typeof WEEKDAYS)[number] {
   return WEEKDAYS[(((daysFromCivil(t.year, t.month, t.day) + 4) % 7) + 7) % 7] as (typeof WEEKDAYS)[number];
 }
 
-function validCivil(t: CivilTime): boolean {
-  const dateValid = t.month >= 1 && t.month <= 12 && t.day >= 1 && t.day <= daysInMonth(t.year, t.month);
-  return dateValid && t.hour <= 23 && t.minute <= 59 && t.second <= 59;
-}
-
 /**
- * Go's time.Parse(time.RFC3339, s), whose layout parser (its fallback after the strict fast path)
- * is laxer than RFC 3339: a 1-digit hour, "," before the fraction, any number of fraction digits
- * (truncated to ns), offsets up to ±24:60; but "T" and "Z" are case-sensitive.
+ * Parses an RFC 3339 timestamp to nanoseconds since the epoch, exactly, as OPA does: Go's
+ * time.Parse(time.RFC3339, s), whose layout parser (its fallback after the strict fast path) is
+ * laxer than RFC 3339 (a 1-digit hour, "," before the fraction, any number of fraction digits).
  */
-const GO_RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:Z|([+-])(\d{2}):(\d{2}))$/;
-
-/** Parses an RFC 3339 timestamp to nanoseconds since the Unix epoch, exactly, as OPA does. */
 export function parseRfc3339Ns(text: string): bigint {
-  const m = GO_RFC3339.exec(text);
-  if (!m) throw new BuiltinError(`cannot parse "${text.slice(0, 64)}" as RFC 3339`);
-  const field = (i: number): number => Number(m[i] ?? 0);
-  const t: CivilTime = { year: field(1), month: field(2), day: field(3), hour: field(4), minute: field(5), second: field(6) };
-  const [offsetHours, offsetMinutes] = [field(9), field(10)];
-  if (!validCivil(t) || offsetHours > 24 || offsetMinutes > 60) throw new BuiltinError(`"${text.slice(0, 64)}" is out of range`);
-  const seconds = civilSeconds(t) - (m[8] === '-' ? -1 : 1) * (offsetHours * 3600 + offsetMinutes * 60);
-  const fraction = BigInt((m[7] ?? '').slice(0, 9).padEnd(9, '0'));
-  return requireNsRange(BigInt(seconds) * NS_PER_SECOND + fraction);
+  return requireNsRange(parseGoTimeNs(LAYOUT_CONSTANTS.RFC3339 as string, text));
 }
 
 const GO_DURATION_UNITS: ReadonlyMap<string, bigint> = new Map([
@@ -266,5 +299,11 @@ export function timeBuiltins(context: () => EvaluationContext): Record<string, H
     'time.weekday': (value) => weekday(civilOf(zonedTime(value))),
     'time.add_date': (ns, years, months, days) => exactInteger(addDate(ns, years, months, days)),
     'time.diff': (a, b) => timeDiff(a, b),
+    'time.format': (value) => formatTime(value),
+    'time.parse_ns': (layout, value) => {
+      if (typeof layout !== 'string') throw operandTypeError(1, layout, 'string');
+      if (typeof value !== 'string') throw operandTypeError(2, value, 'string');
+      return exactInteger(requireNsRange(parseGoTimeNs(layoutOf(layout), value)));
+    },
   };
 }
