@@ -31,7 +31,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkAgreement, type AgreementLine } from './peer/agree.js';
+import { checkAgreement, responseBytes, type AgreementLine } from './peer/agree.js';
 import { signalboxConfig, signalboxWorkers, startOpa, startSignalbox, type EngineName, type RunningEngine } from './peer/engines.js';
 import { attack, envoyConfig, startEnvoy, startUpstream, writeTargets, type HttpTarget, type VegetaResult } from './peer/end-to-end.js';
 import { runGhz } from './peer/ghz.js';
@@ -85,6 +85,8 @@ interface Measurement {
   fixedP50Ms: number;
   fixedP99Ms: number;
   cpuMicrosPerDecision: number;
+  /** ghz's CPU per call over the saturation run (it decodes every response). */
+  generatorMicrosPerCall: number;
   peakRssMiB: number;
   processes: ProcessSample[];
   /** Cores busy with anything but the server during the saturation run (ghz, and whatever else runs on the machine). */
@@ -146,6 +148,7 @@ async function measure(engine: EngineName, scenario: Scenario, placement: Placem
       fixedP50Ms: fixed.p50Ms,
       fixedP99Ms: fixed.p99Ms,
       cpuMicrosPerDecision: cpuMicros / saturated.count,
+      generatorMicrosPerCall: saturated.generatorCpuMicros / saturated.count,
       peakRssMiB: mib(processes.reduce((sum, p) => sum + p.peakRssKiB, 0)),
       processes,
       othersCores: Math.max(0, busy('cpu') - cpuMicros / wallMicros),
@@ -170,13 +173,17 @@ async function verify(scenarios: readonly Scenario[], tools: Tools, dir: string)
     try {
       const opa = await startEngine('opa', scenario, tools, dir);
       let lines: AgreementLine[];
+      let bytes: { signalbox: number; opa: number };
       try {
         lines = await checkAgreement(scenario, signalbox, opa);
+        const allowed = scenario.load[0]!;
+        bytes = { signalbox: await responseBytes(signalbox.grpcPort, allowed), opa: await responseBytes(opa.grpcPort, allowed) };
       } finally {
         await opa.stop();
       }
       const verdict = (allowed: boolean, status?: number): string => (allowed ? 'allow' : `deny${status ? ` (${status})` : ''}`);
       out(`${scenario.title}: both engines agree on ${lines.length} cases and allow all ${scenario.load.length} load requests`);
+      out(`  CheckResponse to an allowed load request: Signalbox ${bytes.signalbox} bytes, opa-envoy-plugin ${bytes.opa} bytes (${(bytes.signalbox / bytes.opa).toFixed(2)}×)`);
       for (const l of lines) out(`  ${l.name.padEnd(42)} ${verdict(l.expected).padEnd(6)} signalbox ${verdict(l.signalbox.allowed, l.signalbox.httpStatus).padEnd(12)} opa ${verdict(l.opa.allowed, l.opa.httpStatus)}`);
     } finally {
       await signalbox.stop();
@@ -201,7 +208,7 @@ async function benchmarkEngines(scenarios: readonly Scenario[], tools: Tools, di
             `  round ${round} ${placement.padEnd(8)} ${scenario.name.padEnd(11)} ${engine.padEnd(9)} ${m.perSecond.toFixed(0).padStart(6)}/s ` +
               `(${m.cores.toFixed(2)} cores)  p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} ms  ` +
               `@${FIXED_RPS}rps (got ${m.fixedRate.toFixed(0)}): p50 ${m.fixedP50Ms.toFixed(2)} p99 ${m.fixedP99Ms.toFixed(2)} ms  ` +
-              `cpu ${m.cpuMicrosPerDecision.toFixed(0)} µs/decision  peak RSS ${m.peakRssMiB.toFixed(0)} MiB (${describeProcesses(m.processes)})  ` +
+              `cpu ${m.cpuMicrosPerDecision.toFixed(0)} µs/decision (ghz ${m.generatorMicrosPerCall.toFixed(0)} µs/call)  peak RSS ${m.peakRssMiB.toFixed(0)} MiB (${describeProcesses(m.processes)})  ` +
               `other load ${m.othersCores.toFixed(2)} cores${m.othersOnServerCpu === undefined ? '' : `, ${m.othersOnServerCpu.toFixed(2)} of them on the server's cpu`}`,
           );
         }
@@ -220,6 +227,7 @@ function printEngineTables(scenarios: readonly Scenario[], results: Map<Key, Mea
     [`p50 ms @ ${FIXED_RPS} rps`, (m) => m.fixedP50Ms, 2],
     [`p99 ms @ ${FIXED_RPS} rps`, (m) => m.fixedP99Ms, 2],
     ['CPU µs/decision', (m) => m.cpuMicrosPerDecision, 0],
+    ['ghz CPU µs/call', (m) => m.generatorMicrosPerCall, 0],
     ['peak RSS MiB', (m) => m.peakRssMiB, 0],
   ];
   const summary: string[] = [];

@@ -46,6 +46,20 @@ export interface AgreementLine {
   readonly opa: Verdict;
 }
 
+/**
+ * The size in bytes of the CheckResponse an engine sends for `request`, as it travels (protobuf,
+ * before HTTP/2 framing): the load generator, and in production Envoy, decodes every byte of it.
+ */
+export function responseBytes(port: number, request: object): Promise<number> {
+  const check = loadServices().authorization.Check!;
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return new Promise<number>((resolve, reject) =>
+    client.makeUnaryRequest(check.path, check.requestSerialize, (bytes: Buffer) => bytes, request, { deadline: Date.now() + 10_000 }, (error, bytes) =>
+      error || !bytes ? reject(error ?? new Error('no response')) : resolve(bytes.length),
+    ),
+  ).finally(() => client.close());
+}
+
 /** Sends every case and every load request to both engines; throws on the first disagreement, listing all. */
 export async function checkAgreement(scenario: Scenario, signalbox: RunningEngine, opa: RunningEngine): Promise<AgreementLine[]> {
   const clients = { signalbox: checkClient(signalbox.grpcPort), opa: checkClient(opa.grpcPort) };

@@ -33,6 +33,17 @@ export interface GhzResult {
   readonly perSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** ghz's own CPU time (user + system) over the run, in microseconds. */
+  readonly generatorCpuMicros: number;
+}
+
+/** The children's line of bash's `times` ("0m1.250s 0m0.310s", the last line) in microseconds. */
+function childrenCpuMicros(stdout: string): number {
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  const match = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(line.trim());
+  if (!match) throw new Error(`cannot read ghz's CPU time from bash's times: ${JSON.stringify(line)}`);
+  const [, um, us, sm, ss] = match.map(Number) as [number, number, number, number, number];
+  return ((um + sm) * 60 + us + ss) * 1e6;
 }
 
 interface GhzReport {
@@ -75,7 +86,11 @@ export async function runGhz(run: GhzRun): Promise<GhzResult> {
     run.reportFile,
     `127.0.0.1:${run.port}`,
   ];
-  await runToEnd('ghz', run.ghz, args, run.cpu === undefined ? {} : { cpu: run.cpu });
+  // bash's `times` after ghz prints the CPU time of its children (ghz, through taskset's exec): the
+  // generator's own cost per call, which grows with the size of the responses it decodes.
+  const pin = run.cpu === undefined ? [] : ['taskset', '-c', String(run.cpu)];
+  const stdout = await runToEnd('ghz', 'bash', ['-c', '"$@"; status=$?; times; exit $status', 'ghz', ...pin, run.ghz, ...args]);
+  const generatorCpuMicros = childrenCpuMicros(stdout);
   const report = JSON.parse(await readFile(run.reportFile, 'utf8')) as GhzReport;
   await rm(run.reportFile, { force: true });
   const errors = Object.entries(report.errorDistribution ?? {});
@@ -90,5 +105,5 @@ export async function runGhz(run: GhzRun): Promise<GhzResult> {
     return entry.latency / 1e6;
   };
   const seconds = report.total / 1e9;
-  return { count: report.count, seconds, perSecond: report.count / seconds, p50Ms: latency(50), p99Ms: latency(99) };
+  return { count: report.count, seconds, perSecond: report.count / seconds, p50Ms: latency(50), p99Ms: latency(99), generatorCpuMicros };
 }
