@@ -129,12 +129,14 @@ async function measure(engine: EngineName, scenario: Scenario, placement: Placem
         ...(cpus.generator === undefined ? {} : { cpu: cpus.generator }),
       });
     await drive(WARMUP_SECONDS);
+    // CPU is sampled around the whole ghz process, so cores are per wall time of that same window.
     const before = treeCpuMicros(sampleTree(running.group.pid));
     const busyBefore = machineBusy();
+    const started = performance.now();
     const saturated = await drive(SECONDS);
+    const wallMicros = (performance.now() - started) * 1000;
     const busyAfter = machineBusy();
     const cpuMicros = treeCpuMicros(sampleTree(running.group.pid)) - before;
-    const wallMicros = saturated.seconds * 1e6;
     const busy = (cpu: string): number => ((busyAfter[cpu] ?? 0) - (busyBefore[cpu] ?? 0)) / wallMicros;
     const serverCpu = cpus.server === undefined ? undefined : `cpu${cpus.server}`;
     const fixed = await drive(SECONDS, FIXED_RPS);
