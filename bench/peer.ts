@@ -29,7 +29,7 @@
  * BENCH_E2E (1; 0 skips the Envoy part).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkAgreement, responseBytes, type AgreementLine } from './peer/agree.js';
 import { signalboxConfig, signalboxWorkers, startOpa, startSignalbox, type EngineName, type RunningEngine } from './peer/engines.js';
@@ -264,7 +264,10 @@ type E2eSetup = EngineName | 'none';
 
 /** Envoy in front of nginx with each ext_authz setup, at a fixed rate; p50/p99 per setup. */
 async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: readonly HttpTarget[]): Promise<void> {
-  out(`\n## End to end: Envoy 1.40 → nginx, ${scenario.title}, vegeta at ${E2E_RPS} rps for ${SECONDS}s after ${WARMUP_SECONDS}s warm-up, unpinned\n`);
+  out(
+    `\n## End to end: Envoy 1.40 (default worker threads: ${availableParallelism()}) → nginx, ${scenario.title}, ` +
+      `vegeta at ${E2E_RPS} rps for ${SECONDS}s after ${WARMUP_SECONDS}s warm-up, unpinned\n`,
+  );
   const upstream = await startUpstream(tools.nginx, dir);
   const results = new Map<E2eSetup, VegetaResult[]>();
   try {
