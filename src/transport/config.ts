@@ -3,6 +3,8 @@ import { z } from 'zod';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port (for example 0.0.0.0:9191)');
 
+const WORKERS = 'must be auto or a whole number from 1 to 256';
+
 /** The `server` section. */
 export const serverSchema = z
   .object({
@@ -16,7 +18,7 @@ export const serverSchema = z
      * may come from SIGNALBOX_WORKERS as text.
      */
     workers: z
-      .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int().min(1).max(256)]))
+      .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int(WORKERS).min(1, WORKERS).max(256, WORKERS)], { error: WORKERS }))
       .default('auto'),
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
