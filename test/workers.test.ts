@@ -3,12 +3,14 @@
  * server) reaches every worker; GET /metrics on any worker answers every worker's sum; each
  * worker's audit chain verifies as a set with `signalbox audit verify DIR` (in fsync mode too),
  * and a missing chain fails it; a worker that dies is restarted, a crash loop stops the service
- * with a non-zero exit, and workers do not outlive their primary. (Budgets and rate limits across
+ * with a non-zero exit, and workers do not outlive their primary; a worker or a bundle that
+ * cannot start fails the start once, with exit 1. (Budgets and rate limits across
  * workers: budgets-redis.test.ts; SIGTERM draining every worker: lifecycle.test.ts.)
  */
 import { execFile } from 'node:child_process';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -213,6 +215,40 @@ describe('metrics, audit and supervision with 2 workers', () => {
     await until(() => !alive(replica.pid), 'the primary to exit');
     for (const pid of workerPids(replica.output()).values()) expect(alive(pid), `worker pid ${pid}`).toBe(false);
   }, 90_000);
+});
+
+describe('a worker that cannot start', () => {
+  it('fails the start once, naming the cause, with exit 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(taken.address() as AddressInfo).port}`;
+    try {
+      const bundle = await buildTestBundle(MARKER_REGO, { data: { marker: { id: 'm' } } });
+      const started = startReplica(policyYaml([`bundle: ${bundle}`]), { SIGNALBOX_HTTP_ADDR: address }, { workers: WORKERS });
+      const error = (await started.then(
+        () => new Error('it started'),
+        (failure: Error) => failure,
+      )) as Error;
+      expect(error.message).toMatch(/replica exited early \(1\)/);
+      expect(error.message).toMatch(/signalbox: worker \d: config_invalid: server\.http_addr: cannot listen on 127\.0\.0\.1:\d+/);
+      expect(error.message).toMatch(/"msg":"a worker failed to start; stopping"/);
+      expect(error.message.match(/"msg":"starting 2 workers"/g)).toHaveLength(1);
+    } finally {
+      taken.close();
+    }
+  }, 60_000);
+});
+
+describe('a bundle that cannot be loaded', () => {
+  it('fails the start in the primary, before any worker starts', async () => {
+    const error = (await startReplica(policyYaml(['bundle: /nonexistent/bundle.tar.gz']), {}, { workers: WORKERS }).then(
+      () => new Error('it started'),
+      (failure: Error) => failure,
+    )) as Error;
+    expect(error.message).toMatch(/replica exited early \(1\)/);
+    expect(error.message).toMatch(/signalbox: bundle_unreadable: cannot read bundle \/nonexistent\/bundle\.tar\.gz/);
+    expect(error.message).not.toMatch(/starting 2 workers/);
+  }, 60_000);
 });
 
 describe('a primary that dies', () => {
