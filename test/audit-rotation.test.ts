@@ -1,7 +1,7 @@
 /**
  * Size rotation: the chain runs on across files, each rotated-into file names the file before
  * it, retention keeps the newest, and `audit verify DIR` checks the files and the links between
- * them.
+ * them; with one chain per worker, each worker's files rotate on their own and verify as a set.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rename, unlink } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { verifyAuditFile } from '../src/audit/chain.js';
 import { FileAuditLog, type FileAuditLogOptions } from '../src/audit/log.js';
 import { verifyAuditLog } from '../src/audit/verify-log.js';
+import { workerAuditPath, workersRecord } from '../src/audit/worker-chains.js';
 import { capturedLogger } from './helpers/logs.js';
 
 async function writeRotated(records: number, options: FileAuditLogOptions): Promise<{ dir: string; path: string }> {
@@ -64,5 +65,34 @@ describe('audit rotation', () => {
     log.append({ decision_id: 'after' });
     await log.close();
     expect(await verifyAuditLog(dir)).toMatchObject({ ok: true, records: 22 });
+  });
+
+  it('rotates each worker chain on its own; verify checks the set, and finds a chain missing or broken', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-rotate-workers-'));
+    const path = join(dir, 'decisions.jsonl');
+    for (const worker of [1, 2]) {
+      const log = await FileAuditLog.open(workerAuditPath(path, worker), capturedLogger().logger, { rotation: { maxBytes: 8192, keepFiles: 0 } });
+      log.append(workersRecord(path, worker, 2, new Date()));
+      await Promise.all(Array.from({ length: 150 }, (_, i) => log.append({ decision_id: `w${worker}-${i}`, note: 'x'.repeat(100) })));
+      await log.close();
+    }
+    const files = (await readdir(dir)).sort();
+    expect(files.filter((f) => /^decisions\.w1\.\d{12}\.jsonl$/.test(f)).length).toBeGreaterThan(1);
+    expect(files.filter((f) => /^decisions\.w2\.\d{12}\.jsonl$/.test(f)).length).toBeGreaterThan(1);
+    const report = await verifyAuditLog(dir);
+    expect(report).toMatchObject({ ok: true, missing: [] });
+    expect(report.chains.map((c) => [c.name, c.ok])).toEqual([
+      ['decisions.w1.jsonl', true],
+      ['decisions.w2.jsonl', true],
+    ]);
+    expect(report.records).toBe(files.length - 2 + 2 + 300); // rotation records, workers records, decisions
+
+    // A rotated file of worker 2 deleted from the middle: that chain breaks, named.
+    const w2 = files.filter((f) => f.startsWith('decisions.w2.'));
+    await unlink(join(dir, w2[1]!));
+    expect(await verifyAuditLog(dir)).toMatchObject({ ok: false, firstBreak: { file: join(dir, w2[2]!), problem: 'prev_hash_mismatch' } });
+    // Worker 2's chain gone altogether: worker 1's workers record names it.
+    for (const file of w2) await unlink(join(dir, file)).catch(() => undefined);
+    expect(await verifyAuditLog(dir)).toMatchObject({ ok: false, missing: ['decisions.w2.jsonl'] });
   });
 });

@@ -1,10 +1,14 @@
 /**
- * The cap holds across replicas: three `signalbox serve` processes share one real Redis (and, in
- * a second run, a real Redis Cluster partitioned by tenant). 500 concurrent requests against a
- * small cap admit exactly what the cap admits; settlement leaves the counters equal to the sum
- * of reported costs to the micro-dollar; Redis killed mid-run denies with 503 and nothing over
- * the cap gets through after it returns; an unsettled hold expires as documented.
+ * The cap holds across processes: three `signalbox serve` replicas share one real Redis (and, in
+ * a second run, a real Redis Cluster partitioned by tenant); one `serve` with 2 workers shares
+ * one Redis, and then the in-memory store its primary owns. 500 concurrent requests against a
+ * small cap admit exactly what the cap admits, and against a rate limit no more than the bucket
+ * holds; settlement leaves the counters equal to the sum of reported costs to the micro-dollar;
+ * Redis killed mid-run denies with 503 and nothing over the cap gets through after it returns;
+ * an unsettled hold expires as documented.
  */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisKeys } from '../src/enforce/keys.js';
@@ -23,8 +27,14 @@ const BODY = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 1000, messages: 
 const ESTIMATE = llmFacts('/v1/chat/completions', JSON.parse(BODY), { prices, defaultMaxOutputTokens: 4096 })!.estimated_cost_micro_usd!;
 const CAP_USD = 0.05;
 const ADMITTED = Math.floor((CAP_USD * 1e6) / ESTIMATE);
+/** The rate-limit race: a bucket of 40 requests, refilled one per 1.5 s. */
+const PER_MINUTE = 40;
+const RATE_HEADERS = { 'x-race': 'rate' };
 
-/** Every request reserves against one small team budget; anything else is allowed. */
+/**
+ * Every request reserves against one small team budget; a request marked `x-race: rate` takes
+ * one unit of a team rate limit instead.
+ */
 async function raceBundle(): Promise<string> {
   return buildTestBundle(
     [
@@ -34,12 +44,18 @@ async function raceBundle(): Promise<string> {
       '# entrypoint: true',
       'decision := {',
       '\t"allowed": true,',
+      '\t"rate_limits": [{"scope": "team:race", "requests_per_minute": data.per_minute}],',
+      '\t"reasons": ["allowed"],',
+      '} if {',
+      '\tinput.attributes.request.http.headers["x-race"] == "rate"',
+      '} else := {',
+      '\t"allowed": true,',
       '\t"budgets": [{"scope": "team:race", "window": "day", "limit_usd": data.cap_usd}],',
       '\t"reasons": ["allowed"],',
       '}',
       '',
     ].join('\n'),
-    { data: { cap_usd: CAP_USD } },
+    { data: { cap_usd: CAP_USD, per_minute: PER_MINUTE } },
   );
 }
 
@@ -70,29 +86,45 @@ async function rawCounters(port: number, key: string): Promise<{ spent: number; 
 const budgetKey = (partition: string) =>
   new RedisKeys('signalbox').budget(partition, { scope: 'team:race', window: 'day', slot: windowSlot('day', Date.now()).id });
 
-describe.each([
-  ['one Redis', false],
-  ['a Redis Cluster partitioned by tenant', true],
-])('three replicas sharing %s', (_name, useCluster) => {
+/** How the processes under test share their counters. */
+interface Deployment {
+  readonly name: string;
+  readonly store: 'redis' | 'cluster' | 'memory';
+  /** `serve` processes, each with `workers` workers. */
+  readonly replicas: number;
+  readonly workers: number;
+}
+
+describe.each<Deployment>([
+  { name: 'three replicas, one Redis', store: 'redis', replicas: 3, workers: 1 },
+  { name: 'three replicas, Redis Cluster by tenant', store: 'cluster', replicas: 3, workers: 1 },
+  { name: '2 workers, one Redis', store: 'redis', replicas: 1, workers: 2 },
+  { name: '2 workers, in-memory store (primary)', store: 'memory', replicas: 1, workers: 2 },
+])('$name', (deployment) => {
   let redis: RedisServer | undefined;
   let cluster: RedisCluster | undefined;
   let replicas: Replica[] = [];
-  let port: number;
   let partition: string;
+  const spread = (i: number) => replicas[i % replicas.length]!;
 
   beforeAll(async () => {
     const bundle = await raceBundle();
     let store: string;
-    if (useCluster) {
+    if (deployment.store === 'cluster') {
       cluster = await startRedisCluster();
       store = `  type: redis\n  redis_cluster: [${cluster.nodes.map((n) => `${n.host}:${n.port}`).join(', ')}]\n  partition: tenant`;
       partition = 't:-'; // unauthenticated callers have no tenant
-    } else {
+    } else if (deployment.store === 'redis') {
       redis = await startRedis();
       store = `  type: redis\n  redis_url: ${redis.url}`;
       partition = '';
+    } else {
+      store = '  type: memory';
+      partition = '';
     }
-    replicas = await Promise.all([0, 1, 2].map(() => startReplica(replicaConfig(bundle, store))));
+    // Workers share the port by connection: several connections reach every worker.
+    const options = { workers: deployment.workers, connections: deployment.workers > 1 ? 8 : 1 };
+    replicas = await Promise.all(Array.from({ length: deployment.replicas }, () => startReplica(replicaConfig(bundle, store), {}, options)));
   }, 120_000);
 
   afterAll(async () => {
@@ -111,32 +143,56 @@ describe.each([
     throw new Error('budget key not found on any node');
   }
 
+  /** The team budget's counters in micro-USD: raw from Redis, or from the primary's store through a worker. */
+  async function counters(): Promise<{ spent: number; held: number }> {
+    if (deployment.store !== 'memory') return rawCounters(await counterPort(), budgetKey(partition));
+    const view = await spendOf(replicas[0]!);
+    return { spent: Math.round((view?.spent_usd ?? 0) * 1e6), held: Math.round((view?.held_usd ?? 0) * 1e6) };
+  }
+
+  /** With workers, every worker must have decided some of the race (else it proves nothing across workers). */
+  async function expectEveryWorkerDecided(): Promise<void> {
+    if (deployment.workers === 1) return;
+    for (const replica of replicas) {
+      for (let worker = 1; worker <= deployment.workers; worker++) {
+        const file = join(replica.dir, `audit.w${worker}.jsonl`);
+        let decisions = 0;
+        for (let tries = 0; tries < 40 && decisions === 0; tries++) {
+          decisions = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => line.includes('"decision_id"')).length;
+          if (decisions === 0) await new Promise((done) => setTimeout(done, 50));
+        }
+        expect(decisions, `worker ${worker} decided none of the race`).toBeGreaterThan(0);
+      }
+    }
+  }
+
+  // On failure, say why a process refused otherwise than with 429 (the store's own cause).
+  const storeErrors = () => replicas.flatMap((r) => r.output().split('\n').filter((line) => line.includes('budget_store_unavailable'))).slice(0, 5).join('\n');
+
   it('admits exactly what the cap admits out of 500 concurrent requests, and settles exactly', async () => {
     expect(ADMITTED).toBeGreaterThan(20);
     expect(ADMITTED).toBeLessThan(200);
-    const responses = await Promise.all(Array.from({ length: 500 }, (_, i) => replicas[i % 3]!.check(checkRequest({ body: BODY }))));
+    const responses = await Promise.all(Array.from({ length: 500 }, (_, i) => spread(i).check(checkRequest({ body: BODY }))));
     const allowed = responses.filter((r) => r.status.code === OK);
     const statuses = new Set(responses.filter((r) => r.status.code !== OK).map(statusOf));
-    // On failure, say why a replica refused otherwise than with 429 (the store's own cause).
-    const storeErrors = () => replicas.flatMap((r) => r.output().split('\n').filter((line) => line.includes('budget_store_unavailable'))).slice(0, 5).join('\n');
     expect(allowed).toHaveLength(ADMITTED);
     expect([...statuses], storeErrors()).toEqual([429]);
     for (const denied of responses.filter((r) => r.status.code !== OK)) {
       expect(JSON.parse(denied.deniedResponse!.body!).error.code).toBe('budget_exceeded');
     }
-    port = await counterPort();
-    const raw = await rawCounters(port, budgetKey(partition));
+    const raw = await counters();
     expect(raw).toEqual({ spent: 0, held: ADMITTED * ESTIMATE });
     expect(raw.held).toBeLessThanOrEqual(CAP_USD * 1e6);
 
-    // Settle every hold with random usage, each report sent twice to different replicas.
+    // Settle every hold with random usage, each report sent twice (to different replicas, or
+    // over different connections, so to different workers).
     let expected = 0;
     const reports: Promise<Response>[] = [];
     for (const [i, response] of allowed.entries()) {
       const usage = { input_tokens: randomInt(1, 50), output_tokens: randomInt(1, 1000) };
       expected += prices.costMicroUsd('gpt-4o-mini', { ...usage, cached_input_tokens: 0 })!;
       const body = JSON.stringify({ decision_id: decisionId(response), usage });
-      for (const replica of [replicas[i % 3]!, replicas[(i + 1) % 3]!]) {
+      for (const replica of [spread(i), spread(i + 1)]) {
         reports.push(fetch(`${replica.http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }));
       }
     }
@@ -145,10 +201,27 @@ describe.each([
     const outcomes = await Promise.all(settled.map(async (r) => ((await r.json()) as { outcome: string }).outcome));
     expect(outcomes.filter((o) => o === 'settled')).toHaveLength(ADMITTED);
     expect(outcomes.filter((o) => o === 'already_settled')).toHaveLength(ADMITTED);
-    expect(await rawCounters(port, budgetKey(partition))).toEqual({ spent: expected, held: 0 });
-    const view = await spendOf(replicas[2]!);
+    expect(await counters()).toEqual({ spent: expected, held: 0 });
+    const view = await spendOf(spread(2));
     expect(view).toMatchObject({ held_usd: 0, holds: 0 });
     expect(Math.round(view!.spent_usd * 1e6)).toBe(expected);
+    await expectEveryWorkerDecided();
+  }, 120_000);
+
+  it('admits no more than the rate limit bucket holds out of 500 concurrent requests', async () => {
+    const started = Date.now();
+    const responses = await Promise.all(Array.from({ length: 500 }, (_, i) => spread(i).check(checkRequest({ body: BODY, headers: RATE_HEADERS }))));
+    const elapsedMs = Date.now() - started;
+    const allowed = responses.filter((r) => r.status.code === OK).length;
+    expect([...new Set(responses.filter((r) => r.status.code !== OK).map(statusOf))], storeErrors()).toEqual([429]);
+    for (const denied of responses.filter((r) => r.status.code !== OK)) {
+      expect(JSON.parse(denied.deniedResponse!.body!).error.code).toBe('rate_limit_exceeded');
+    }
+    // The full bucket, plus what refilled while the race ran (one request per 1.5 s): a bucket
+    // per process would admit a multiple of it.
+    expect(allowed).toBeGreaterThanOrEqual(PER_MINUTE);
+    expect(allowed).toBeLessThanOrEqual(PER_MINUTE + Math.floor(elapsedMs / (60_000 / PER_MINUTE)));
+    await expectEveryWorkerDecided();
   }, 120_000);
 });
 

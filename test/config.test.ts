@@ -40,6 +40,13 @@ describe('configuration', () => {
     expect(config.audit.path).toBe('/var/log/sb.jsonl');
   });
 
+  it('takes server.workers from SIGNALBOX_WORKERS as a number, auto by default', () => {
+    expect(parseConfig(undefined, {}).server.workers).toBe('auto');
+    expect(parseConfig('server:\n  workers: 4\n', {}).server.workers).toBe(4);
+    expect(parseConfig('server:\n  workers: 4\n', { SIGNALBOX_WORKERS: '2' }).server.workers).toBe(2);
+    expect(parseConfig(undefined, { SIGNALBOX_WORKERS: 'auto' }).server.workers).toBe('auto');
+  });
+
   it.each([
     ['an unknown key', 'server:\n  grpc_adr: 1\n', /config_invalid|server: unknown key\(s\) grpc_adr/],
     ['a bad address', 'server:\n  grpc_addr: nine\n', /server\.grpc_addr: must be host:port/],
@@ -49,6 +56,8 @@ describe('configuration', () => {
     ['a JWKS without audience', 'identity:\n  jwks_file: /k.json\n  issuer: x\n', /identity\.audience: required when a JWKS is configured/],
     ['both JWKS sources', 'identity:\n  jwks_url: https://idp/jwks\n  jwks_file: /k\n  issuer: x\n  audience: y\n', /identity\.jwks_file: set either/],
     ['a wrong type', 'server:\n  shutdown_grace_ms: soon\n', /server\.shutdown_grace_ms/],
+    ['no workers', 'server:\n  workers: 0\n', /server\.workers: must be auto or a whole number from 1 to 256/],
+    ['workers in words', 'server:\n  workers: two\n', /server\.workers: must be auto or a whole number from 1 to 256/],
     ['a bad decision path', 'policy:\n  decision: data.x.y\n', /policy\.decision: must be a slash-separated rule path/],
     ['broken YAML', 'server: [\n', /not valid YAML/],
     ['a list at the top', '- a\n', /top level must be a mapping/],

@@ -1,6 +1,7 @@
 /**
- * One behaviour, two stores: every case runs against the in-memory store, a real standalone
- * Redis and a real Redis Cluster (unpartitioned and partitioned by tenant). Time is virtual: each
+ * One behaviour, two stores: every case runs against the in-memory store (directly, and as
+ * workers reach their primary's, through the IPC client), a real standalone Redis and a real
+ * Redis Cluster (unpartitioned and partitioned by tenant). Time is virtual: each
  * call carries its own `nowMs`, so expiry and refill are tested without waiting. The virtual
  * clock starts from the real one (T0, noon UTC of today), never from a fixed date: Redis expires
  * keys by its own real clock, and a suite frozen at a past date only passes on the day it was
@@ -8,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { IpcStoreClient, answerStoreRequests } from '../src/enforce/ipc-store.js';
 import { MemoryStore } from '../src/enforce/memory-store.js';
 import { CLOCK_SKEW_WARNING_MS, RedisStore } from '../src/enforce/redis-store.js';
 import { RedisKeys } from '../src/enforce/keys.js';
@@ -47,8 +49,22 @@ async function redisStore(expired: ExpiredHoldPolicy, options: { cluster?: boole
   return store;
 }
 
+/**
+ * A worker's store with its primary's in this process: every message is structured-cloned, as the
+ * cluster channel (advanced serialization) copies it, and answered on a later turn.
+ */
+function ipcStore(expired: ExpiredHoldPolicy): IpcStoreClient {
+  const primary = new MemoryStore(expired);
+  const client: IpcStoreClient = new IpcStoreClient((message) => {
+    const copy = structuredClone(message);
+    setImmediate(() => void answerStoreRequests(primary, copy).then((replies) => client.receive(structuredClone(replies))));
+  });
+  return client;
+}
+
 const stores: [string, Factory][] = [
   ['memory', async (expired) => ({ store: new MemoryStore(expired), partition: '' })],
+  ['memory through the IPC client', async (expired) => ({ store: ipcStore(expired), partition: '' })],
   ['redis', async (expired) => ({ store: await redisStore(expired, {}), partition: '' })],
   ['redis cluster', async (expired) => ({ store: await redisStore(expired, { cluster: true }), partition: '' })],
   ['redis cluster, partitioned by tenant', async (expired) => ({ store: await redisStore(expired, { cluster: true, partitioned: true }), partition: 't:acme' })],

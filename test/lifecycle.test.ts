@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditFile } from '../src/audit/chain.js';
+import { verifyAuditLog } from '../src/audit/verify-log.js';
 import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
@@ -15,8 +16,12 @@ const root = join(import.meta.dirname, '..');
 
 type CheckFn = (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number }; okResponse?: object }) => void) => void;
 
+/** A client on its own connection (a local subchannel pool), so several reach several workers. */
 function client(port: number): { check: (req: object) => Promise<{ status?: { code?: number }; okResponse?: object }>; close: () => void } {
-  const c = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as { Check: CheckFn; close: () => void };
+  const c = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as {
+    Check: CheckFn;
+    close: () => void;
+  };
   return { check: (req) => new Promise((resolve, reject) => c.Check(req, (e, r) => (e ? reject(e) : resolve(r)))), close: () => c.close() };
 }
 
@@ -55,7 +60,8 @@ describe('lifecycle', () => {
     expect((await verifyAuditFile(sb.auditPath)).ok).toBe(true);
   });
 
-  it('signalbox serve exits cleanly on SIGTERM after answering the call in flight', async () => {
+  // One process as before workers, and a primary with 2 workers: each worker drains its own calls.
+  it.each([1, 2])('signalbox serve with %i worker(s) exits cleanly on SIGTERM after answering the calls in flight', async (workers) => {
     const dir = await mkdtemp(join(tmpdir(), 'signalbox-serve-'));
     const auditPath = join(dir, 'audit.jsonl');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
@@ -68,6 +74,7 @@ describe('lifecycle', () => {
         SIGNALBOX_JWKS_URL: jwks.url,
         SIGNALBOX_JWT_ISSUER: ISSUER,
         SIGNALBOX_JWT_AUDIENCE: AUDIENCE,
+        SIGNALBOX_WORKERS: String(workers),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -80,16 +87,28 @@ describe('lifecycle', () => {
       });
       child.once('exit', (code) => reject(new Error(`serve exited early (${code}): ${output}`)));
     });
-    const c = client(port);
-    const inFlight = c.check(checkRequest({ token: await mint(key), body: '{"model":"gpt-4o-mini"}' }));
+    if (workers > 1) expect(output).toMatch(new RegExp(`"workers":${workers},"grpc_port"`));
+    // Connections are handed to the workers in turn: two per worker.
+    const clients = Array.from({ length: 2 * workers }, () => client(port));
+    const token = await mint(key);
+    const inFlight = clients.map((c) => c.check(checkRequest({ token, body: '{"model":"gpt-4o-mini"}' })));
     await new Promise((resolve) => setTimeout(resolve, 200));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
-    expect((await inFlight).okResponse).toBeDefined();
-    c.close();
+    for (const response of await Promise.all(inFlight)) expect(response.okResponse).toBeDefined();
+    for (const c of clients) c.close();
     expect(await exited).toBe(0);
     expect(output).toContain('signalbox stopped');
-    expect((await verifyAuditFile(auditPath)).records).toBe(1);
+    if (workers === 1) {
+      expect((await verifyAuditFile(auditPath)).records).toBe(2);
+      return;
+    }
+    expect(output.match(/"msg":"worker stopped"/g)).toHaveLength(workers);
+    const report = await verifyAuditLog(dir);
+    expect(report).toMatchObject({ ok: true, missing: [] });
+    expect(report.chains.map((chain) => chain.name)).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
+    // Each chain: its workers record, then the two decisions its worker drained.
+    expect(report.chains.map((chain) => chain.records)).toEqual([3, 3]);
   });
 
   it('signalbox serve refuses a bad config with the key and a non-zero exit', async () => {

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { FileAuditLog, type AuditSink } from '../audit/log.js';
+import { FileAuditLog, appendInBackground, type AuditSink } from '../audit/log.js';
+import { workerAuditPath, workersRecord } from '../audit/worker-chains.js';
 import { OtlpExporter } from '../audit/otlp.js';
 import { DecisionLogShipper } from '../audit/ship-opa.js';
 import type { SignalboxConfig } from '../config/schema.js';
@@ -47,6 +48,8 @@ export interface RunningSignalbox {
   readonly enforcer: Enforcer;
   readonly reports: ReportService;
   readonly audit: AuditSink;
+  /** What GET /metrics serves from (a worker hands its own registry to the primary to aggregate). */
+  readonly metrics: Metrics;
   /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
   close(): Promise<void>;
 }
@@ -69,12 +72,28 @@ export interface PipelineDependencies {
   readonly telemetry?: PipelineOptions['telemetry'];
   /** Observes bundle loads and downloads (the server's metrics). */
   readonly onBundle?: (observation: BundleObservation) => void;
+  /** The policy to decide with, instead of opening `policy.bundle` or the bundle server (a worker's, fed by its primary). */
+  readonly policy?: PolicySource;
+}
+
+/**
+ * This process's place among several workers (`server.workers` > 1, src/app/cluster.ts): its
+ * audit chain is its own file, GET /metrics answers every worker's sum, and it logs as a worker.
+ */
+export interface WorkerRole {
+  /** 1-based, kept when the primary restarts it. */
+  readonly id: number;
+  readonly workers: number;
+  /** Every worker's metrics, aggregated by the primary. */
+  readonly metrics: () => Promise<string>;
 }
 
 /** What {@link startSignalbox} lets a caller replace: the pipeline's dependencies, and the audit log it would otherwise open at `audit.path`. */
 export interface StartOptions extends PipelineDependencies {
   /** Replace the file audit log (tests). */
   readonly audit?: AuditSink;
+  /** Set in a worker of several (src/app/cluster.ts); absent, this process is the whole service. */
+  readonly worker?: WorkerRole;
 }
 
 /**
@@ -168,12 +187,14 @@ export async function createPipeline(
   const { clock } = dependencies;
   const store = dependencies.store ?? createStore(config, logger);
   // Loaded now; reloading (file watch or bundle server) begins with policy.start().
-  const policy = await PolicySource.open({
-    config: config.policy,
-    bundlePath: resolveBundlePath(config.policy.bundle),
-    logger,
-    ...(dependencies.onBundle ? { observe: dependencies.onBundle } : {}),
-  });
+  const policy =
+    dependencies.policy ??
+    (await PolicySource.open({
+      config: config.policy,
+      bundlePath: resolveBundlePath(config.policy.bundle),
+      logger,
+      ...(dependencies.onBundle ? { observe: dependencies.onBundle } : {}),
+    }));
   const identity = await IdentityVerifier.create(config.identity, logger);
   const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
   const enforcer = createEnforcer(config, store, prices);
@@ -218,19 +239,27 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       exporter.log(line, BigInt(Date.now()) * 1_000_000n, trace, typeof record.decision_id === 'string' ? record.decision_id : undefined);
     }
   };
+  const worker = options.worker;
+  // Each worker chains its own file (worker-chains.ts): the audit writer stays off any IPC.
+  const auditPath = worker ? workerAuditPath(resolve(config.audit.path), worker.id) : resolve(config.audit.path);
   const audit =
     options.audit ??
-    (await FileAuditLog.open(resolve(config.audit.path), logger, {
+    (await FileAuditLog.open(auditPath, logger, {
       durability: config.audit.durability,
       rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files },
       ...(shipper || exporter ? { onLine } : {}),
     }));
+  if (worker) appendInBackground(audit, workersRecord(resolve(config.audit.path), worker.id, worker.workers, new Date()));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
   const store = options.store ?? createStore(config, logger);
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
-  const metrics = new Metrics({ ...(audit instanceof FileAuditLog ? { audit: () => audit } : {}), ...(shipper ? { shipped: () => shipper.counts } : {}) });
+  const metrics = new Metrics({
+    ...(audit instanceof FileAuditLog ? { audit: () => audit } : {}),
+    ...(shipper ? { shipped: () => shipper.counts } : {}),
+    ...(worker ? { aggregate: worker.metrics } : {}),
+  });
   const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
     ...options,
     ...(exporter ? { telemetry: exporter } : {}),
@@ -265,10 +294,14 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   health.set('SERVING');
   if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
   policy.start();
-  logger.info(
-    { grpc_port: grpcPort, http_port: httpPort, revision: policy.revision, decision: config.policy.decision, bundle: policy.origin },
-    'signalbox serving',
-  );
+  // A worker's ports are the primary's to announce, once every worker listens.
+  if (worker) logger.info({ revision: policy.revision, pid: process.pid }, 'worker serving');
+  else {
+    logger.info(
+      { grpc_port: grpcPort, http_port: httpPort, revision: policy.revision, decision: config.policy.decision, bundle: policy.origin },
+      'signalbox serving',
+    );
+  }
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -286,7 +319,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       await exporter?.stop();
       await store.close();
       await vault?.close();
-      logger.info('signalbox stopped');
+      logger.info(worker ? 'worker stopped' : 'signalbox stopped');
     })();
     return closing;
   };
@@ -301,6 +334,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     enforcer,
     reports,
     audit,
+    metrics,
     close,
   };
 }

@@ -56,12 +56,26 @@ export interface PolicySourceOptions {
   readonly observe?: (observation: BundleObservation) => void;
   /** How long file events are collected before one reload. Default 100 ms. */
   readonly debounceMs?: number;
+  /** Called with every bundle activated, first one included (the primary of several workers hands it on to them). */
+  readonly onActivate?: (bundle: ActiveBundle) => void;
+}
+
+/** An activated bundle as it can be handed to another process: its bytes and where they came from. */
+export interface ActiveBundle {
+  readonly bytes: Buffer;
+  readonly source: string;
+  readonly origin: BundleOrigin;
+  readonly revision: string;
 }
 
 interface Active {
   readonly engine: PolicyEngine;
   /** SHA-256 of the tarball bytes. */
   readonly digest: string;
+  /** The tarball (kept so it can be handed to a worker started later), and where it came from. */
+  readonly bytes: Buffer;
+  readonly source: string;
+  readonly origin: BundleOrigin;
 }
 
 /**
@@ -103,6 +117,7 @@ export class PolicySource {
   readonly #bundlePath: string;
   readonly #persistPath: string | undefined;
   readonly #debounceMs: number;
+  readonly #onActivate: PolicySourceOptions['onActivate'];
   #active: Active;
   /** Loads run one at a time, so "from → to" in the logs is what happened. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -123,6 +138,7 @@ export class PolicySource {
     const persist = options.config.service?.persist_file;
     this.#persistPath = persist ? resolve(persist) : undefined;
     this.#debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+    this.#onActivate = options.onActivate;
     this.#active = active;
   }
 
@@ -139,7 +155,7 @@ export class PolicySource {
       let active: Active;
       try {
         const bytes = await readBundleBytes(options.bundlePath);
-        active = await loadActive(bytes, options.bundlePath, options.config, bundleVerification(options.config.verification));
+        active = await loadActive(bytes, options.bundlePath, 'file', options.config, bundleVerification(options.config.verification));
       } catch (error) {
         options.observe?.({ type: 'load', origin: 'file', result: codeOf(error), revision: undefined });
         throw error;
@@ -152,9 +168,30 @@ export class PolicySource {
     return PolicySource.#openFromService(options, service);
   }
 
+  /**
+   * A source that only ever holds the bundles it is handed (a worker: its primary watches the
+   * file or polls the bundle server, and passes every activated bundle on with {@link offer}).
+   * It neither watches nor downloads nor keeps a copy; the first bundle is verified and loaded
+   * like any other, and a failure throws its code.
+   */
+  static async follow(options: Omit<PolicySourceOptions, 'config'> & { readonly config: PolicyConfig }, first: ActiveBundle): Promise<PolicySource> {
+    const { service: _downloadedByThePrimary, ...config } = options.config;
+    const followerConfig: PolicyConfig = { ...config, watch: false };
+    const active = await loadActive(first.bytes, first.source, first.origin, followerConfig, bundleVerification(followerConfig.verification));
+    const source = new PolicySource({ ...options, config: followerConfig }, active);
+    source.#activated(undefined, active, first.origin, first.source);
+    return source;
+  }
+
   /** The engine deciding now. Read it once per decision. */
   current(): PolicyEngine {
     return this.#active.engine;
+  }
+
+  /** The active bundle's bytes, origin and revision. */
+  get bundle(): ActiveBundle {
+    const { bytes, source, origin, engine } = this.#active;
+    return { bytes, source, origin, revision: engine.revision };
   }
 
   /** The revision of the active bundle. */
@@ -240,7 +277,7 @@ export class PolicySource {
       }
       let next: Active;
       try {
-        next = await loadActive(bytes, source, this.#config, this.#verification, digest);
+        next = await loadActive(bytes, source, origin, this.#config, this.#verification, digest);
       } catch (error) {
         this.#rejected(error, origin, source);
         return 'rejected';
@@ -268,6 +305,7 @@ export class PolicySource {
       }
     }
     this.#observe?.({ type: 'load', origin, result: 'activated', revision: to });
+    this.#onActivate?.({ bytes: next.bytes, source, origin, revision: to });
   }
 
   #rejected(error: unknown, origin: BundleOrigin, source: string): void {
@@ -293,7 +331,7 @@ export class PolicySource {
     const bytes = persistPath ? await readFile(persistPath).catch(() => undefined) : undefined;
     if (persistPath && bytes) {
       try {
-        source = new PolicySource(options, await loadActive(bytes, persistPath, options.config, verification));
+        source = new PolicySource(options, await loadActive(bytes, persistPath, 'persisted', options.config, verification));
         source.#activated(undefined, source.#active, 'persisted', persistPath);
         const meta = JSON.parse(await readFile(metaPath(persistPath), 'utf8').catch(() => '{}')) as Partial<PersistedMeta>;
         // The ETag only vouches for these bytes from this server (this exact URL).
@@ -315,7 +353,7 @@ export class PolicySource {
         if (source) return source.#acceptDownload(downloaded);
         // Nothing is serving yet: the first good download becomes the source.
         try {
-          source = new PolicySource(options, await loadActive(downloaded.body, url, options.config, verification));
+          source = new PolicySource(options, await loadActive(downloaded.body, url, 'service', options.config, verification));
         } catch (error) {
           firstRejection = error;
           logger.error({ code: codeOf(error), source: url, origin: 'service', problem: describeCause(error) }, `policy bundle rejected (${codeOf(error)})`);
@@ -389,12 +427,13 @@ function codeOf(error: unknown): ErrorCode {
 async function loadActive(
   bytes: Buffer,
   source: string,
+  origin: BundleOrigin,
   config: PolicyConfig,
   verification: BundleVerificationConfig | undefined,
   digest = sha256(bytes),
 ): Promise<Active> {
   const bundle = await parseBundle(bytes, source, { verification });
   const engine = await PolicyEngine.create(bundle, { entrypoint: config.decision, maxMemoryMiB: config.max_memory_mib });
-  return { engine, digest };
+  return { engine, digest, bytes, source, origin };
 }
 

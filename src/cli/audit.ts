@@ -8,9 +8,11 @@ import { UsageError } from './command.js';
 
 /**
  * `signalbox audit verify FILE|DIR`: verifies one audit file, or a directory's live file and its
- * rotated files in chain order. Prints the record count and last hash and returns 0 when the
- * chain is intact, or the first break and 1 (`audit_tail_torn` for a torn final write,
- * `audit_chain_broken` for anything else); an unreadable path throws `audit_chain_broken`.
+ * rotated files in chain order; a directory written by several workers holds one chain per
+ * worker, each verified, and none may be missing. Prints the record count and last hash (per
+ * chain, for several) and returns 0 when every chain is intact, or the first break and 1
+ * (`audit_tail_torn` for a torn final write, `audit_chain_broken` for anything else, a missing
+ * worker chain included); an unreadable path throws `audit_chain_broken`.
  */
 export async function audit(args: string[]): Promise<number> {
   const [sub, target, ...rest] = args;
@@ -23,11 +25,20 @@ export async function audit(args: string[]): Promise<number> {
   }
   const files = report.files.length === 1 ? '' : ` in ${report.files.length} files`;
   if (report.ok) {
+    if (report.chains.length > 1) {
+      const each = report.chains.map((chain) => `  ${chain.name}: ${chain.records} records, last hash ${chain.lastHash}${chain.startsAfter ? ` (continues ${chain.startsAfter}, no longer kept)` : ''}\n`);
+      process.stdout.write(`ok: ${report.records} records${files}, ${report.chains.length} chains, each intact, none missing\n${each.join('')}`);
+      return 0;
+    }
     const after = report.startsAfter ? ` (continues ${report.startsAfter}, no longer kept)` : '';
     process.stdout.write(`ok: ${report.records} records${files}, chain intact, last hash ${report.lastHash}${after}\n`);
     return 0;
   }
-  const brk = report.firstBreak!;
+  const brk = report.firstBreak;
+  if (!brk) {
+    process.stdout.write(`audit_chain_broken: worker chain(s) missing: ${report.missing.join(', ')} (named by a workers record); ${report.records} records verified\n`);
+    return 1;
+  }
   const code = brk.problem === 'torn_tail' ? 'audit_tail_torn' : 'audit_chain_broken';
   const where = report.files.length === 1 ? '' : `${basename(brk.file)} `;
   process.stdout.write(

@@ -1,19 +1,27 @@
 /**
- * `signalbox serve`: the gRPC and HTTP servers, until SIGTERM or SIGINT.
+ * `signalbox serve`: the gRPC and HTTP servers, until SIGTERM or SIGINT; with `server.workers`
+ * above 1, as a primary process and that many workers (src/app/cluster.ts).
  */
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { startSignalbox } from '../app/app.js';
+import { runPrimary, runWorker, workerCount } from '../app/cluster.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../core/log.js';
 
 /**
  * `signalbox serve [--config FILE]` (or SIGNALBOX_CONFIG): runs the servers the config
- * describes; on SIGTERM or SIGINT drains the calls in flight and returns 0.
+ * describes; on SIGTERM or SIGINT drains the calls in flight and returns 0 (1 when the workers
+ * could not start or kept crashing).
  */
 export async function serve(args: string[]): Promise<number> {
+  // A worker takes its config from the primary, which validated it once.
+  if (cluster.isWorker) return runWorker();
   const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
   const config = loadConfig(values.config ?? process.env.SIGNALBOX_CONFIG);
   const logger = createLogger(config.log.level);
+  const workers = workerCount(config);
+  if (workers > 1) return runPrimary(config, logger, workers);
   const running = await startSignalbox(config, logger);
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {

@@ -12,6 +12,7 @@ import { configSchema, type SignalboxConfig } from './schema.js';
 export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, ...string[]]>> = Object.freeze({
   SIGNALBOX_GRPC_ADDR: ['server', 'grpc_addr'],
   SIGNALBOX_HTTP_ADDR: ['server', 'http_addr'],
+  SIGNALBOX_WORKERS: ['server', 'workers'],
   SIGNALBOX_BUNDLE: ['policy', 'bundle'],
   SIGNALBOX_DECISION: ['policy', 'decision'],
   SIGNALBOX_DRY_RUN: ['policy', 'dry_run'],

@@ -99,9 +99,16 @@ interface HoldRecord {
   expireAtMs: number;
 }
 
+/** What {@link MemoryStore.peekHold} sees of a hold. */
+export type HoldView =
+  | { readonly state: 'held'; readonly meta: Readonly<Record<string, string | number | null>> }
+  | { readonly state: 'settled'; readonly amount: number }
+  | { readonly state: 'not_found' };
+
 /**
  * The store for a single process (`store.type: memory`): counters live in this process only, so
- * replicas would not share budgets.
+ * replicas would not share budgets. With several workers the primary process owns it and the
+ * workers reach it through ipc-store.ts.
  */
 export class MemoryStore implements EnforcementStore {
   readonly kind = 'memory' as const;
@@ -228,6 +235,18 @@ export class MemoryStore implements EnforcementStore {
     hold.settledAmount = amount;
     hold.expireAtMs = now + s.retentionMs;
     return { outcome: 'settled', amount, held: hold.amount, late, meta: hold.meta };
+  }
+
+  /**
+   * Where a hold stands, without changing it: what settling it would price (`held`, with its
+   * facts) or what it was settled at. The first half of a settlement made from another process
+   * (ipc-store.ts), which prices the report itself and then calls {@link settle}; a settlement
+   * in between is caught there (already_settled), as with the Redis store's two steps.
+   */
+  peekHold(holdId: string, nowMs: number): HoldView {
+    const hold = this.liveHold(holdId, nowMs);
+    if (!hold) return { state: 'not_found' };
+    return hold.state === 'settled' ? { state: 'settled', amount: hold.settledAmount } : { state: 'held', meta: hold.meta };
   }
 
   async balances(_partition: string, keys: readonly BudgetKey[], nowMs: number): Promise<BudgetBalance[]> {

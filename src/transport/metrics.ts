@@ -18,13 +18,19 @@
  * | `signalbox_audit_write_failures_total` | counter | none: failed writes to the audit file (each is retried) |
  * | `signalbox_audit_records_dropped_total` | counter | none: audit records dropped (queue full after a long disk failure, or appended after close) |
  * | `signalbox_decision_logs_shipped_total`, `_dropped_total`, `_failed_uploads_total` | counter | none: shipping to a decision-log service (audit.decision_logs) |
+ * | `signalbox_worker_restarts_total` | counter | none: workers the primary restarted after they died (server.workers > 1) |
  * | `process_*`, `nodejs_*` | | prom-client's default metrics |
+ *
+ * With several workers (src/app/cluster.ts) each worker and the primary keep their own registry,
+ * and `GET /metrics` on any worker answers the sum over all of them, aggregated by prom-client's
+ * cluster support ({@link aggregateSnapshots}); the primary counts what only it does (bundle
+ * loads and downloads, worker restarts).
  *
  * Cardinality is bounded: label values come from code (doors, codes) or from policies and
  * reports (reason codes, provider names), and every label keeps at most
  * {@link MAX_LABEL_VALUES} distinct values; later ones are counted as `other`.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { DecisionObservation } from '../decide/decide.js';
 import type { ReportObservation } from '../enforce/report.js';
 import type { BundleObservation } from '../bundles/source.js';
@@ -83,6 +89,14 @@ class CappedCounter {
   }
 }
 
+/** One process's metrics as prom-client JSON, to be aggregated with other processes'. */
+export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
+
+/** The exposition text of several processes' metrics summed (prom-client's cluster aggregation). */
+export function aggregateSnapshots(snapshots: readonly MetricsSnapshot[]): Promise<string> {
+  return AggregatorRegistry.aggregate(snapshots as MetricsSnapshot[]).metrics();
+}
+
 /** One Signalbox's metrics. Observers never throw into the code they observe. */
 export class Metrics {
   private readonly registry = new Registry();
@@ -96,12 +110,18 @@ export class Metrics {
   private readonly bundleLoads: CappedCounter;
   private readonly bundleDownloads: CappedCounter;
   private readonly bundleInfo: Gauge;
+  private readonly restarts: Counter;
+  private readonly aggregate: (() => Promise<string>) | undefined;
 
   /**
    * @param audit the audit sink's counts, when it keeps them (the file log does).
-   * @param processMetrics false leaves out Node's process metrics (unit tests).
+   * @param processMetrics false leaves out Node's process metrics (unit tests, the primary of several workers).
+   * @param aggregate what {@link render} answers instead of this registry: every worker's metrics, from the primary.
    */
-  constructor(options: { limit?: number; audit?: () => AuditCounts; shipped?: () => ShipperCounts; processMetrics?: boolean } = {}) {
+  constructor(
+    options: { limit?: number; audit?: () => AuditCounts; shipped?: () => ShipperCounts; processMetrics?: boolean; aggregate?: () => Promise<string> } = {},
+  ) {
+    this.aggregate = options.aggregate;
     const limit = options.limit ?? MAX_LABEL_VALUES;
     const registers = [this.registry];
     const counter = (name: string, help: string, labelNames: string[]) => new CappedCounter(new Counter({ name, help, labelNames, registers }), limit);
@@ -115,6 +135,7 @@ export class Metrics {
     this.bundleLoads = counter('signalbox_bundle_loads_total', 'Policy bundle loads, by origin and result (activated, unchanged or the rejection code).', ['origin', 'result']);
     this.bundleDownloads = counter('signalbox_bundle_downloads_total', 'Requests to the bundle server, by outcome.', ['outcome']);
     this.bundleInfo = new Gauge({ name: 'signalbox_bundle_info', help: 'The revision of the active policy bundle.', labelNames: ['revision'], registers });
+    this.restarts = new Counter({ name: 'signalbox_worker_restarts_total', help: 'Workers restarted after they died unexpectedly.', registers });
     // Counted by their owners; these counters catch up with them at each scrape.
     const mirror = (name: string, help: string, read: () => number) => {
       let seen = 0;
@@ -176,8 +197,18 @@ export class Metrics {
     }
   };
 
-  /** The exposition text (format 0.0.4). */
+  /** The primary restarted a worker. */
+  readonly workerRestarted = (): void => {
+    this.restarts.inc();
+  };
+
+  /** The exposition text (format 0.0.4): this process's, or every worker's when aggregated. */
   render(): Promise<string> {
-    return this.registry.metrics();
+    return this.aggregate ? this.aggregate() : this.registry.metrics();
+  }
+
+  /** This process's metrics alone, for the primary to aggregate. */
+  snapshot(): Promise<MetricsSnapshot> {
+    return this.registry.getMetricsAsJSON();
   }
 }

@@ -11,6 +11,11 @@ export interface Replica {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly http: string;
+  /** The primary's (or the only process's) pid. */
+  readonly pid: number;
+  /** The temp dir holding the config and the audit log (audit.jsonl, or audit.w<N>.jsonl per worker). */
+  readonly dir: string;
+  /** Spread over the replica's client connections in turn (see {@link ReplicaOptions.connections}). */
   check(request: object): Promise<CheckResponse>;
   /** Everything the process printed (JSON log lines). */
   output(): string;
@@ -24,8 +29,19 @@ process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
+/** How a replica runs and how the test reaches it. */
+export interface ReplicaOptions {
+  /** server.workers (SIGNALBOX_WORKERS); default 1: one process, as a replica always was. */
+  readonly workers?: number;
+  /**
+   * Separate gRPC connections `check` spreads its calls over; default 1. The workers share the
+   * port by connection, so one connection reaches one worker.
+   */
+  readonly connections?: number;
+}
+
 /** Starts `signalbox serve` with the given YAML config on free loopback ports. */
-export async function startReplica(yaml: string, env: Record<string, string> = {}): Promise<Replica> {
+export async function startReplica(yaml: string, env: Record<string, string> = {}, options: ReplicaOptions = {}): Promise<Replica> {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-replica-'));
   const configPath = join(dir, 'signalbox.yaml');
   await writeFile(configPath, yaml);
@@ -37,6 +53,7 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
       SIGNALBOX_HTTP_ADDR: '127.0.0.1:0',
       SIGNALBOX_AUDIT_PATH: join(dir, 'audit.jsonl'),
       SIGNALBOX_LOG_LEVEL: 'info',
+      SIGNALBOX_WORKERS: String(options.workers ?? 1),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -62,11 +79,17 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
       reject(new Error(`replica exited early (${code}): ${output}`));
     });
   });
-  const client = new (loadServices().clients.Authorization)(`127.0.0.1:${ports.grpc}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check: (req: object, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
-  };
+  // A local subchannel pool per client, or grpc-js would share one connection among them.
+  const clients = Array.from(
+    { length: options.connections ?? 1 },
+    () =>
+      new (loadServices().clients.Authorization)(`127.0.0.1:${ports.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
+        Check: (req: object, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+      },
+  );
+  let turn = 0;
   const end = async (signal: NodeJS.Signals): Promise<void> => {
-    client.close();
+    for (const client of clients) client.close();
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill(signal);
@@ -77,8 +100,12 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
     grpcPort: ports.grpc,
     httpPort: ports.http,
     http: `http://127.0.0.1:${ports.http}`,
-    check: (request) =>
-      new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolveCatalogued(r, resolve, reject)))),
+    pid: child.pid!,
+    dir,
+    check: (request) => {
+      const client = clients[turn++ % clients.length]!;
+      return new Promise((resolve, reject) => client.Check(request, { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolveCatalogued(r, resolve, reject))));
+    },
     output: () => output,
     stop: () => end('SIGTERM'),
     kill: () => end('SIGKILL'),
