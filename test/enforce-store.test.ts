@@ -57,9 +57,40 @@ function ipcStore(expired: ExpiredHoldPolicy): IpcStoreClient {
   const primary = new MemoryStore(expired);
   const client: IpcStoreClient = new IpcStoreClient((message) => {
     const copy = structuredClone(message);
-    setImmediate(() => void answerStoreRequests(primary, copy).then((replies) => client.receive(structuredClone(replies))));
+    setImmediate(
+      () =>
+        void answerStoreRequests(primary, copy).then(({ replies, changed }) => {
+          if (changed) client.changed(structuredClone(changed));
+          client.receive(structuredClone(replies));
+        }),
+    );
   });
   return client;
+}
+
+/**
+ * Several workers' stores with one primary in this process, wired as src/app/cluster.ts wires
+ * them: a change notice goes to every worker before the sender hears its answer.
+ */
+function ipcWorkers(count: number, expired: ExpiredHoldPolicy = 'charge'): { clients: IpcStoreClient[]; sent: () => number } {
+  const primary = new MemoryStore(expired);
+  const clients: IpcStoreClient[] = [];
+  let sent = 0;
+  for (let i = 0; i < count; i++) {
+    const client: IpcStoreClient = new IpcStoreClient((message) => {
+      sent += message.requests.length;
+      const copy = structuredClone(message);
+      setImmediate(
+        () =>
+          void answerStoreRequests(primary, copy).then(({ replies, changed }) => {
+            if (changed) for (const other of clients) other.changed(structuredClone(changed));
+            client.receive(structuredClone(replies));
+          }),
+      );
+    });
+    clients.push(client);
+  }
+  return { clients, sent: () => sent };
 }
 
 const stores: [string, Factory][] = [
@@ -647,5 +678,44 @@ describe('a replica clock that differs from Redis', () => {
       await store.close();
       await ahead.stop();
     }
+  });
+});
+
+describe('in-memory store shared by workers: each worker keeps what it read, dropped when it changes', () => {
+  it('serves repeated reads without a round trip, and sees another worker\'s hold and settlement at once', async () => {
+    const { clients, sent } = ipcWorkers(2);
+    const [a, b] = clients as [IpcStoreClient, IpcStoreClient];
+    const key = budget('user:shared', 1000);
+    expect((await a.balances('', [key], T0))[0]).toMatchObject({ spent: 0, held: 0 });
+    const afterFirstRead = sent();
+    for (let i = 0; i < 5; i++) expect((await a.balances('', [key], T0 + i))[0]).toMatchObject({ held: 0 });
+    expect(sent()).toBe(afterFirstRead); // answered from the copy
+    const hold = reservation('', { budgets: [key], amount: 300 });
+    expect((await b.reserve(hold)).outcome).toBe('reserved');
+    expect((await a.balances('', [key], T0 + 10))[0]).toMatchObject({ held: 300, holds: 1 });
+    expect((await b.settle({ holdId: hold.holdId, nowMs: T0 + 20, tokens: null, retentionMs: 60_000, price: flat(120) })).outcome).toBe('settled');
+    expect((await a.balances('', [key], T0 + 30))[0]).toMatchObject({ held: 0, spent: 120 });
+    await Promise.all(clients.map((c) => c.close()));
+  });
+
+  it('does not use a copy past the time a hold in it expires', async () => {
+    const { clients } = ipcWorkers(2, 'charge');
+    const [a, b] = clients as [IpcStoreClient, IpcStoreClient];
+    const key = budget('user:expiring', 1000);
+    expect((await b.reserve(reservation('', { budgets: [key], amount: 200 }))).outcome).toBe('reserved');
+    expect((await a.balances('', [key], T0 + 1))[0]).toMatchObject({ held: 200, spent: 0 });
+    // No operation happens; the hold runs out and is charged (expired_holds: charge).
+    expect((await a.balances('', [key], T0 + HOLD_TTL + 1))[0]).toMatchObject({ held: 0, spent: 200 });
+    await Promise.all(clients.map((c) => c.close()));
+  });
+
+  it('sees a breaker another worker opened, and its turn to half-open on its own clock', async () => {
+    const { clients } = ipcWorkers(2);
+    const [a, b] = clients as [IpcStoreClient, IpcStoreClient];
+    expect(await a.providerHealth(T0)).toEqual([]);
+    for (let i = 0; i < BREAKER.failureThreshold; i++) await b.recordProviderOutcome('openai', 'failure', T0 + i, BREAKER);
+    expect((await a.providerHealth(T0 + 10)).map((h) => [h.provider, h.state])).toEqual([['openai', 'open']]);
+    expect((await a.providerHealth(T0 + 10 + BREAKER.coolDownMs)).map((h) => h.state)).toEqual(['half_open']);
+    await Promise.all(clients.map((c) => c.close()));
   });
 });

@@ -22,7 +22,7 @@ import type { SignalboxConfig } from '../config/schema.js';
 import { backoffDelayMs } from '../core/backoff.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
-import { IpcStoreClient, answerStoreRequests, isStoreReplies, isStoreRequests, type StoreReplies, type StoreRequests } from '../enforce/ipc-store.js';
+import { IpcStoreClient, answerStoreRequests, isStoreChanged, isStoreReplies, isStoreRequests, type StoreChanged, type StoreReplies, type StoreRequests } from '../enforce/ipc-store.js';
 import { MemoryStore } from '../enforce/memory-store.js';
 import { PolicySource, type ActiveBundle } from '../bundles/source.js';
 import { Metrics, aggregateSnapshots, type MetricsSnapshot } from '../transport/metrics.js';
@@ -48,7 +48,8 @@ type ToWorker =
   | { readonly type: 'signalbox:bundle'; readonly bundle: ActiveBundle }
   | { readonly type: 'signalbox:metrics-collect'; readonly request: number }
   | { readonly type: 'signalbox:metrics-reply'; readonly request: number; readonly text?: string; readonly error?: string }
-  | StoreReplies;
+  | StoreReplies
+  | StoreChanged;
 
 /** Worker → primary. */
 type ToPrimary =
@@ -166,7 +167,11 @@ export async function runPrimary(config: SignalboxConfig, logger: Logger, worker
 
   const onMessage = (id: number, worker: Worker, message: ToPrimary): void => {
     if (isStoreRequests(message)) {
-      answerStoreRequests(store, message).then((replies) => send(worker, replies));
+      answerStoreRequests(store, message).then(({ replies, changed }) => {
+        // Every worker drops its stale copies before the sender hears the answer (channel order).
+        if (changed) for (const other of live.values()) send(other, changed);
+        send(worker, replies);
+      });
       return;
     }
     switch (message.type) {
@@ -284,6 +289,10 @@ export async function runWorker(): Promise<never> {
   process.on('message', (message: ToWorker) => {
     if (isStoreReplies(message)) {
       store?.receive(message);
+      return;
+    }
+    if (isStoreChanged(message)) {
+      store?.changed(message);
       return;
     }
     switch (message.type) {

@@ -63,6 +63,11 @@ class ExpiryHeap {
     }
   }
 
+  /** The earliest expiry still in the heap (possibly of a hold settled since), or Infinity. */
+  earliest(): number {
+    return this.items[0]?.[0] ?? Number.POSITIVE_INFINITY;
+  }
+
   /** Removes and returns every entry with expiresAt <= now. */
   popExpired(now: number): string[] {
     const out: string[] = [];
@@ -256,6 +261,28 @@ export class MemoryStore implements EnforcementStore {
       this.sweep(state, nowMs);
       return balanceOf(state);
     });
+  }
+
+  /**
+   * Until when `key`'s balance stays what {@link balances} says at `nowMs` if no operation
+   * touches it: its earliest hold expiry or the end of its counter; Infinity when it has no live
+   * counter (only a reservation creates one). Lets another process keep a copy of a balance
+   * without asking again (ipc-store.ts): any change before that time comes from an operation.
+   */
+  balanceStableUntil(key: BudgetKey, nowMs: number): number {
+    const state = this.budgets.get(budgetIdentity(key));
+    if (!state || state.expireAtMs <= nowMs) return Number.POSITIVE_INFINITY;
+    return Math.min(state.expiries.earliest(), state.expireAtMs);
+  }
+
+  /** The budget counters (identities, as {@link budgetIdentity}) a hold charged: the balances settling it changes. */
+  holdBudgets(holdId: string): readonly string[] {
+    return this.holds.get(holdId)?.budgets ?? [];
+  }
+
+  /** Every provider's stored breaker: another process computes provider health from them at its own time. */
+  storedBreakers(): [string, StoredBreaker][] {
+    return [...this.breakers];
   }
 
   async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
