@@ -17,7 +17,6 @@ import type { Logger } from '../core/log.js';
 import { DecisionPipeline, type PipelineOptions } from '../decide/decide.js';
 import { Enforcer } from '../enforce/enforcer.js';
 import { MemoryStore } from '../enforce/memory-store.js';
-import { RedisStore } from '../enforce/redis-store.js';
 import type { EnforcementStore } from '../enforce/store.js';
 import { warmUpTokenizers } from '../inspect/llm/tokenizer.js';
 import { PriceTable } from '../inspect/prices.js';
@@ -107,9 +106,11 @@ export function resolveBundlePath(path: string): string {
 }
 
 /** The configured enforcement store: in-memory by default, Redis when configured. */
-export function createStore(config: SignalboxConfig, logger: Logger): EnforcementStore {
+export async function createStore(config: SignalboxConfig, logger: Logger): Promise<EnforcementStore> {
   const store = config.store;
   if (store.type === 'memory') return new MemoryStore(config.budgets.expired_holds);
+  // Loaded only when configured: ioredis is about 6 MiB of every process that never uses it.
+  const { RedisStore } = await import('../enforce/redis-store.js');
   return RedisStore.create(
     {
       ...(store.redis_url ? { url: store.redis_url } : {}),
@@ -185,7 +186,7 @@ export async function createPipeline(
   dependencies: PipelineDependencies = {},
 ): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; policy: PolicySource; enforcer: Enforcer }> {
   const { clock } = dependencies;
-  const store = dependencies.store ?? createStore(config, logger);
+  const store = dependencies.store ?? (await createStore(config, logger));
   // Loaded now; reloading (file watch or bundle server) begins with policy.start().
   const policy =
     dependencies.policy ??
@@ -252,7 +253,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   if (worker) appendInBackground(audit, workersRecord(resolve(config.audit.path), worker.id, worker.workers, new Date()));
   // Load the tokenizer encodings now, not on the first request (about half a second).
   warmUpTokenizers();
-  const store = options.store ?? createStore(config, logger);
+  const store = options.store ?? (await createStore(config, logger));
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
   const credentials = options.credentials ?? vault;
   const metrics = new Metrics({
