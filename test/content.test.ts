@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { detect, FINDING_TYPES, type DetectOptions, type FindingType } from '../src/inspect/content/detectors.js';
+import { clearRememberedFindings, detect, detectRemembered, FINDING_TYPES, type DetectOptions, type FindingType } from '../src/inspect/content/detectors.js';
 import { CorpusError, evaluateCorpus, parseCorpus } from '../src/inspect/content/evaluate.js';
 import { redactBody, redactText } from '../src/inspect/content/redact.js';
 import { scanBody, type Finding } from '../src/inspect/content/scan.js';
@@ -610,5 +610,26 @@ describe('the policy result schema and the detectors agree', () => {
       definitions: { findingType: { enum: string[] } };
     };
     expect([...schema.definitions.findingType.enum].sort()).toEqual([...FINDING_TYPES].sort());
+  });
+});
+
+describe('remembered findings (detectRemembered)', () => {
+  it('answers exactly as detect does, per context, for texts seen again', () => {
+    clearRememberedFindings();
+    // The bare 9-digit number is an SSN only next to its keyword.
+    const text = `${'Please file the attached form for the new hire. '.repeat(3)}Number 512345678.`;
+    for (let round = 0; round < 3; round++) {
+      expect(detectRemembered(text)).toEqual(detect(text));
+      expect(detectRemembered(text, 'ssn')).toEqual(detect(text, { context: 'ssn' }));
+      expect(detectRemembered(text, 'notes')).toEqual(detect(text, { context: 'notes' }));
+    }
+    expect(detectRemembered(text, 'ssn').map((m) => m.type)).toContain('us_ssn');
+    expect(detectRemembered(text).map((m) => m.type)).not.toContain('us_ssn');
+  });
+
+  it('scans a text seen under more contexts than it keeps afresh, still correctly', () => {
+    clearRememberedFindings();
+    const text = `${'Contact details follow for the account. '.repeat(4)}jane.doe@example.com`;
+    for (const context of ['a', 'b', 'c', 'd', 'e', 'ssn', 'a']) expect(detectRemembered(text, context)).toEqual(detect(text, { context }));
   });
 });

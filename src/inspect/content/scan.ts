@@ -18,7 +18,7 @@
  *   path never carries a value.
  * - `<deep>`: the path stopped growing at `maxDepth` levels; the finding is somewhere below.
  */
-import { detect, replaceMatches, type FindingType } from './detectors.js';
+import { detectRemembered, replaceMatches, type FindingType, type Match } from './detectors.js';
 
 /** One finding type at one JSON path, with how often it occurs there; never the matched text. */
 export interface Finding {
@@ -137,7 +137,7 @@ export function scanBody(body: unknown, options: ScanOptions = {}): ScanResult {
   };
 
   /** Runs the detectors on one string; returns the matches for member names that need masking. */
-  const scanText = (value: string, path: string, context: string | undefined): ReturnType<typeof detect> => {
+  const scanText = (value: string, path: string, context: string | undefined): readonly Match[] => {
     let text = value;
     let bytes = Buffer.byteLength(value, 'utf8');
     if (bytes > maxStringBytes) {
@@ -147,7 +147,7 @@ export function scanBody(body: unknown, options: ScanOptions = {}): ScanResult {
     }
     scannedStrings++;
     scannedBytes += bytes;
-    const matches = detect(text, { context });
+    const matches = detectRemembered(text, context);
     for (const m of matches) record(m.type, path);
     return text === value ? matches : [];
   };

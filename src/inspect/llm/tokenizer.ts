@@ -3,6 +3,7 @@
  * a cross-request cache of counts.
  */
 import { createRequire } from 'node:module';
+import { TextCache } from '../../core/text-cache.js';
 
 /** The encodings counted with: `o200k_base` (gpt-4o and later, the default) and `cl100k_base`. */
 export type EncodingName = 'o200k_base' | 'cl100k_base';
@@ -58,44 +59,13 @@ export function encodingForModel(model: string | null): EncodingName {
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 /**
- * Counts are memoised across requests: agents resend the whole conversation on every turn, so
- * most of a request's text was counted on the previous one. Bounded by total characters and
- * entries, least recently used evicted first. The cache holds prompt text in process memory only.
+ * Counts are memoised across requests (core/text-cache.ts): agents resend the whole conversation
+ * on every turn, so most of a request's text was counted on the previous one.
  */
 const CACHE_MAX_CHARS = 8_000_000;
 const CACHE_MAX_ENTRIES = 20_000;
 
-class CountCache {
-  readonly #counts = new Map<string, number>();
-  #chars = 0;
-
-  get(text: string): number | undefined {
-    const count = this.#counts.get(text);
-    if (count !== undefined) {
-      this.#counts.delete(text);
-      this.#counts.set(text, count);
-    }
-    return count;
-  }
-
-  set(text: string, count: number): void {
-    if (text.length > CACHE_MAX_CHARS / 4) return;
-    this.#counts.set(text, count);
-    this.#chars += text.length;
-    while (this.#chars > CACHE_MAX_CHARS || this.#counts.size > CACHE_MAX_ENTRIES) {
-      const oldest = this.#counts.keys().next().value as string;
-      this.#counts.delete(oldest);
-      this.#chars -= oldest.length;
-    }
-  }
-
-  clear(): void {
-    this.#counts.clear();
-    this.#chars = 0;
-  }
-}
-
-const caches = new Map<EncodingName, CountCache>();
+const caches = new Map<EncodingName, TextCache<number>>();
 
 /** Empties the cross-request token count cache (tests and benchmarks). */
 export function clearTokenCountCache(): void {
@@ -148,7 +118,7 @@ export function countTextTokens(text: string, encoding: EncodingName): number {
   if (text === '') return 0;
   let cache = caches.get(encoding);
   if (!cache) {
-    cache = new CountCache();
+    cache = new TextCache<number>(CACHE_MAX_CHARS, CACHE_MAX_ENTRIES);
     caches.set(encoding, cache);
   }
   const cached = cache.get(text);
