@@ -23,12 +23,11 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { projectRoot } from '../src/core/paths.js';
 import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
-import { withData } from './bundles.js';
+import { chatBody, shippedBundle, unlimitedBundle, withData } from './bundles.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -151,16 +150,11 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-bench-'));
   const redis = MODES.includes('budgets-redis') ? await startRedis() : undefined;
   try {
-    const shipped = join(projectRoot(), 'bundles', 'signalbox.tar.gz');
+    const shipped = shippedBundle();
     const unlimited = join(dir, 'no-limits.tar.gz');
     const budgeted = join(dir, 'budgets.tar.gz');
     const limitsOf = (data: Record<string, unknown>): Limits => (data.signalbox as { limits: Limits }).limits;
-    await withData(shipped, unlimited, (data) => {
-      const limits = limitsOf(data);
-      limits.budgets_usd = { user: {}, team: {}, org: {} };
-      limits.user_overrides_usd = {};
-      limits.rate_limits = {};
-    });
+    await unlimitedBundle(unlimited);
     // The shipped budgets, with a rate limit high enough that the benchmark measures allows.
     await withData(shipped, budgeted, (data) => {
       limitsOf(data).rate_limits = { user: { requests_per_minute: 100_000_000, tokens_per_minute: 1_000_000_000_000 } };
@@ -178,15 +172,7 @@ async function main(): Promise<void> {
     const key = await signingKey('ES256', 'bench');
     const jwksFile = join(dir, 'jwks.json');
     await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
-    const body = JSON.stringify({
-      model: 'gpt-4o-mini',
-      messages: [
-        { role: 'system', content: 'You are a helpful assistant. '.repeat(10) },
-        { role: 'user', content: 'Summarise the quarterly report in three bullet points. '.repeat(8) },
-      ],
-      tools: [{ type: 'function', function: { name: 'web_search', parameters: { type: 'object' } } }],
-      max_tokens: 512,
-    });
+    const body = chatBody();
     const requests: object[] = [];
     for (let i = 0; i < USERS; i++) {
       requests.push(checkRequest({ token: await mint(key, { subject: `user-${i}`, expiresIn: 3600 }), body }));

@@ -18,7 +18,7 @@ import { projectRoot } from '../src/core/paths.js';
 import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
-import { withData } from './bundles.js';
+import { chatBody, unlimitedBundle } from './bundles.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -138,23 +138,11 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-bench-workers-'));
   try {
     const unlimited = join(dir, 'unlimited.tar.gz');
-    await withData(join(projectRoot(), 'bundles', 'signalbox.tar.gz'), unlimited, (data) => {
-      const limits = (data.signalbox as { limits: Record<string, unknown> }).limits;
-      limits.budgets_usd = { user: {}, team: {}, org: {} };
-      limits.user_overrides_usd = {};
-      limits.rate_limits = {};
-    });
+    await unlimitedBundle(unlimited);
     const key = await signingKey('ES256', 'bench');
     const jwksFile = join(dir, 'jwks.json');
     await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
-    const body = JSON.stringify({
-      model: 'gpt-4o-mini',
-      messages: [
-        { role: 'system', content: 'You are a helpful assistant. '.repeat(10) },
-        { role: 'user', content: 'Summarise the quarterly report in three bullet points. '.repeat(8) },
-      ],
-      max_tokens: 512,
-    });
+    const body = chatBody();
     const requests: object[] = [];
     for (let i = 0; i < USERS; i++) requests.push(checkRequest({ token: await mint(key, { subject: `user-${i}`, expiresIn: 3600 }), body }));
     const results = new Map<number, Result[]>();

@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { waitForPort as waitForListening } from '../../test/helpers/gateways.js';
 
 /** A started process group. */
 export interface Group {
@@ -102,23 +102,7 @@ export async function stopAll(): Promise<void> {
 
 /** Resolves once `port` on 127.0.0.1 accepts connections; fails when the group exits or time runs out. */
 export async function waitForPort(group: Group, port: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (group.child.exitCode !== null || group.child.signalCode !== null) {
-      throw new Error(`${group.name} exited (${group.child.exitCode ?? group.child.signalCode}) before listening on ${port}:\n${group.output()}`);
-    }
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`${group.name} did not listen on ${port} within ${timeoutMs} ms:\n${group.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitForListening(port, group.child, group.output, timeoutMs, group.name);
 }
 
 /** One process of a tree, as /proc shows it. */

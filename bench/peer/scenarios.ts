@@ -18,7 +18,7 @@ import { buildBundle } from '../../src/bundles/build.js';
 import { projectRoot } from '../../src/core/paths.js';
 import { AUDIENCE, ISSUER, mint, signingKey } from '../../test/helpers/keys.js';
 import { checkRequest } from '../../test/helpers/signalbox.js';
-import { withData } from '../bundles.js';
+import { chatBody, unlimitedBundle } from '../bundles.js';
 import type { OpaSetup, SignalboxSetup } from './engines.js';
 
 /** One request whose decision both engines must agree on. */
@@ -49,19 +49,6 @@ function protojsonRequest(options: Parameters<typeof checkRequest>[0]): object {
   return request;
 }
 
-/** The chat body bench/check.ts sends: a system and a user message and one tool. */
-export function chatBody(model = 'gpt-4o-mini', tool = 'web_search'): string {
-  return JSON.stringify({
-    model,
-    messages: [
-      { role: 'system', content: 'You are a helpful assistant. '.repeat(10) },
-      { role: 'user', content: 'Summarise the quarterly report in three bullet points. '.repeat(8) },
-    ],
-    tools: [{ type: 'function', function: { name: tool, parameters: { type: 'object' } } }],
-    max_tokens: 512,
-  });
-}
-
 async function grantsData(): Promise<{ permissions: unknown }> {
   const data = JSON.parse(await readFile(join(projectRoot(), 'policies', 'signalbox', 'data.json'), 'utf8')) as { signalbox: { permissions: unknown } };
   return { permissions: data.signalbox.permissions };
@@ -83,12 +70,7 @@ export async function jwtScenario(dir: string, users: number): Promise<Scenario>
   await writeFile(jwksFile, jwks);
 
   const bundle = join(work, 'signalbox.tar.gz');
-  await withData(join(projectRoot(), 'bundles', 'signalbox.tar.gz'), bundle, (data) => {
-    const limits = (data.signalbox as { limits: Record<string, unknown> }).limits;
-    limits.budgets_usd = { user: {}, team: {}, org: {} };
-    limits.user_overrides_usd = {};
-    limits.rate_limits = {};
-  });
+  await unlimitedBundle(bundle);
 
   const rego = join(work, 'policy.rego');
   await copyFile(join(import.meta.dirname, 'jwt-rbac.rego'), rego);

@@ -58,11 +58,15 @@ function substitute(text: string, from: string, to: string, file: string): strin
   return text.split(from).join(to);
 }
 
-async function waitForPort(port: number, child: ChildProcess, log: () => Promise<string>, timeoutMs = 15_000): Promise<void> {
+/**
+ * Resolves once something accepts connections on 127.0.0.1:`port`; fails with the process's
+ * output if `child` exits first or nothing listens within `timeoutMs`.
+ */
+export async function waitForPort(port: number, child: ChildProcess, log: () => Promise<string> | string, timeoutMs = 15_000, name = 'gateway'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`gateway exited (${child.exitCode ?? child.signalCode}) before listening on ${port}:\n${await log()}`);
+      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before listening on ${port}:\n${await log()}`);
     }
     const open = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1');
@@ -73,7 +77,7 @@ async function waitForPort(port: number, child: ChildProcess, log: () => Promise
       socket.once('error', () => resolve(false));
     });
     if (open) return;
-    if (Date.now() > deadline) throw new Error(`gateway did not listen on ${port} within ${timeoutMs} ms:\n${await log()}`);
+    if (Date.now() > deadline) throw new Error(`${name} did not listen on ${port} within ${timeoutMs} ms:\n${await log()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
