@@ -3,7 +3,7 @@
  */
 import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { FileAuditLog, appendInBackground, type AuditSink } from '../audit/log.js';
@@ -21,7 +21,7 @@ import type { EnforcementStore } from '../enforce/store.js';
 import { warmUpTokenizers } from '../inspect/llm/tokenizer.js';
 import { PriceTable } from '../inspect/prices.js';
 import { ReportService } from '../enforce/report.js';
-import { projectRoot } from '../core/paths.js';
+import { resolveBundlePath } from '../core/paths.js';
 import { defaultResolver } from '../inspect/destinations/resolve.js';
 import { credentialHeaders, type CredentialLookup, type RoutingOptions } from '../decide/route.js';
 import { CredentialSource } from '../vault/credentials.js';
@@ -95,15 +95,6 @@ export interface StartOptions extends PipelineDependencies {
   readonly worker?: WorkerRole;
 }
 
-/**
- * A relative bundle path is looked up in the working directory first, then in the Signalbox
- * installation, so the embedded default works from any directory.
- */
-export function resolveBundlePath(path: string): string {
-  if (isAbsolute(path)) return path;
-  const fromCwd = resolve(path);
-  return existsSync(fromCwd) ? fromCwd : join(projectRoot(), path);
-}
 
 /** The configured enforcement store: in-memory by default, Redis when configured. */
 export async function createStore(config: SignalboxConfig, logger: Logger): Promise<EnforcementStore> {

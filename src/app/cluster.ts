@@ -26,7 +26,8 @@ import { IpcStoreClient, answerStoreRequests, isStoreChanged, isStoreReplies, is
 import { MemoryStore } from '../enforce/memory-store.js';
 import { PolicySource, type ActiveBundle } from '../bundles/source.js';
 import { Metrics, aggregateSnapshots, type MetricsSnapshot } from '../transport/metrics.js';
-import { resolveBundlePath, startSignalbox, type RunningSignalbox } from './app.js';
+import { resolveBundlePath } from '../core/paths.js';
+import type { RunningSignalbox } from './app.js';
 
 /** How many processes `serve` runs for this config: `server.workers`, auto being the machine's available parallelism. */
 export function workerCount(config: SignalboxConfig): number {
@@ -335,6 +336,8 @@ export async function runWorker(): Promise<never> {
         metricsWaiting.set(request, { resolve, reject });
         toPrimary({ type: 'signalbox:metrics', request });
       });
+    // Loaded by workers only: the primary serves no request and never needs the pipeline.
+    const { startSignalbox } = await import('./app.js');
     running = await startSignalbox(config, logger, { policy, worker: { id, workers, metrics: askPrimary }, ...(store ? { store } : {}) });
   } catch (error) {
     const code = error instanceof SignalboxError ? error.code : 'internal_error';

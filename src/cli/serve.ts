@@ -4,7 +4,6 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { startSignalbox } from '../app/app.js';
 import { runPrimary, runWorker, workerCount } from '../app/cluster.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../core/log.js';
@@ -22,6 +21,8 @@ export async function serve(args: string[]): Promise<number> {
   const logger = createLogger(config.log.level);
   const workers = workerCount(config);
   if (workers > 1) return runPrimary(config, logger, workers);
+  // Loaded here, not above: a primary never serves, and never needs the pipeline's modules.
+  const { startSignalbox } = await import('../app/app.js');
   const running = await startSignalbox(config, logger);
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {

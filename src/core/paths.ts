@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 let cachedRoot: string | undefined;
@@ -27,4 +27,14 @@ export function projectRoot(): string {
 export function pinnedOpaVersion(): string {
   const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { signalbox: { opaVersion: string } };
   return pkg.signalbox.opaVersion;
+}
+
+/**
+ * A relative bundle path is looked up in the working directory first, then in the Signalbox
+ * installation, so the embedded default works from any directory.
+ */
+export function resolveBundlePath(path: string): string {
+  if (isAbsolute(path)) return path;
+  const fromCwd = resolve(path);
+  return existsSync(fromCwd) ? fromCwd : join(projectRoot(), path);
 }
