@@ -26,7 +26,9 @@ deny_reasons contains "budget.economy_only" if {
 	fraction >= limits.economy.threshold
 }
 
-user_scope := sprintf("user:%s", [input.identity.subject])
+# concat, not sprintf: compiled to WebAssembly, sprintf is a call out to the host (its arguments
+# and result serialised each way), concat runs inside the module. The parts are strings here.
+user_scope := concat("", ["user:", input.identity.subject])
 
 user_budgets_usd := limits.user_overrides_usd[user_scope] if {
 	limits.user_overrides_usd[user_scope]
@@ -37,19 +39,19 @@ budgets contains {"scope": user_scope, "window": window, "limit_usd": limit} if 
 	some window, limit in user_budgets_usd
 }
 
-budgets contains {"scope": sprintf("team:%s", [input.identity.team]), "window": window, "limit_usd": limit} if {
+budgets contains {"scope": concat("", ["team:", input.identity.team]), "window": window, "limit_usd": limit} if {
 	input.identity.team
 	some window, limit in limits.budgets_usd.team
 }
 
-budgets contains {"scope": sprintf("org:%s", [input.identity.tenant]), "window": window, "limit_usd": limit} if {
+budgets contains {"scope": concat("", ["org:", input.identity.tenant]), "window": window, "limit_usd": limit} if {
 	input.identity.tenant
 	some window, limit in limits.budgets_usd.org
 }
 
 # Sessions are named by the caller, so they are scoped to the verified user: another user
 # naming the same session id cannot spend from it or poison its loop history.
-session_scope := sprintf("session:%s/%s", [input.identity.subject, input.session.id]) if {
+session_scope := concat("", ["session:", input.identity.subject, "/", input.session.id]) if {
 	input.identity.subject
 	input.session.id
 }

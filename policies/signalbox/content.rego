@@ -31,7 +31,7 @@ deny_reasons contains "content.not_scanned" if {
 	content_rules.unscanned == "deny"
 }
 
-deny_reasons contains sprintf("content.%s", [finding.type]) if {
+deny_reasons contains concat("", ["content.", finding.type]) if {
 	input.identity.verified
 	some finding in input.content.findings
 	blocked_finding(finding.type)
@@ -45,7 +45,7 @@ deny_reasons contains "content.redaction_unsupported" if {
 }
 
 # SSRF: loopback, private, link-local, CGNAT, cloud metadata, unresolvable names...
-deny_reasons contains sprintf("destination.%s", [destination.reason]) if {
+deny_reasons contains concat("", ["destination.", destination.reason]) if {
 	input.identity.verified
 	some destination in input.destinations
 	destination.private

@@ -10,7 +10,7 @@ package signalbox.authz
 
 identity_headers_all := ["x-signalbox-user", "x-signalbox-team", "x-signalbox-tenant", "x-signalbox-roles", "x-signalbox-actor"]
 
-deny_reasons contains sprintf("identity.%s", [identity_error]) if {
+deny_reasons contains concat("", ["identity.", identity_error]) if {
 	not input.identity.verified
 }
 
