@@ -20,7 +20,8 @@ import {
   type CivilTime,
   type Zone,
 } from './calendar.js';
-import { formatGoTime, parseGoTimeNs } from './go-time-layout.js';
+import { formatGoTime } from './go-time-format.js';
+import { parseGoTimeNs } from './go-time-parse.js';
 import { BuiltinError, operandTypeError, rawJson, type EvaluationContext, type HostBuiltin } from './host-builtin.js';
 
 const INT64_MIN = -(2n ** 63n);
