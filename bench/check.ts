@@ -28,6 +28,7 @@ import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
 import { chatBody, shippedBundle, unlimitedBundle, withData } from './bundles.js';
+import { driveChecks, type CheckClient } from './drive.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -50,7 +51,6 @@ interface Result {
   swapsMs: number[];
 }
 
-type CheckClient = grpc.Client & { Check: (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number } }) => void) => void };
 
 function startServer(mode: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   // BENCH_PROFILE=dir writes a V8 CPU profile of each server process there, for chrome://inspect.
@@ -78,31 +78,6 @@ function serverCpu(child: ChildProcess): Promise<{ micros: number; swapsMs: numb
   });
 }
 
-async function drive(client: CheckClient, requests: object[], seconds: number): Promise<{ latencies: number[]; denied: number }> {
-  const latencies: number[] = [];
-  let denied = 0;
-  const end = performance.now() + seconds * 1000;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < end) {
-      const request = requests[next++ % requests.length]!;
-      const started = performance.now();
-      await new Promise<void>((resolve, reject) =>
-        client.Check(request, (error, response) => {
-          if (error) reject(error);
-          else {
-            if ((response.status?.code ?? 0) !== 0) denied++;
-            resolve();
-          }
-        }),
-      );
-      latencies.push(performance.now() - started);
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  return { latencies, denied };
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
@@ -111,10 +86,10 @@ async function measure(mode: string, env: Record<string, string>, requests: obje
   const { child, port } = await startServer(mode, env);
   const client = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as CheckClient;
   try {
-    await drive(client, requests, WARMUP_SECONDS);
+    await driveChecks([client], requests, WARMUP_SECONDS, CONCURRENCY);
     const cpuBefore = await serverCpu(child);
     const started = performance.now();
-    const { latencies, denied } = await drive(client, requests, SECONDS);
+    const { latencies, denied } = await driveChecks([client], requests, SECONDS, CONCURRENCY);
     const elapsed = (performance.now() - started) / 1000;
     const cpuAfter = await serverCpu(child);
     latencies.sort((a, b) => a - b);

@@ -19,6 +19,7 @@ import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
 import { chatBody, unlimitedBundle } from './bundles.js';
+import { driveChecks, type CheckClient } from './drive.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -29,7 +30,6 @@ const WORKER_COUNTS = (process.env.BENCH_WORKERS ?? '1,2').split(',').map(Number
 const WARMUP_SECONDS = 2;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-type CheckClient = grpc.Client & { Check: (req: object, cb: (e: grpc.ServiceError | null, r: { status?: { code?: number } }) => void) => void };
 
 /** CPU time of a process and all its descendants, and of the process alone, in µs (utime + stime from /proc). */
 async function treeCpuMicros(root: number): Promise<{ tree: number; root: number }> {
@@ -74,29 +74,6 @@ async function startServe(workers: number, env: Record<string, string>): Promise
   return { child, port };
 }
 
-async function drive(clients: CheckClient[], requests: object[], seconds: number): Promise<number[]> {
-  const latencies: number[] = [];
-  const end = performance.now() + seconds * 1000;
-  let next = 0;
-  const caller = async (slot: number): Promise<void> => {
-    const client = clients[slot % clients.length]!;
-    while (performance.now() < end) {
-      const request = requests[next++ % requests.length]!;
-      const started = performance.now();
-      await new Promise<void>((resolve, reject) =>
-        client.Check(request, (error, response) => {
-          if (error) reject(error);
-          else if ((response.status?.code ?? 0) !== 0) reject(new Error('denied: the benchmark measures allows'));
-          else resolve();
-        }),
-      );
-      latencies.push(performance.now() - started);
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, (_, slot) => caller(slot)));
-  return latencies;
-}
-
 interface Result {
   readonly workers: number;
   readonly perSecond: number;
@@ -115,10 +92,11 @@ async function measure(workers: number, env: Record<string, string>, requests: o
     () => new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as CheckClient,
   );
   try {
-    await drive(clients, requests, WARMUP_SECONDS);
+    await driveChecks(clients, requests, WARMUP_SECONDS, CONCURRENCY);
     const cpuBefore = await treeCpuMicros(child.pid!);
     const started = performance.now();
-    const latencies = await drive(clients, requests, SECONDS);
+    const { latencies, denied } = await driveChecks(clients, requests, SECONDS, CONCURRENCY);
+    if (denied > 0) throw new Error(`${denied} benchmark requests were denied; the benchmark measures allows`);
     const elapsed = (performance.now() - started) / 1000;
     const cpuAfter = await treeCpuMicros(child.pid!);
     const cpu = cpuAfter.tree - cpuBefore.tree;
