@@ -88,7 +88,7 @@ describe('lifecycle', () => {
       child.once('exit', (code) => reject(new Error(`serve exited early (${code}): ${output}`)));
     });
     if (workers > 1) expect(output).toMatch(new RegExp(`"workers":${workers},"grpc_port"`));
-    // Connections are handed to the workers in turn: two per worker.
+    // Two connections per worker; the primary hands them out.
     const clients = Array.from({ length: 2 * workers }, () => client(port));
     const token = await mint(key);
     const inFlight = clients.map((c) => c.check(checkRequest({ token, body: '{"model":"gpt-4o-mini"}' })));
@@ -107,8 +107,12 @@ describe('lifecycle', () => {
     const report = await verifyAuditLog(dir);
     expect(report).toMatchObject({ ok: true, missing: [] });
     expect(report.chains.map((chain) => chain.name)).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
-    // Each chain: its workers record, then the two decisions its worker drained.
-    expect(report.chains.map((chain) => chain.records)).toEqual([3, 3]);
+    // Each chain: its workers record, then the decisions its worker drained. The primary hands
+    // connections to whichever worker is free next, which is not strictly in turn (seen: 1 and
+    // 3), so the split is not fixed; every call is recorded once, and both workers drained some.
+    const records = report.chains.map((chain) => chain.records);
+    expect(records.reduce((a, b) => a + b, 0)).toBe(workers + clients.length);
+    for (const count of records) expect(count).toBeGreaterThanOrEqual(2);
   });
 
   it('signalbox serve refuses a bad config with the key and a non-zero exit', async () => {
