@@ -1,40 +1,51 @@
 /**
- * The tokenizers behind `input_tokens`: the gpt-tokenizer encodings, which one a model uses, and
- * a cross-request cache of counts.
+ * The tokenizers behind `input_tokens`: the encodings (gpt-tokenizer's rank files, counted by
+ * bpe.ts), which one a model uses, and a cross-request cache of counts. Special-token text in user
+ * input is ordinary text to the provider, so it is counted as text, never as a control token.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { BpeCounter, BpeRanks } from './bpe.js';
 import { TextCache } from '../../core/text-cache.js';
 
 /** The encodings counted with: `o200k_base` (gpt-4o and later, the default) and `cl100k_base`. */
 export type EncodingName = 'o200k_base' | 'cl100k_base';
 
-interface Encoder {
-  countTokens(text: string, options?: { disallowedSpecial?: Set<string> }): number;
+interface EncodingFiles {
+  /** The tiktoken rank file gpt-tokenizer ships. */
+  ranks: string;
+  /** The name of gpt-tokenizer's pre-tokenizer regex for the encoding. */
+  split: 'O200K_TOKEN_SPLIT_REGEX' | 'CL100K_TOKEN_SPLIT_REGEX';
 }
 
+const FILES: Record<EncodingName, EncodingFiles> = {
+  o200k_base: { ranks: 'gpt-tokenizer/data/o200k_base.tiktoken', split: 'O200K_TOKEN_SPLIT_REGEX' },
+  cl100k_base: { ranks: 'gpt-tokenizer/data/cl100k_base.tiktoken', split: 'CL100K_TOKEN_SPLIT_REGEX' },
+};
+
 const requireCjs = createRequire(import.meta.url);
-const encoders = new Map<EncodingName, Encoder>();
+const counters = new Map<EncodingName, BpeCounter>();
 
 /**
- * Loaded on first use (each encoding is megabytes of merge ranks, ~200 ms to load) through
- * `require`, because `llmFacts` is synchronous; cached for the life of the process.
+ * Loaded on first use (about 100 ms each) and kept for the life of the process; synchronous,
+ * because `llmFacts` is.
  */
-function encoder(name: EncodingName): Encoder {
-  let loaded = encoders.get(name);
+function counter(name: EncodingName): BpeCounter {
+  let loaded = counters.get(name);
   if (!loaded) {
-    loaded =
-      name === 'cl100k_base'
-        ? (requireCjs('gpt-tokenizer/encoding/cl100k_base') as Encoder)
-        : (requireCjs('gpt-tokenizer/encoding/o200k_base') as Encoder);
-    encoders.set(name, loaded);
+    const files = FILES[name];
+    const patterns = requireCjs('gpt-tokenizer/encodingParams/constants') as Record<EncodingFiles['split'], RegExp>;
+    const ranks = BpeRanks.fromTiktoken(readFileSync(requireCjs.resolve(files.ranks)));
+    loaded = new BpeCounter(ranks, patterns[files.split]);
+    counters.set(name, loaded);
   }
   return loaded;
 }
 
 /** Loads the encodings now, so the first request does not pay for it. */
 export function warmUpTokenizers(): void {
-  encoder('o200k_base');
-  encoder('cl100k_base');
+  counter('o200k_base');
+  counter('cl100k_base');
 }
 
 /**
@@ -54,9 +65,6 @@ export function encodingForModel(model: string | null): EncodingName {
   if (/^(gpt-4|gpt-3\.5|gpt-35|text-embedding-3|text-embedding-ada-002)/.test(name)) return 'cl100k_base';
   return 'o200k_base';
 }
-
-/** Special tokens in user text are text to the provider, never control tokens (and never an error). */
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 /**
  * Counts are memoised across requests (core/text-cache.ts): agents resend the whole conversation
@@ -102,12 +110,12 @@ function pieceEnd(text: string, start: number): number {
 }
 
 function countUncached(text: string, encoding: EncodingName): number {
-  const tokenizer = encoder(encoding);
-  if (text.length <= PIECE_FROM_CHARS) return tokenizer.countTokens(text, PLAIN_TEXT);
+  const tokenizer = counter(encoding);
+  if (text.length <= PIECE_FROM_CHARS) return tokenizer.count(text);
   let count = 0;
   for (let start = 0; start < text.length; ) {
     const end = pieceEnd(text, start);
-    count += tokenizer.countTokens(text.slice(start, end), PLAIN_TEXT);
+    count += tokenizer.count(text.slice(start, end));
     start = end;
   }
   return count;
