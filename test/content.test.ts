@@ -160,6 +160,8 @@ describe('detect: payment card', () => {
     ['USPS 9400 1000 0000 0000 0000 00', 'tracking number'],
     ['ts 1710498600000', 'millisecond timestamp'],
     ['card 4111 1111 1111 1111 2222 3333', 'longer identifier'],
+    ['card 4111-1111 1111-1111', 'mixed separators: not one number'],
+    ['4111 1111-1111 1111', 'mixed separators: not one number'],
   ])('rejects %j (%s)', (text) => {
     expect(types(text)).toEqual([]);
   });

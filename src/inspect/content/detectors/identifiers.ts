@@ -103,8 +103,9 @@ function findCards(text: string, facts: Facts, emit: Emit): void {
       for (let j = i; j < starts.length && j < i + 5; j++) {
         digits += (ends[j] as number) - (starts[j] as number);
         if (digits > 19) break;
+        // One kind of separator inside a number, checked at every group, not only once 13 digits are in.
+        if (j > i && text[ends[j - 1] as number] !== text[ends[i] as number]) break;
         if (digits < 13) continue;
-        if (j > i && text[ends[j - 1] as number] !== text[ends[i] as number]) break; // one kind of separator inside a number
         if (j < starts.length - 1 && text[ends[j] as number] !== ' ') continue;
         const start = starts[i] as number;
         const end = ends[j] as number;
