@@ -150,6 +150,36 @@ describe('detect: payment card', () => {
   });
 
   it.each([
+    ['my card 3782 8224 6310 005', '3782 8224 6310 005'],
+    ['card no. 3782-8224-6310-005', '3782-8224-6310-005'],
+    ['visa 4222 2222 2222 2', '4222 2222 2222 2'],
+    ['Diners card 3056 9309 0259 04', '3056 9309 0259 04'],
+  ])('finds %j, typed in fours whatever the issuer prints, next to a card word', (text, card) => {
+    expect(found(text)).toEqual([`payment_card:${card}`]);
+  });
+
+  it('needs a card word for a number typed in fours that no issuer prints, in the text or the member name', () => {
+    expect(types('3782 8224 6310 005')).toEqual([]);
+    expect(types('Order 3782 8224 6310 005 shipped')).toEqual([]);
+    expect(types('Reference 4222-2222-2222-2')).toEqual([]);
+    expect(types('3782 8224 6310 005', { context: 'cardNumber' })).toEqual(['payment_card']);
+  });
+
+  it.each([
+    ['card 3782 8224 6310 006', 'typed in fours, Luhn fails'],
+    ['Discover card 6011 9043 7755 103', 'Discover is never 15 digits'],
+    ['card 3782 8224 6310 005 1234', 'a fifth 4-digit group: longer identifier'],
+    ['card 3782-8224 6310-005', 'mixed separators'],
+    ['card hotline (0) 4012 8830 1729 6', 'a phone number with a trunk prefix'],
+  ])('rejects %j (%s)', (text) => {
+    expect(types(text)).toEqual([]);
+  });
+
+  it('leaves a phone number typed in fours after a country code to the phone detector, even next to a card word', () => {
+    expect(types('Card services hotline +49 4012 8830 1729 6')).toEqual(['phone']);
+  });
+
+  it.each([
     ['card 4111 1111 1111 1112', 'Luhn fails'],
     ['visa 4111111111111112', 'Luhn fails'],
     ['card 4111 111111 111111', 'not a card grouping'],

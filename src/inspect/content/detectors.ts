@@ -31,8 +31,9 @@ export interface DetectOptions {
   /**
    * Text that labels `text` without being part of it, typically the JSON member name that holds
    * it (`card_number`, `ssn`, `awsSecretAccessKey`). It counts as nearby context for the rules
-   * that need a keyword (contiguous card numbers, bare 9-digit SSNs, AWS secret keys, Azure
-   * storage keys). It is never scanned for matches itself.
+   * that need a keyword (contiguous card numbers and ones typed in fours that no issuer prints,
+   * bare 9-digit SSNs, AWS secret keys, Azure storage keys). It is never scanned for matches
+   * itself.
    */
   readonly context?: string;
   /** Report only these types. Overlaps are resolved first, over all types. */

@@ -68,6 +68,19 @@ function issuerLengths(d: string): readonly number[] | undefined {
 /** How people and card printers group digits; any other grouping is some other identifier. */
 const CARD_GROUPINGS = new Set(['4,4,4,4', '4,6,5', '4,6,4', '4,4,5', '4,3,3,3', '4,4,4,4,1', '4,4,4,4,2', '4,4,4,4,3']);
 
+/**
+ * A 13-, 14- or 15-digit number typed in fours whatever the issuer prints (an Amex as
+ * `3782 8224 6310 005`, a 13-digit Visa as `4222 2222 2222 2`). No card is printed like this, and
+ * many other references are, so these need a card word nearby, as a contiguous run does.
+ */
+const TYPED_IN_FOURS = new Set(['4,4,4,1', '4,4,4,2', '4,4,4,3']);
+
+/**
+ * A country code (`+49 `) or a bracketed trunk prefix (`(0) `) right before digits typed in fours
+ * makes them a phone number, even on a card issuer's hotline page.
+ */
+const PHONE_PREFIX_BEFORE = /(?:\+\d{1,3}|\(\d{1,4}\))[ \-]?$/;
+
 /** Digit groups joined by single spaces or dashes; windows of them are tried in `findCards`. */
 const DIGIT_GROUPS = /(?<![\w\-.\/+,$])\d{1,19}(?:[ \-]\d{1,19}){0,23}/g;
 
@@ -78,8 +91,9 @@ const GROUP_AFTER = /^ (?=[A-Za-z]*\d)[A-Za-z0-9]{4}(?![A-Za-z0-9])/;
 /**
  * Card numbers: 13–19 digits whose issuer prefix allows that length, with a valid Luhn check
  * digit, and either a conventional grouping (4-4-4-4, 4-6-5, 4-6-4, …, one kind of separator) or,
- * for a contiguous run, a card word within 64 characters before or 32 after (or in the member
- * name). Luhn alone passes one random digit string in ten, so order numbers need the word.
+ * for a contiguous run or a 13–15-digit number typed in fours (4-4-4-1 to 4-4-4-3), a card word
+ * within 64 characters before or 32 after (or in the member name). Luhn alone passes one random
+ * digit string in ten, so order numbers need the word.
  */
 function findCards(text: string, facts: Facts, emit: Emit): void {
   DIGIT_GROUPS.lastIndex = 0;
@@ -116,15 +130,21 @@ function findCards(text: string, facts: Facts, emit: Emit): void {
         }
         const lengths: number[] = [];
         for (let g = i; g <= j; g++) lengths.push((ends[g] as number) - (starts[g] as number));
-        if (j > i && !CARD_GROUPINGS.has(lengths.join(','))) continue;
+        const grouping = lengths.join(',');
+        const printed = j > i && CARD_GROUPINGS.has(grouping);
+        if (j > i && !printed && !TYPED_IN_FOURS.has(grouping)) continue;
         // A neighbouring 4-character group with a digit (`1111`, `DE80`) makes the window part of
         // a longer grouped identifier: a table of numbers, an IBAN with a bad checksum.
         if (j > i && (GROUP_BEFORE.test(text.slice(Math.max(0, start - 6), start)) || GROUP_AFTER.test(text.slice(end, end + 6)))) continue;
         const number = text.slice(start, end).replace(/[ \-]/g, '');
         if (!issuerLengths(number)?.includes(number.length)) continue;
         if (!luhn(number)) continue;
-        // Luhn passes one random digit string in ten: a contiguous run needs a card word nearby.
-        if (j === i && !nearby(text, start, end, facts, CARD_CONTEXT, 64, 32)) continue;
+        // Luhn passes one random digit string in ten: a contiguous run, or one typed in fours
+        // that no issuer prints, needs a card word nearby (and the latter no phone prefix).
+        if (!printed) {
+          if (j > i && PHONE_PREFIX_BEFORE.test(text.slice(Math.max(0, start - 7), start))) continue;
+          if (!nearby(text, start, end, facts, CARD_CONTEXT, 64, 32)) continue;
+        }
         emit('payment_card', start, end);
         acceptedEnd = end;
         i = j;
