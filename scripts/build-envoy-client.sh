@@ -2,7 +2,7 @@
 # Builds test/envoy-client (Envoy's generated Go types from go-control-plane, pinned in its
 # go.mod/go.sum) into .tools/bin/envoy-client (git-ignored). Idempotent: rebuilds only when the
 # client's sources, go.mod, go.sum or the Go version changed since the last build (a SHA-256 of
-# them is kept beside the binary). The first build downloads the modules through the Go module
+# them is kept beside the binary); a rebuild first runs go vet and the client's Go tests. The first build downloads the modules through the Go module
 # proxy and takes about a minute.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +26,9 @@ fi
 mkdir -p "$bin"
 echo "build-envoy-client: building test/envoy-client (go-control-plane)" >&2
 start=$SECONDS
+# The client's own protocol tests (an in-process ext_proc server, a real HTTP upstream) prove it
+# before any Signalbox test trusts it; they run only when the sources changed, like the build.
+(cd "$src" && go vet ./... && go test -count=1 ./...) >&2
 (cd "$src" && CGO_ENABLED=0 go build -mod=readonly -trimpath -o "$out.tmp" .)
 mv -f "$out.tmp" "$out"
 printf '%s\n' "$hash" > "$stamp"

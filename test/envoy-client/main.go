@@ -3,6 +3,7 @@
 //
 //	envoy-client check -addr 127.0.0.1:9191 < cases.json
 //	envoy-client validate examples/envoy/envoy.yaml [more.yaml ...]
+//	envoy-client ext-proc < request.json
 //
 // check reads {"cases": [{"name": "...", "request": <CheckRequest as protojson>}]} on stdin,
 // sends each request to envoy.service.auth.v3.Authorization/Check with the generated client (the
@@ -17,6 +18,14 @@
 // every google.protobuf.Any inside it (typed_config and friends), since ValidateAll does not
 // look inside an Any. It prints {"files": [{"path", "ok", "error", "typed_configs"}]} and exits
 // 1 when any file fails.
+//
+// ext-proc plays Envoy 1.40's ext_proc HTTP filter for one downstream request: it opens one
+// envoy.service.ext_proc.v3.ExternalProcessor/Process stream to the processor, sends the request
+// and response phases per the processing mode, applies the processor's mutations by Envoy's rules,
+// calls a real upstream over HTTP/1.1, and prints what the client and the upstream received and a
+// trace of the messages (extproc_io.go documents both documents). A protocol violation by the
+// processor (an invalid or spurious response, a timeout, a mutation Envoy would silently drop) is
+// reported in "error" and exits 1.
 package main
 
 import (
@@ -52,6 +61,8 @@ func main() {
 		err = runCheck(os.Args[2:])
 	case "validate":
 		err = runValidate(os.Args[2:])
+	case "ext-proc":
+		err = runExtProc(os.Args[2:])
 	default:
 		usage()
 	}
@@ -62,7 +73,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: envoy-client check -addr HOST:PORT < cases.json | envoy-client validate FILE...")
+	fmt.Fprintln(os.Stderr, "usage: envoy-client check -addr HOST:PORT < cases.json | envoy-client validate FILE... | envoy-client ext-proc < request.json")
 	os.Exit(2)
 }
 
