@@ -279,7 +279,7 @@ async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: 
         const engine = setup === 'none' ? undefined : await startEngine(setup, scenario, tools, dir);
         try {
           const port = await freePort();
-          const envoy = await startEnvoy(tools.envoy, await envoyConfig(port, upstream.port, engine?.grpcPort), port, dir);
+          const envoy = await startEnvoy(await envoyConfig(port, upstream.port, engine?.grpcPort));
           try {
             const targetsFile = join(dir, `targets-${setup}.json`);
             await writeTargets(targetsFile, port, targets);
@@ -293,7 +293,7 @@ async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: 
                 (failed > 0 ? `  NOT 200: ${JSON.stringify(r.failures)}` : '  all 200'),
             );
           } finally {
-            await envoy.group.stop();
+            await envoy.stop();
           }
         } finally {
           await engine?.stop();

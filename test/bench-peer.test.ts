@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { envoyConfig } from '../bench/peer/end-to-end.js';
+import { validateEnvoyConfig } from './helpers/envoy.js';
 import { signalboxConfig } from '../bench/peer/engines.js';
 
 type Json = Record<string, unknown>;
@@ -21,7 +22,7 @@ function filters(yaml: string): { names: string[]; clusters: Json[]; listener: J
 
 describe('bench:peer Envoy config from examples/envoy/envoy.yaml', () => {
   it('points the listener, the ext_authz cluster and the upstream at loopback ports, without TLS or a gRPC health check', async () => {
-    const yaml = await envoyConfig(18000, 18001, 18002);
+    const { yaml } = await envoyConfig(18000, 18001, 18002);
     const { names, clusters, listener } = filters(yaml);
     expect(names).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
     expect(listener.address).toEqual({ socket_address: { address: '127.0.0.1', port_value: 18000 } });
@@ -35,8 +36,15 @@ describe('bench:peer Envoy config from examples/envoy/envoy.yaml', () => {
     expect(yaml).toContain('with_request_body:');
   });
 
+  it('is a config the real Envoy accepts, with and without ext_authz', async () => {
+    for (const authzPort of [18002, undefined]) {
+      const validation = await validateEnvoyConfig(await envoyConfig(18000, 18001, authzPort));
+      expect(validation.ok, validation.output).toBe(true);
+    }
+  });
+
   it('drops only the ext_authz filter for the setup without one', async () => {
-    const { names } = filters(await envoyConfig(18000, 18001, undefined));
+    const { names } = filters((await envoyConfig(18000, 18001, undefined)).yaml);
     expect(names).toEqual(['envoy.filters.http.router']);
   });
 });

@@ -3,57 +3,44 @@
  * (nginx answering 200), with Signalbox, with opa-envoy-plugin, or with no ext_authz at all,
  * driven by vegeta (scripts/install-vegeta.sh) at a fixed arrival rate.
  *
- * Envoy runs examples/envoy/envoy.yaml with only what must change substituted: its addresses
- * (loopback ports), the upstream's TLS (nginx speaks plain HTTP), and the ext_authz cluster's gRPC
- * health check, which is dropped for every setup because opa-envoy-plugin serves no
- * grpc.health.v1 (Envoy would mark it unhealthy and answer in panic mode). "none" also drops the
- * ext_authz filter. Everything else (the filter's 0.5 s timeout, request body forwarding, failure
- * mode) is the example's.
+ * Envoy runs examples/envoy/envoy.yaml rewritten as the tests run it (test/helpers/envoy.ts: its
+ * addresses on loopback ports, the upstream's TLS dropped since nginx speaks plain HTTP), plus the
+ * ext_authz cluster's gRPC health check dropped for every setup because opa-envoy-plugin serves
+ * no grpc.health.v1 (Envoy would mark it unhealthy and answer in panic mode). "none" also drops
+ * the ext_authz filter. Everything else (the filter's 0.5 s timeout, request body forwarding,
+ * failure mode) is the example's.
  */
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../src/core/paths.js';
+import { envoyExampleConfig, startEnvoy as startEnvoyProcess, type EnvoyConfig, type RunningEnvoy } from '../../test/helpers/envoy.js';
 import { freePort } from '../../test/helpers/gateways.js';
 import { runToEnd, startGroup, waitForPort, type Group } from './processes.js';
 
-/** A running Envoy or nginx. */
+/** A running nginx. */
 export interface RunningProxy {
   readonly port: number;
   readonly group: Group;
 }
 
-const EXAMPLE = 'examples/envoy/envoy.yaml';
-
-/** Replaces `from` in `text`, failing when the example no longer contains it (so the benchmark and the example never drift apart). */
-function substitute(text: string, from: string | RegExp, to: string): string {
-  const found = typeof from === 'string' ? text.includes(from) : from.test(text);
-  if (!found) throw new Error(`${EXAMPLE} no longer contains ${String(from)}; update bench/peer/end-to-end.ts`);
-  return typeof from === 'string' ? text.split(from).join(to) : text.replace(from, to);
+/**
+ * examples/envoy/envoy.yaml for one setup, through the tests' rewrite (test/helpers/envoy.ts):
+ * loopback addresses, no upstream TLS, and no active health checks; `authzPort` undefined means no
+ * ext_authz filter.
+ */
+export function envoyConfig(listenPort: number, upstreamPort: number, authzPort: number | undefined): Promise<EnvoyConfig> {
+  return envoyExampleConfig('examples/envoy/envoy.yaml', {
+    listeners: { llm_ingress: listenPort },
+    // Port 9 (discard) for "none": the cluster stays, but nothing refers to it.
+    clusters: { signalbox: authzPort ?? 9, llm_upstream: upstreamPort },
+    withoutHealthChecks: true,
+    withoutExtAuthz: authzPort === undefined,
+  });
 }
 
-/** examples/envoy/envoy.yaml for one setup: `authzPort` undefined means no ext_authz filter. */
-export async function envoyConfig(listenPort: number, upstreamPort: number, authzPort: number | undefined): Promise<string> {
-  let yaml = await readFile(join(projectRoot(), EXAMPLE), 'utf8');
-  yaml = substitute(yaml, 'socket_address: { address: 0.0.0.0, port_value: 8000 }', `socket_address: { address: 127.0.0.1, port_value: ${listenPort} }`);
-  yaml = substitute(yaml, 'socket_address: { address: signalbox, port_value: 9191 }', `socket_address: { address: 127.0.0.1, port_value: ${authzPort ?? 9} }`);
-  yaml = substitute(yaml, 'socket_address: { address: api.openai.com, port_value: 443 }', `socket_address: { address: 127.0.0.1, port_value: ${upstreamPort} }`);
-  // The upstream is plain HTTP on loopback: drop its TLS transport socket (the file's last block).
-  yaml = substitute(yaml, /\n {6}transport_socket:\n {8}name: envoy\.transport_sockets\.tls\n[\s\S]*$/, '\n');
-  yaml = substitute(yaml, /\n {6}health_checks:\n(?: {8,}.*\n)+/, '\n');
-  if (authzPort === undefined) {
-    yaml = substitute(yaml, /\n {18}- name: envoy\.filters\.http\.ext_authz\n(?: {20,}.*\n)+/, '\n');
-  }
-  return yaml;
-}
-
-/** Starts Envoy with `config` (hot restart off, so several can run at once); resolves once it listens. */
-export async function startEnvoy(binary: string, config: string, listenPort: number, dir: string): Promise<RunningProxy> {
-  const work = await mkdtemp(join(dir, 'envoy-'));
-  const file = join(work, 'envoy.yaml');
-  await writeFile(file, config);
-  const group = startGroup('envoy', binary, ['-c', file, '--disable-hot-restart', '--log-level', 'warn'], { cwd: work });
-  await waitForPort(group, listenPort);
-  return { port: listenPort, group };
+/** Starts Envoy with `config` and one worker thread per core (Envoy's default); resolves once it is ready. */
+export function startEnvoy(config: EnvoyConfig): Promise<RunningEnvoy> {
+  return startEnvoyProcess(config, { concurrency: availableParallelism() });
 }
 
 /** Starts nginx answering every request with a small 200 JSON body (the upstream). */

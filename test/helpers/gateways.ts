@@ -82,8 +82,11 @@ export async function waitForPort(port: number, child: ChildProcess, log: () => 
   }
 }
 
-/** Starts `command` in its own process group and returns a stop function that leaves nothing behind. */
-function spawnGroup(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv; stderrFile?: string[] }): {
+/**
+ * Starts `command` in its own process group and returns a stop function that leaves nothing
+ * behind (SIGTERM, SIGKILL of the group after 5 s); what it prints goes to `stderrFile`.
+ */
+export function spawnGroup(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv; stderrFile?: string[] }): {
   child: ChildProcess;
   stop: () => Promise<void>;
 } {
