@@ -37,6 +37,8 @@ export class OutputChannel {
   private base = 0;
   private matches: TrackedMatch[] = [];
   private counted = 0;
+  private scannedTotal = -1;
+  private scannedReadyTo = -1;
   private uncounted = '';
 
   constructor(
@@ -61,6 +63,10 @@ export class OutputChannel {
    */
   scan(): FindingType[] {
     if (this.readyTo <= this.releasedTo && this.matches.length === 0) return [];
+    // Nothing new to look at since the last scan: same text, same ready point.
+    if (this.total === this.scannedTotal && this.readyTo === this.scannedReadyTo) return [];
+    this.scannedTotal = this.total;
+    this.scannedReadyTo = this.readyTo;
     const found: FindingType[] = [];
     for (const m of detect(this.window)) {
       const start = this.base + m.start;
