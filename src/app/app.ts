@@ -29,6 +29,9 @@ import { VAULT_KEY_ENV } from '../vault/keyring.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { PolicySource, type BundleObservation } from '../bundles/source.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from '../transport/grpc.js';
+import { AnswerPipeline } from '../decide/answer.js';
+import { ResponsePipeline } from '../decide/response.js';
+import type { ContentOptions } from '../inspect/content/facts.js';
 import { createHttpServer, listenHttp } from '../transport/http.js';
 import { Metrics } from '../transport/metrics.js';
 
@@ -169,6 +172,11 @@ export async function openCredentials(config: SignalboxConfig, logger: Logger, e
   return CredentialSource.open({ file: resolve(config.vault.file), env, logger });
 }
 
+/** The `content` section as the scanners take it, for requests and answers alike. */
+function contentOptions(config: SignalboxConfig): ContentOptions {
+  return { enabled: config.content.enabled, maxStringBytes: config.content.max_string_bytes, maxDepth: config.content.max_depth };
+}
+
 /** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
 export async function createPipeline(
   config: SignalboxConfig,
@@ -201,7 +209,7 @@ export async function createPipeline(
     enforcer,
     llm: { prices, defaultMaxOutputTokens: config.llm.default_max_output_tokens },
     sessionHeaders: config.identity.session_headers,
-    content: { enabled: config.content.enabled, maxStringBytes: config.content.max_string_bytes, maxDepth: config.content.max_depth },
+    content: contentOptions(config),
     destinations: {
       resolve: dependencies.resolve ?? (config.destinations.resolve ? defaultResolver : () => Promise.resolve([])),
       timeoutMs: config.destinations.timeout_ms,
@@ -263,7 +271,17 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const clock = options.clock;
   const reports = new ReportService({ enforcer, audit, logger, observe: metrics.onReport, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
-  const grpcServer: grpc.Server = createGrpcServer({ pipeline, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
+  const responses = new ResponsePipeline({
+    engine: () => policy.current(),
+    entrypoint: config.policy.response,
+    reports,
+    audit,
+    logger,
+    ...(clock ? { clock } : {}),
+    labels: { id: hostname(), service: 'signalbox' },
+  });
+  const answers = new AnswerPipeline(responses, contentOptions(config), logger);
+  const grpcServer: grpc.Server = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
   const httpServer: HttpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics });
   let grpcPort: number;
   let httpPort: number;

@@ -147,6 +147,14 @@ export const policySchema = z
       .string()
       .regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a slash-separated rule path such as signalbox/authz/decision')
       .default('signalbox/authz/decision'),
+    /**
+     * The response rule, for doors that see answers (Envoy ext_proc): an entrypoint of the
+     * bundle; a bundle without it passes answers unjudged (they are still settled and recorded).
+     */
+    response: z
+      .string()
+      .regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a slash-separated rule path such as signalbox/authz/response')
+      .default('signalbox/authz/response'),
     max_memory_mib: z.number().int().min(8).max(4096).default(512),
     /** Require bundles signed in OPA's format (README, "Policies and bundles"). */
     verification: verificationSchema.optional(),

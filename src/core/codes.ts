@@ -106,6 +106,14 @@ export const CODE_CATALOGUE = {
   identity_not_configured: {
     meaning: 'A token was presented but no JWKS source is configured, so it cannot be verified.',
   },
+  response_blocked: {
+    meaning: 'An answer (Envoy ext_proc) was stopped: buffered, the client gets the response rule\'s error instead; streamed, the stream ends with an error event carrying the rule\'s first reason (or this code).',
+    client: { http: 403, grpc: 'PERMISSION_DENIED', message: 'the answer was stopped because it carries content that may not be returned' },
+  },
+  response_event_too_large: {
+    meaning: 'A streamed answer (Envoy ext_proc) sent one event larger than the guard holds (4 MiB); the stream ends with an error event, since what it cannot scan does not pass.',
+    client: { http: 502, grpc: 'INTERNAL', message: 'the answer could not be checked' },
+  },
   audit_write_failed: {
     meaning: 'An audit record could not be written. With audit.durability buffered the decision stands and the failure is logged; with fsync the request is denied, since its record is not on disk.',
     client: { http: 503, grpc: 'UNAVAILABLE', message: 'the request was denied because its audit record could not be written; retry shortly' },

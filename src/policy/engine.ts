@@ -100,11 +100,31 @@ export class PolicyEngine {
    * query. Throws `policy_eval_failed` when evaluation traps (conflicts, memory, host errors).
    */
   evaluate(input: unknown, nowNs: bigint): Evaluation {
+    return this.evaluateRule(this.entrypoint, this.fastEntrypoint, input, nowNs);
+  }
+
+  /** True when the bundle declares `entrypoint` (the response rule is optional in a bundle). */
+  hasEntrypoint(entrypoint: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.policy.entrypoints, entrypoint);
+  }
+
+  /**
+   * Evaluates another entrypoint of the same bundle (the response rule) as {@link evaluate} does.
+   * Throws `bundle_entrypoint_missing` when the bundle does not declare it.
+   */
+  evaluateEntrypoint(entrypoint: string, input: unknown, nowNs: bigint): Evaluation {
+    if (entrypoint === this.entrypoint) return this.evaluate(input, nowNs);
+    if (!this.hasEntrypoint(entrypoint)) throw new SignalboxError('bundle_entrypoint_missing', `the bundle has no entrypoint "${entrypoint}"`);
+    const id = (this.policy.entrypoints as Record<string, number>)[entrypoint];
+    return this.evaluateRule(entrypoint, this.fastEntrypoint !== undefined && typeof id === 'number' ? id : undefined, input, nowNs);
+  }
+
+  private evaluateRule(entrypoint: string, fastId: number | undefined, input: unknown, nowNs: bigint): Evaluation {
     this.current = { nowNs, builtinErrors: [] };
     const started = process.hrtime.bigint();
     let resultSet: unknown;
     try {
-      resultSet = this.fastEntrypoint !== undefined ? fastEvaluate(this.policy, this.fastEntrypoint, input) : this.policy.evaluate(input, this.entrypoint);
+      resultSet = fastId !== undefined ? fastEvaluate(this.policy, fastId, input) : this.policy.evaluate(input, entrypoint);
     } catch (error) {
       throw new SignalboxError('policy_eval_failed', `policy evaluation failed: ${describeCause(error)}`, { cause: error });
     }

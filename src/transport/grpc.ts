@@ -1,11 +1,13 @@
 /**
- * The gRPC server: Envoy's Authorization/Check, signalbox.v1.DecisionService/Decide and
- * grpc.health.v1.Health. Handlers only map wire ↔ pipeline. A decision call is always answered
+ * The gRPC server: Envoy's Authorization/Check and ExternalProcessor/Process,
+ * signalbox.v1.DecisionService/Decide and grpc.health.v1.Health. Handlers only map wire ↔ pipeline. A decision call is always answered
  * with a response (a deny when anything fails), never a gRPC error: Envoy's failure_mode_allow
  * would turn an error into an allow.
  */
 import * as grpc from '@grpc/grpc-js';
 import { ENVOY_DOOR, fromCheckRequest, toCheckResponse } from './doors/envoy-grpc.js';
+import { serveProcessStream, type ProcessStream } from './doors/envoy-ext-proc.js';
+import type { AnswerPipeline } from '../decide/answer.js';
 import {
   SIGNALBOX_DOOR,
   fromDecideRequest,
@@ -29,7 +31,7 @@ export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 export class HealthState {
   private status: ServingStatus = 'NOT_SERVING';
   private readonly watchers = new Set<grpc.ServerWritableStream<unknown, unknown>>();
-  static readonly SERVICES = ['', 'envoy.service.auth.v3.Authorization', 'signalbox.v1.DecisionService'];
+  static readonly SERVICES = ['', 'envoy.service.auth.v3.Authorization', 'envoy.service.ext_proc.v3.ExternalProcessor', 'signalbox.v1.DecisionService'];
 
   get current(): ServingStatus {
     return this.status;
@@ -56,6 +58,8 @@ export class HealthState {
 /** What the gRPC server serves with; `maxRequestBytes` caps messages both ways (`server.max_request_bytes`). */
 export interface GrpcServerOptions {
   readonly pipeline: DecisionPipeline;
+  /** The response side, for ext_proc. */
+  readonly answers: AnswerPipeline;
   readonly reports: ReportService;
   readonly logger: Logger;
   readonly health: HealthState;
@@ -103,6 +107,10 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   };
 
   server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse) });
+  server.addService(services.processor, {
+    Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+      serveProcessStream(call as unknown as ProcessStream, { pipeline: options.pipeline, answers: options.answers, logger: options.logger }),
+  });
   const native = <Req, Res>(name: string, run: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
     return (call, callback) => {
       run(call.request).then(

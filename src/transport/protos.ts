@@ -24,6 +24,17 @@ export const ENVOY_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: false,
 };
 
+/** ext_proc: bytes as Buffers (bodies), enum names (processing modes), which oneof is set. */
+const EXT_PROC_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: false,
+  arrays: false,
+  objects: false,
+  oneofs: true,
+};
+
 const NATIVE_LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
   longs: Number,
@@ -37,11 +48,14 @@ export interface LoadedServices {
   authorization: grpc.ServiceDefinition;
   health: grpc.ServiceDefinition;
   decision: grpc.ServiceDefinition;
+  /** Envoy's ExternalProcessor (ext_proc). */
+  processor: grpc.ServiceDefinition;
   /** Client constructors, for tests, the benchmark and the CLI. */
   clients: {
     Authorization: grpc.ServiceClientConstructor;
     Health: grpc.ServiceClientConstructor;
     DecisionService: grpc.ServiceClientConstructor;
+    ExternalProcessor: grpc.ServiceClientConstructor;
   };
 }
 
@@ -62,15 +76,20 @@ export function loadServices(): LoadedServices {
   const envoy = grpc.loadPackageDefinition(
     protoLoader.loadSync(['envoy/service/auth/v3/external_auth.proto', 'grpc/health/v1/health.proto'], { ...ENVOY_LOADER_OPTIONS, includeDirs }),
   );
+  const extProc = grpc.loadPackageDefinition(
+    protoLoader.loadSync(['envoy/service/ext_proc/v3/external_processor.proto'], { ...EXT_PROC_LOADER_OPTIONS, includeDirs }),
+  );
   const native = grpc.loadPackageDefinition(protoLoader.loadSync(['signalbox/v1/signalbox.proto'], { ...NATIVE_LOADER_OPTIONS, includeDirs }));
   const Authorization = lookup(envoy, 'envoy.service.auth.v3.Authorization');
   const Health = lookup(envoy, 'grpc.health.v1.Health');
   const DecisionService = lookup(native, 'signalbox.v1.DecisionService');
+  const ExternalProcessor = lookup(extProc, 'envoy.service.ext_proc.v3.ExternalProcessor');
   cached = {
     authorization: Authorization.service,
     health: Health.service,
     decision: DecisionService.service,
-    clients: { Authorization, Health, DecisionService },
+    processor: ExternalProcessor.service,
+    clients: { Authorization, Health, DecisionService, ExternalProcessor },
   };
   return cached;
 }

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** What the fake upstream saw of one request. */
@@ -15,6 +15,19 @@ export interface FakeLlmOptions {
   readonly usage?: { readonly prompt_tokens: number; readonly completion_tokens: number };
   /** The answer text of every chat completion. */
   readonly reply?: string;
+  /** A streamed answer's text deltas, one event each (default: the whole reply in one). */
+  readonly replyPieces?: readonly string[];
+  /** Milliseconds between streamed events (default 0). */
+  readonly eventDelayMs?: number;
+  /**
+   * `always` (default): every stream ends with a usage chunk; `when_asked`: only when the request
+   * sets `stream_options.include_usage`, as OpenAI does.
+   */
+  readonly streamUsage?: 'always' | 'when_asked';
+  /** The tools an MCP `tools/list` on `/mcp` answers with (default: web_search, fetch_url, delete_repo). */
+  readonly mcpTools?: readonly string[];
+  /** The text an MCP `tools/call` result carries. */
+  readonly toolResult?: string;
 }
 
 /**
@@ -51,8 +64,16 @@ export class FakeLlm {
           return;
         }
         const path = (req.url ?? '').split('?', 1)[0] ?? '';
+        if (path.endsWith('/messages')) {
+          void anthropicAnswer(res, safeJson(body) as AnthropicRequest | undefined, options, usage, reply);
+          return;
+        }
+        if (path.endsWith('/mcp')) {
+          mcpAnswer(res, safeJson(body), options);
+          return;
+        }
         if (path.endsWith('/chat/completions')) {
-          const request = safeJson(body) as { model?: string; stream?: boolean } | undefined;
+          const request = safeJson(body) as { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean } } | undefined;
           const model = request?.model ?? 'unknown';
           const completion = {
             id: 'chatcmpl-fake',
@@ -63,11 +84,15 @@ export class FakeLlm {
             usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
           };
           if (request?.stream) {
-            res.writeHead(200, { 'content-type': 'text/event-stream' });
             const chunk = { id: completion.id, object: 'chat.completion.chunk', created: completion.created, model };
-            res.write(`data: ${JSON.stringify({ ...chunk, choices: [{ index: 0, delta: { role: 'assistant', content: reply }, finish_reason: null }] })}\n\n`);
-            res.write(`data: ${JSON.stringify({ ...chunk, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: completion.usage })}\n\n`);
-            res.end('data: [DONE]\n\n');
+            const usageMode = options.streamUsage ?? 'always';
+            const withUsage = usageMode === 'always' || request.stream_options?.include_usage === true;
+            const events = [
+              ...(options.replyPieces ?? [reply]).map((piece, i) => ({ ...chunk, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null }] })),
+              { ...chunk, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...(usageMode === 'always' ? { usage: completion.usage } : {}) },
+              ...(withUsage && usageMode === 'when_asked' ? [{ ...chunk, choices: [], usage: completion.usage }] : []),
+            ];
+            void streamEvents(res, events.map((event) => `data: ${JSON.stringify(event)}\n\n`).concat('data: [DONE]\n\n'), options.eventDelayMs ?? 0);
             return;
           }
           res.writeHead(200, { 'content-type': 'application/json' });
@@ -99,6 +124,64 @@ export class FakeLlm {
       this.server.closeAllConnections();
     });
   }
+}
+
+/** Writes SSE events with a pause between them; stops quietly when the client goes away. */
+async function streamEvents(res: ServerResponse, events: readonly string[], delayMs: number): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  for (const event of events) {
+    if (res.destroyed) return;
+    res.write(event);
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+  res.end();
+}
+
+interface AnthropicRequest {
+  model?: string;
+  stream?: boolean;
+}
+
+/** Anthropic's messages API: a JSON message, or its event stream (message_start … message_stop). */
+function anthropicAnswer(res: ServerResponse, request: AnthropicRequest | undefined, options: FakeLlmOptions, usage: { prompt_tokens: number; completion_tokens: number }, reply: string): Promise<void> {
+  const model = request?.model ?? 'unknown';
+  const id = 'msg_fake';
+  if (!request?.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id, type: 'message', role: 'assistant', model, content: [{ type: 'text', text: reply }], stop_reason: 'end_turn', usage: { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens } }));
+    return Promise.resolve();
+  }
+  const event = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  return streamEvents(
+    res,
+    [
+      event('message_start', { message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.prompt_tokens, output_tokens: 1 } } }),
+      event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      event('ping', {}),
+      ...(options.replyPieces ?? [reply]).map((piece) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } })),
+      event('content_block_stop', { index: 0 }),
+      event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.completion_tokens } }),
+      event('message_stop', {}),
+    ],
+    options.eventDelayMs ?? 0,
+  );
+}
+
+/** MCP over HTTP (JSON-RPC 2.0): tools/list and tools/call answered as JSON. */
+function mcpAnswer(res: ServerResponse, request: unknown, options: FakeLlmOptions): void {
+  const message = (request ?? {}) as { id?: unknown; method?: unknown; params?: { name?: unknown } };
+  const id = message.id ?? null;
+  let answer: object;
+  if (message.method === 'tools/list') {
+    const tools = (options.mcpTools ?? ['web_search', 'fetch_url', 'delete_repo']).map((name) => ({ name, description: `The ${name} tool.`, inputSchema: { type: 'object' } }));
+    answer = { jsonrpc: '2.0', id, result: { tools } };
+  } else if (message.method === 'tools/call') {
+    answer = { jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: options.toolResult ?? `ran ${String(message.params?.name)}` }], isError: false } };
+  } else {
+    answer = { jsonrpc: '2.0', id, error: { code: -32601, message: 'method not found' } };
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(answer));
 }
 
 function readAll(req: IncomingMessage): Promise<string> {

@@ -1,0 +1,232 @@
+/**
+ * Envoy ext_proc v3 (`envoy.service.ext_proc.v3.ExternalProcessor/Process`): one bidirectional
+ * stream per HTTP request, mapped onto the decision pipeline on the way in and the response
+ * pipeline on the way out.
+ *
+ * - Request headers: when the request has a body, Signalbox asks for it (`mode_override`
+ *   request_body_mode BUFFERED, honoured when the filter sets `allow_mode_override`) and decides
+ *   on the body; otherwise it decides on the headers. A deny is an ImmediateResponse with the
+ *   status, headers and body Check would answer with; an allow sets and removes headers as Check
+ *   does, and replaces the body when the policy redacted or rerouted it.
+ * - Response headers: a JSON answer is asked for whole (BUFFERED), an event stream chunk by
+ *   chunk (STREAMED); anything else passes.
+ * - Response body: judged, redacted, filtered (MCP tools/list) and settled by
+ *   decide/answer.ts; a blocked buffered answer becomes an ImmediateResponse.
+ *
+ * Like Check, every call is answered: a failure is a deny (request side) or a blocked answer
+ * (response side), never a gRPC error that `failure_mode_allow` could turn into a pass.
+ */
+import type { Logger } from '../../core/log.js';
+import { describeCause } from '../../core/errors.js';
+import type { DecisionPipeline } from '../../decide/decide.js';
+import type { Decision, DecisionRequest } from '../../decide/decision.js';
+import type { AnswerPipeline, AnswerStream } from '../../decide/answer.js';
+import { toStruct } from './struct.js';
+import {
+  commonResponse,
+  immediateResponse,
+  modeOverride,
+  readHeaders,
+  type BodySendMode,
+  type WireProcessingRequest,
+} from './ext-proc-wire.js';
+
+/** This door's name in `input.door.name`, the audit trail and metrics. */
+export const EXT_PROC_DOOR = 'envoy.ext_proc';
+
+/** The stream as grpc-js hands it to a bidirectional handler (the parts used here). */
+export interface ProcessStream {
+  on(event: 'data', listener: (message: WireProcessingRequest) => void): unknown;
+  on(event: 'end' | 'cancelled' | 'error' | 'close', listener: () => void): unknown;
+  write(message: object): boolean;
+  end(): void;
+}
+
+/** What the door works with. */
+export interface ExtProcOptions {
+  readonly pipeline: DecisionPipeline;
+  readonly answers: AnswerPipeline;
+  readonly logger: Logger;
+}
+
+/** Headers that are Envoy's pseudo-headers (`:path`...), kept out of `input.attributes.request.http.headers`. */
+function plainHeaders(headers: Record<string, string>): Record<string, string> {
+  const plain: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) plain[name] = value;
+  return plain;
+}
+
+/**
+ * The request as a DecisionRequest. ext_proc carries no AttributeContext, so `input.attributes`
+ * is built with the same names Check's has (request.http.{method, path, host, scheme, headers,
+ * body}), so one policy serves both doors.
+ */
+function decisionRequest(headers: Record<string, string>, body: Buffer): DecisionRequest {
+  const plain = plainHeaders(headers);
+  const host = headers[':authority'] ?? plain.host ?? '';
+  if (host !== '') plain.host = host;
+  const path = headers[':path'] ?? '';
+  const http: Record<string, unknown> = {
+    method: headers[':method'] ?? '',
+    path,
+    host,
+    scheme: headers[':scheme'] ?? '',
+    headers: plain,
+    ...(body.length > 0 ? { body: body.toString('utf8'), size: body.length } : {}),
+  };
+  return {
+    door: EXT_PROC_DOOR,
+    attributes: { request: { time: new Date().toISOString(), http } },
+    path,
+    headers: plain,
+    body,
+    canRewriteBody: true,
+  };
+}
+
+/** `:path` with the policy's query changes applied (ext_proc sets the query through `:path`). */
+function rewrittenPath(path: string, decision: Decision): string | undefined {
+  if (decision.queryParametersToSet.length === 0 && decision.queryParametersToRemove.length === 0) return undefined;
+  const url = new URL(path, 'http://ext-proc.invalid');
+  for (const name of decision.queryParametersToRemove) url.searchParams.delete(name);
+  for (const { key, value } of decision.queryParametersToSet) url.searchParams.set(key, value);
+  return `${url.pathname}${url.search}`;
+}
+
+/** Serves one ext_proc stream (one HTTP request through Envoy). */
+export function serveProcessStream(stream: ProcessStream, options: ExtProcOptions): void {
+  let requestHeaders: Record<string, string> = {};
+  let answer: AnswerStream | undefined;
+  const pendingBody: Buffer[] = [];
+  let finished = false;
+  // Messages are handled one at a time, in order: each answer depends on the ones before.
+  let queue: Promise<void> = Promise.resolve();
+
+  const send = (message: object): void => {
+    if (!finished) stream.write(message);
+  };
+
+  const decideRequest = async (phase: 'requestHeaders' | 'requestBody', body: Buffer): Promise<void> => {
+    let decision: Decision;
+    let started: AnswerStream | undefined;
+    try {
+      const trace = await options.pipeline.explain(decisionRequest(requestHeaders, body));
+      decision = trace.decision;
+      if (decision.allowed) started = options.answers.begin(trace);
+    } catch (error) {
+      // explain() never rejects by contract; this is the belt to its braces.
+      decision = options.pipeline.rejectUnreadable(EXT_PROC_DOOR, error);
+    }
+    const dynamicMetadata = toStruct(decision.dynamicMetadata);
+    if (!decision.allowed) {
+      send({ ...immediateResponse(decision.httpStatus, decision.headers, decision.body, `signalbox: ${decision.reasons.join(',') || 'denied'}`), dynamicMetadata });
+      return;
+    }
+    const set = [...decision.headers];
+    const path = rewrittenPath(requestHeaders[':path'] ?? '', decision);
+    if (path !== undefined) set.push({ key: ':path', value: path });
+    const newBody = decision.upstreamBody !== undefined ? Buffer.from(decision.upstreamBody, 'utf8') : undefined;
+    if (newBody !== undefined) set.push({ key: 'content-length', value: String(newBody.length) });
+    answer = started;
+    send({
+      [phase]: { response: commonResponse({ set, remove: decision.requestHeadersToRemove, ...(newBody !== undefined ? { body: newBody } : {}) }) },
+      ...(phase === 'requestHeaders' ? { modeOverride: modeOverride({ responseHeaders: answer ? 'SEND' : 'SKIP' }) } : {}),
+      dynamicMetadata,
+    });
+  };
+
+  const onResponseHeaders = (message: WireProcessingRequest): void => {
+    const responseHeaders = readHeaders(message.responseHeaders);
+    const responseStatus = Number(responseHeaders[':status'] ?? 0);
+    if (!answer) {
+      send({ responseHeaders: { response: commonResponse() }, modeOverride: modeOverride({ responseHeaders: 'SEND', responseBody: 'NONE' }) });
+      return;
+    }
+    const plan = answer.headers(responseStatus, plainHeaders(responseHeaders), message.responseHeaders?.endOfStream === true);
+    const mode: BodySendMode = plan.body;
+    send({
+      responseHeaders: { response: commonResponse({ set: plan.set, remove: plan.remove }) },
+      modeOverride: modeOverride({ responseHeaders: 'SEND', responseBody: mode }),
+    });
+    if (mode === 'NONE') answer = undefined;
+  };
+
+  const onResponseBody = async (message: WireProcessingRequest): Promise<void> => {
+    const chunk = message.responseBody?.body ?? Buffer.alloc(0);
+    const endOfStream = message.responseBody?.endOfStream === true;
+    if (!answer) {
+      send({ responseBody: { response: commonResponse() } });
+      return;
+    }
+    const step = await answer.body(chunk, endOfStream);
+    if (endOfStream || step.kind === 'blocked') answer = undefined;
+    if (step.kind === 'blocked' && step.immediate) {
+      send(immediateResponse(step.immediate.status, step.immediate.headers, step.immediate.body, `signalbox: ${step.reasons.join(',')}`));
+      return;
+    }
+    const set = step.kind === 'pass' ? step.set : undefined;
+    send({ responseBody: { response: commonResponse({ ...(step.body !== undefined ? { body: step.body } : {}), ...(set ? { set } : {}) }) } });
+  };
+
+  const handle = async (message: WireProcessingRequest): Promise<void> => {
+    switch (message.request) {
+      case 'requestHeaders':
+        requestHeaders = readHeaders(message.requestHeaders);
+        if (message.requestHeaders?.endOfStream === true) {
+          await decideRequest('requestHeaders', Buffer.alloc(0));
+        } else {
+          // Decide on the whole request: ask for the body, and for the response headers.
+          send({ requestHeaders: { response: commonResponse() }, modeOverride: modeOverride({ requestBody: 'BUFFERED', responseHeaders: 'SEND' }) });
+        }
+        return;
+      case 'requestBody':
+        // BUFFERED: the whole body in one message. A filter configured for STREAMED request
+        // bodies is answered chunk by chunk without a decision until the last.
+        if (message.requestBody?.endOfStream !== true) {
+          pendingBody.push(message.requestBody?.body ?? Buffer.alloc(0));
+          send({ requestBody: { response: commonResponse() } });
+          return;
+        }
+        pendingBody.push(message.requestBody.body ?? Buffer.alloc(0));
+        await decideRequest('requestBody', Buffer.concat(pendingBody));
+        return;
+      case 'responseHeaders':
+        onResponseHeaders(message);
+        return;
+      case 'responseBody':
+        await onResponseBody(message);
+        return;
+      case 'requestTrailers':
+        send({ requestTrailers: {} });
+        return;
+      case 'responseTrailers':
+        send({ responseTrailers: {} });
+        return;
+      default:
+        options.logger.warn({ code: 'request_malformed', door: EXT_PROC_DOOR }, 'ext_proc message with no request member');
+    }
+  };
+  stream.on('data', (message) => {
+    queue = queue.then(() => handle(message)).catch((error: unknown) => {
+      options.logger.error({ code: 'internal_error', door: EXT_PROC_DOOR, cause: describeCause(error) }, 'ext_proc message failed');
+      // Fail closed: whatever phase this was, the client gets an error rather than the content.
+      send(immediateResponse(500, [{ key: 'content-type', value: 'application/json' }], JSON.stringify({ error: { code: 'internal_error', message: 'internal error' } }), 'signalbox: internal_error'));
+      answer = undefined;
+    });
+  });
+  const close = (): void => {
+    if (finished) return;
+    queue = queue.then(() => {
+      finished = true;
+      // The client or Envoy went away mid-answer: settle what was delivered.
+      answer?.abort();
+      answer = undefined;
+    });
+  };
+  stream.on('end', () => {
+    close();
+    void queue.then(() => stream.end());
+  });
+  stream.on('cancelled', close);
+  stream.on('error', close);
+}
