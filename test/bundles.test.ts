@@ -23,12 +23,18 @@ describe('committed bundles', () => {
     }
   });
 
-  it('the default bundle loads, declares its entrypoint and carries its data', async () => {
+  it('the default bundle loads, declares its decision and response rules and carries its data', async () => {
     const bundle = await readBundle(join(root, 'bundles', 'signalbox.tar.gz'));
-    expect(bundle.manifest.wasm.map((w) => w.entrypoint)).toEqual(['signalbox/authz/decision']);
+    expect(bundle.manifest.wasm.map((w) => w.entrypoint)).toEqual(['signalbox/authz/decision', 'signalbox/authz/response']);
     expect(bundle.data).toHaveProperty('signalbox.permissions.roles');
     const engine = await PolicyEngine.create(bundle, { entrypoint: 'signalbox/authz/decision' });
     expect(engine.revision).toBe(bundle.manifest.revision);
+    expect(engine.hasEntrypoint('signalbox/authz/response')).toBe(true);
+    expect(engine.hasEntrypoint('signalbox/authz/nothing')).toBe(false);
+    // The response rule is evaluated on the same module as the decision.
+    const clean = engine.evaluateEntrypoint('signalbox/authz/response', { response: { status: 200, api: 'openai.chat', stream: false, content: { scanned: true, truncated: false, findings: [] } } }, 0n);
+    expect(clean.result).toEqual({ allowed: true, reasons: ['allowed'] });
+    expect(() => engine.evaluateEntrypoint('signalbox/authz/nothing', {}, 0n)).toThrow(/no entrypoint/);
   });
 
   it('the Rego unit tests beside the policies pass under opa test', async () => {

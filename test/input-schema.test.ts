@@ -31,6 +31,8 @@ import type { DecisionRequest } from '../src/decide/decision.js';
 import { INPUT_SCHEMA, validateInput } from '../src/policy/input-schema.js';
 import inputSchema from '../src/policy/schema/input.schema.json' with { type: 'json' };
 import { createPipeline } from '../src/app/app.js';
+import { responseInput } from '../src/decide/response.js';
+import { contentFacts } from '../src/inspect/content/facts.js';
 import { loadServices } from '../src/transport/protos.js';
 import { AUDIENCE, ISSUER, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { openTestVault, testSecrets } from './helpers/vault.js';
@@ -286,13 +288,28 @@ describe('the policy input schema', () => {
     }
   });
 
+  /** The response rule's inputs (Envoy ext_proc): each request's input plus the answer as read. */
+  function responseInputs(): { name: string; input: Record<string, unknown> }[] {
+    const answer = { id: 'chatcmpl-1', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: 'Mail jane.doe@example.com' } }], usage: { prompt_tokens: 3, completion_tokens: 4 } };
+    const content = contentFacts(answer, Buffer.from(JSON.stringify(answer)), false, { enabled: true, maxStringBytes: 1 << 20, maxDepth: 64 });
+    return traces.map(({ name, trace }) => ({
+      name: `${name} (its answer)`,
+      input: responseInput(
+        { decisionId: trace.decision.decisionId, door: 'envoy.ext_proc', input: trace.input, held: false },
+        { status: 200, api: 'openai.chat', stream: false, content: { scanned: content.scanned, truncated: content.truncated, findings: content.findings } },
+      ),
+    }));
+  }
+
   it('every input the pipeline built conforms to the schema', () => {
-    const problems = traces.flatMap(({ name, trace }) => validateInput(asPolicySees(trace.input)).map((p) => `${name}: ${p}`));
+    const problems = [...traces.map(({ name, trace }) => ({ name, input: trace.input })), ...responseInputs()].flatMap(({ name, input }) =>
+      validateInput(asPolicySees(input)).map((p) => `${name}: ${p}`),
+    );
     expect(problems).toEqual([]);
   });
 
   it('every top-level key the schema documents is produced by some request', () => {
-    const produced = new Set(traces.flatMap(({ trace }) => Object.keys(asPolicySees(trace.input))));
+    const produced = new Set([...traces.map(({ trace }) => trace.input), ...responseInputs().map((r) => r.input)].flatMap((input) => Object.keys(asPolicySees(input))));
     const documented = Object.keys(inputSchema.properties);
     expect(documented.filter((k) => !produced.has(k))).toEqual([]);
   });

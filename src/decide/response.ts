@@ -36,6 +36,11 @@ export interface ResponseFacts {
   readonly content: Pick<ContentFacts, 'scanned' | 'truncated' | 'findings'>;
 }
 
+/** The response rule's input: the request's input as decided, plus `input.response`. */
+export function responseInput(context: ResponseContext, facts: ResponseFacts): Record<string, unknown> {
+  return { ...context.input, response: facts };
+}
+
 /** The policy's verdict on an answer. */
 export interface ResponseVerdict {
   readonly allowed: boolean;
@@ -102,7 +107,7 @@ export class ResponsePipeline {
     const engine = this.options.engine();
     if (!engine.hasEntrypoint(this.options.entrypoint)) return { allowed: true, reasons: [], httpStatus: 200, headers: [], body: '' };
     try {
-      const input = { ...context.input, response: facts };
+      const input = responseInput(context, facts);
       const verdict = interpretResult(engine.evaluateEntrypoint(this.options.entrypoint, input, this.clock()));
       const types = verdict.redact?.types;
       return {
