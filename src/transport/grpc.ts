@@ -109,7 +109,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse) });
   server.addService(services.processor, {
     Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-      serveProcessStream(call as unknown as ProcessStream, { pipeline: options.pipeline, answers: options.answers, logger: options.logger }),
+      serveProcessStream(call as unknown as ProcessStream, { pipeline: options.pipeline, answers: options.answers, logger: options.logger, maxBodyBytes: options.maxRequestBytes }),
   });
   const native = <Req, Res>(name: string, run: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
     return (call, callback) => {

@@ -47,6 +47,11 @@ export interface ExtProcOptions {
   readonly pipeline: DecisionPipeline;
   readonly answers: AnswerPipeline;
   readonly logger: Logger;
+  /**
+   * The most request-body bytes gathered for one decision (`server.max_request_bytes`): a filter
+   * configured to stream request bodies sends them in pieces, each within gRPC's message limit.
+   */
+  readonly maxBodyBytes: number;
 }
 
 /** Headers that are Envoy's pseudo-headers (`:path`...), kept out of `input.attributes.request.http.headers`. */
@@ -76,12 +81,18 @@ function decisionRequest(headers: Record<string, string>, body: Buffer): Decisio
   };
   return {
     door: EXT_PROC_DOOR,
-    attributes: { request: { time: new Date().toISOString(), http } },
+    attributes: { request: { time: requestTime(), http } },
     path,
     headers: plain,
     body,
     canRewriteBody: true,
   };
+}
+
+/** Now as Check's `request.time` reads: a protobuf Timestamp in JSON, `{seconds, nanos}`. */
+function requestTime(): { seconds: number; nanos: number } {
+  const ms = Date.now();
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
 }
 
 /** `:path` with the policy's query changes applied (ext_proc sets the query through `:path`). */
@@ -98,6 +109,8 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
   let requestHeaders: Record<string, string> = {};
   let answer: AnswerStream | undefined;
   const pendingBody: Buffer[] = [];
+  let pendingBytes = 0;
+  let requestDecided = false;
   let finished = false;
   // Messages are handled one at a time, in order: each answer depends on the ones before.
   let queue: Promise<void> = Promise.resolve();
@@ -107,6 +120,7 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
   };
 
   const decideRequest = async (phase: 'requestHeaders' | 'requestBody', body: Buffer): Promise<void> => {
+    requestDecided = true;
     let decision: Decision;
     let started: AnswerStream | undefined;
     try {
@@ -180,14 +194,27 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
         }
         return;
       case 'requestBody':
-        // BUFFERED: the whole body in one message. A filter configured for STREAMED request
-        // bodies is answered chunk by chunk without a decision until the last.
-        if (message.requestBody?.endOfStream !== true) {
-          pendingBody.push(message.requestBody?.body ?? Buffer.alloc(0));
+        if (requestDecided) {
+          // The rest of a body streamed past the limit: the decision is made.
           send({ requestBody: { response: commonResponse() } });
           return;
         }
-        pendingBody.push(message.requestBody.body ?? Buffer.alloc(0));
+        // BUFFERED: the whole body in one message. A filter configured for STREAMED request
+        // bodies is answered chunk by chunk without a decision until the last.
+        pendingBody.push(message.requestBody?.body ?? Buffer.alloc(0));
+        pendingBytes += message.requestBody?.body?.length ?? 0;
+        if (pendingBytes > options.maxBodyBytes) {
+          // Over the limit the body is not gathered further: the request is decided on what
+          // arrived, marked cut short, which the policy refuses (413, content.truncated).
+          requestHeaders = { ...requestHeaders, 'content-length': String(Math.max(pendingBytes + 1, Number(requestHeaders['content-length'] ?? 0))) };
+          await decideRequest('requestBody', Buffer.concat(pendingBody).subarray(0, options.maxBodyBytes));
+          pendingBody.length = 0;
+          return;
+        }
+        if (message.requestBody?.endOfStream !== true) {
+          send({ requestBody: { response: commonResponse() } });
+          return;
+        }
         await decideRequest('requestBody', Buffer.concat(pendingBody));
         return;
       case 'responseHeaders':
