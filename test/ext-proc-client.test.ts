@@ -9,7 +9,7 @@
  */
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditRecords, decisionRecord, responseRecord, settledSpendOf, usdOf } from './helpers/answers.js';
+import { auditRecords, decisionRecord, streamedText as deltaText, responseRecord, settledSpendOf, usdOf } from './helpers/answers.js';
 import { buildEnvoyClient, extProcFilterOf, runExtProc, type ExtProcFilter, type ExtProcOutput, type TraceEntry } from './helpers/envoy-client.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
@@ -96,18 +96,6 @@ function first(headers: Record<string, string[]>, name: string): string | undefi
 /** The trace as "dir type" lines, for comparing the shape of a conversation. */
 function shape(trace: readonly TraceEntry[]): string[] {
   return trace.map((entry) => `${entry.dir} ${entry.type}`);
-}
-
-/** The text the SSE data events of a chat completion stream carried in `choices[].delta.content`, as the client received them. */
-function deltaText(body: string): string {
-  let text = '';
-  for (const line of body.split('\n')) {
-    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-    const event = JSON.parse(line.slice(6)) as { choices?: Array<{ delta?: { content?: string } }>; delta?: { text?: string } };
-    for (const choice of event.choices ?? []) text += choice.delta?.content ?? '';
-    text += event.delta?.text ?? '';
-  }
-  return text;
 }
 
 function decisionIdOf(output: ExtProcOutput): string {

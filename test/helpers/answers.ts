@@ -67,3 +67,19 @@ export function responseRecord(sb: TestSignalbox, decisionId: string): Promise<R
 export function decisionRecord(sb: TestSignalbox, decisionId: string): Promise<Record<string, unknown>> {
   return awaitRecord(sb, `decision ${decisionId}`, (r) => r.type === undefined && r.decision_id === decisionId);
 }
+
+/**
+ * The text an event stream's data events carried, in the order they came: OpenAI chat
+ * `choices[].delta.content` and Anthropic `content_block_delta` `delta.text`. Works on any run of
+ * whole events (one chunk a client received, or the whole body).
+ */
+export function streamedText(body: string): string {
+  let text = '';
+  for (const line of body.split('\n')) {
+    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+    const event = JSON.parse(line.slice(6)) as { choices?: Array<{ delta?: { content?: string } }>; delta?: { text?: string } };
+    for (const choice of event.choices ?? []) text += choice.delta?.content ?? '';
+    text += event.delta?.text ?? '';
+  }
+  return text;
+}
