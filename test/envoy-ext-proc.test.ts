@@ -32,6 +32,8 @@ const CARD = '4111 1111 1111 1111';
 const USAGE = { prompt_tokens: 31, completion_tokens: 23 };
 const EMAIL_PIECES = ['Write to ', 'jane', '.doe', '@exa', 'mple', '.com', ' any time.'];
 const LONG_PIECES = Array.from({ length: 30 }, (_, i) => `Sentence number ${i + 1} of a long and harmless answer. `);
+/** A card early, and another one long after it: nothing after the first may leave. */
+const CARD_THEN_MORE_PIECES = ['Your card ', '4111', ' 1111', ' 1111', ' 1111', ' is on file.', ...Array.from({ length: 8 }, () => ' Some more harmless words here.'), ' Also 5500 0000 0000 0004 works.', ' The end.'];
 /** Long in time too (200 events, 5 ms apart): a client can go away in the middle of it. */
 const ENDLESS_PIECES = Array.from({ length: 200 }, (_, i) => `Part ${i + 1} of an answer nobody waits for. `);
 
@@ -75,6 +77,7 @@ describe('Envoy ext_proc (examples/envoy/envoy-ext-proc.yaml, the real Envoy)', 
         'split email please': { pieces: EMAIL_PIECES },
         'long please': { pieces: LONG_PIECES },
         'endless please': { pieces: ENDLESS_PIECES },
+        'card then more please': { pieces: CARD_THEN_MORE_PIECES },
       },
     });
     envoy = await startEnvoyExample('examples/envoy/envoy-ext-proc.yaml', { clusters: { signalbox: sb.running.grpcPort, llm_upstream: upstream.port } });
@@ -143,6 +146,14 @@ describe('Envoy ext_proc (examples/envoy/envoy-ext-proc.yaml, the real Envoy)', 
 
   const streamed = (text: string): string =>
     JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: text }] });
+
+  it('streams: once a stream is blocked, nothing more of it leaves (not a later secret, not its usage, not a second [DONE])', async () => {
+    const outcome = await send(envoy.url, '/v1/chat/completions', { headers: await caller('gwen'), body: streamed('card then more please') });
+    expect(outcome.status, `${outcome.body}\n${envoy.log()}`).toBe(200);
+    expect(streamedText(outcome.body)).not.toMatch(/[0-9]/);
+    expect(outcome.body).not.toMatch(/5500|works|The end|"usage"/);
+    expect(outcome.body).toMatch(/"code":"content\.payment_card"\}\}\n\ndata: \[DONE\]\n\n$/);
+  });
 
   it('streams: an email typed over several events is masked; no piece of it leaves', async () => {
     const outcome = await send(envoy.url, '/v1/chat/completions', { headers: await caller('ivy'), body: streamed('split email please') });
