@@ -4,14 +4,14 @@
  * processor, in front of a fake OpenAI / Anthropic / MCP upstream that streams. Signalbox runs
  * the shipped default policy and bundle (budgets, content rules, the response rule).
  */
-import { readFile } from 'node:fs/promises';
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditRecords, decisionRecord, responseRecord as recordOf, settledSpendOf, streamedText, usdOf as usd } from './helpers/answers.js';
 import { startEnvoyExample, type RunningEnvoy } from './helpers/envoy.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
-import { PriceTable } from '../src/inspect/prices.js';
 
 interface Outcome {
   status: number;
@@ -30,50 +30,25 @@ async function send(url: string, path: string, init: { headers?: Record<string, 
 
 const CARD = '4111 1111 1111 1111';
 const USAGE = { prompt_tokens: 31, completion_tokens: 23 };
+const EMAIL_PIECES = ['Write to ', 'jane', '.doe', '@exa', 'mple', '.com', ' any time.'];
+const LONG_PIECES = Array.from({ length: 30 }, (_, i) => `Sentence number ${i + 1} of a long and harmless answer. `);
+/** A card early, and another one long after it: nothing after the first may leave. */
+const CARD_THEN_MORE_PIECES = ['Your card ', '4111', ' 1111', ' 1111', ' 1111', ' is on file.', ...Array.from({ length: 8 }, () => ' Some more harmless words here.'), ' Also 5500 0000 0000 0004 works.', ' The end.'];
+/** Long in time too (200 events, 5 ms apart): a client can go away in the middle of it. */
+const ENDLESS_PIECES = Array.from({ length: 200 }, (_, i) => `Part ${i + 1} of an answer nobody waits for. `);
 
 let key: SigningKey;
 let jwks: JwksServer;
 let sb: TestSignalbox;
 const logs = capturedLogger();
-const prices = PriceTable.default();
 
 /** A caller with its own subject, so each test reads its own budget. */
 async function caller(subject: string, roles = ['llm-user']): Promise<Record<string, string>> {
   return { authorization: `Bearer ${await mint(key, { subject, claims: { roles } })}`, 'content-type': 'application/json' };
 }
 
-async function spend(subject: string): Promise<{ spent_usd: number; held_usd: number; holds: number }> {
-  const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`);
-  const body = (await res.json()) as { budgets: Array<{ spent_usd: number; held_usd: number; holds: number }> };
-  return body.budgets[0] ?? { spent_usd: 0, held_usd: 0, holds: 0 };
-}
-
-/** Spend once the answer's settlement landed (it is written after the last byte left). */
-async function settledSpend(subject: string): Promise<{ spent_usd: number; held_usd: number; holds: number }> {
-  let current = await spend(subject);
-  for (let i = 0; i < 50 && current.holds > 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    current = await spend(subject);
-  }
-  return current;
-}
-
-function usd(model: string, usage: { input_tokens: number; output_tokens: number }): number {
-  return Number(prices.costMicroUsd(model, { ...usage, cached_input_tokens: 0 })) / 1e6;
-}
-
-async function auditRecords(): Promise<Array<Record<string, unknown>>> {
-  return (await readFile(sb.auditPath, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-async function responseRecord(decisionId: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 50; i++) {
-    const found = (await auditRecords()).find((r) => r.type === 'response' && r.decision_id === decisionId);
-    if (found) return found;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`no response record for ${decisionId}`);
-}
+const settledSpend = (subject: string): ReturnType<typeof settledSpendOf> => settledSpendOf(sb, subject);
+const responseRecord = (decisionId: string): Promise<Record<string, unknown>> => recordOf(sb, decisionId);
 
 beforeAll(async () => {
   key = await signingKey('ES256', 'envoy-ext-proc');
@@ -98,6 +73,12 @@ describe('Envoy ext_proc (examples/envoy/envoy-ext-proc.yaml, the real Envoy)', 
       eventDelayMs: 5,
       streamUsage: 'when_asked',
       toolResult: 'The page says: contact ops@example.com',
+      scripts: {
+        'split email please': { pieces: EMAIL_PIECES },
+        'long please': { pieces: LONG_PIECES },
+        'endless please': { pieces: ENDLESS_PIECES },
+        'card then more please': { pieces: CARD_THEN_MORE_PIECES },
+      },
     });
     envoy = await startEnvoyExample('examples/envoy/envoy-ext-proc.yaml', { clusters: { signalbox: sb.running.grpcPort, llm_upstream: upstream.port } });
   }, 120_000);
@@ -163,6 +144,62 @@ describe('Envoy ext_proc (examples/envoy/envoy-ext-proc.yaml, the real Envoy)', 
     expect(settled.spent_usd).toBeGreaterThan(0);
   });
 
+  const streamed = (text: string): string =>
+    JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: text }] });
+
+  it('streams: once a stream is blocked, nothing more of it leaves (not a later secret, not its usage, not a second [DONE])', async () => {
+    const outcome = await send(envoy.url, '/v1/chat/completions', { headers: await caller('gwen'), body: streamed('card then more please') });
+    expect(outcome.status, `${outcome.body}\n${envoy.log()}`).toBe(200);
+    expect(streamedText(outcome.body)).not.toMatch(/[0-9]/);
+    expect(outcome.body).not.toMatch(/5500|works|The end|"usage"/);
+    expect(outcome.body).toMatch(/"code":"content\.payment_card"\}\}\n\ndata: \[DONE\]\n\n$/);
+  });
+
+  it('streams: an email typed over several events is masked; no piece of it leaves', async () => {
+    const outcome = await send(envoy.url, '/v1/chat/completions', { headers: await caller('ivy'), body: streamed('split email please') });
+    expect(outcome.status, `${outcome.body}\n${envoy.log()}`).toBe(200);
+    expect(outcome.headers['content-type']).toContain('text/event-stream');
+    expect(streamedText(outcome.body)).toBe('Write to [REDACTED:email] any time.');
+    expect(outcome.body).not.toMatch(/jane|\.doe|@exa/);
+    const record = await responseRecord(outcome.headers['x-signalbox-decision-id']!);
+    expect(record).toMatchObject({ action: 'redacted', stream: true, settlement: 'provider_usage', door: 'envoy.ext_proc' });
+  });
+
+  it('streams: settles from the include_usage chunk to the micro-dollar, no hold left', async () => {
+    const outcome = await send(envoy.url, '/v1/chat/completions', { headers: await caller('jack'), body: streamed('long please') });
+    expect(outcome.status, `${outcome.body}\n${envoy.log()}`).toBe(200);
+    expect(streamedText(outcome.body)).toBe(LONG_PIECES.join(''));
+    expect(outcome.body).toContain('"usage":{"prompt_tokens":31');
+    const settled = await settledSpend('jack');
+    expect(settled).toMatchObject({ held_usd: 0, holds: 0 });
+    expect(settled.spent_usd).toBeCloseTo(usd('gpt-4o-mini', { input_tokens: USAGE.prompt_tokens, output_tokens: USAGE.completion_tokens }), 6);
+  });
+
+  it('streams: a client that goes away mid-stream leaves no hold; what left is settled, not the whole answer', async () => {
+    const controller = new AbortController();
+    const response = await fetch(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: await caller('kate'), body: streamed('endless please'), signal: controller.signal });
+    expect(response.status).toBe(200);
+    const decisionId = response.headers.get('x-signalbox-decision-id')!;
+    const reader = response.body!.getReader();
+    let received = '';
+    while (!received.includes('Part 3 ')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the stream ended before the client left');
+      received += Buffer.from(value).toString('utf8');
+    }
+    controller.abort();
+    const record = await responseRecord(decisionId);
+    expect(record).toMatchObject({ action: 'aborted', settlement: 'counted' });
+    const settled = await settledSpend('kate');
+    expect(settled).toMatchObject({ held_usd: 0, holds: 0 });
+    // At least what the client read, far less than the whole answer (the upstream was cut off too).
+    const inputTokens = ((await decisionRecord(sb, decisionId)).input as { llm: { input_tokens: number } }).llm.input_tokens;
+    const complete = streamedText(received.slice(0, received.lastIndexOf('\n\n') + 2));
+    expect(settled.spent_usd).toBeGreaterThanOrEqual(usd('gpt-4o-mini', { input_tokens: inputTokens, output_tokens: countTokens(complete) }));
+    expect(settled.spent_usd).toBeLessThan(usd('gpt-4o-mini', { input_tokens: inputTokens, output_tokens: countTokens(ENDLESS_PIECES.join('')) }));
+    expect(upstream.seen.at(-1)?.body).toContain('endless please');
+  });
+
   it('MCP tools/list offers only the tools a tools/call would be allowed for', async () => {
     const outcome = await send(envoy.url, '/mcp', {
       headers: await caller('gina', ['agent']),
@@ -183,5 +220,19 @@ describe('Envoy ext_proc (examples/envoy/envoy-ext-proc.yaml, the real Envoy)', 
     });
     expect(outcome.status).toBe(403);
     expect(upstream.seen.length).toBe(before);
+  });
+
+  it('records one response record per answer, with no value the answers or requests carried', async () => {
+    const records = await auditRecords(sb);
+    const allowed = records.filter((r) => r.type === undefined && r.door === 'envoy.ext_proc' && (r.decision as { allowed: boolean }).allowed);
+    expect(allowed.length).toBeGreaterThanOrEqual(6);
+    for (const decision of allowed) {
+      const answers = records.filter((r) => r.type === 'response' && r.decision_id === decision.decision_id);
+      expect(answers, String(decision.decision_id)).toHaveLength(1);
+      const text = JSON.stringify(answers[0]);
+      for (const value of ['jane', 'ops@example.com', '4111', 'Bearer ']) expect(text).not.toContain(value);
+    }
+    const trail = JSON.stringify(records);
+    for (const value of ['jane.doe@example.com', 'ops@example.com', CARD]) expect(trail).not.toContain(value);
   });
 });

@@ -5,42 +5,11 @@
  * under examples/envoy/ are validated and run by the real Envoy binary instead
  * (test/envoy-examples.test.ts, test/envoy-grpc.test.ts, test/envoy-http.test.ts).
  */
-import { execFile, spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/core/paths.js';
+import { buildEnvoyClient as buildClient, runEnvoyClient as runClient } from './helpers/envoy-client.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
-
-const run = promisify(execFile);
-const root = projectRoot();
-const client = join(root, '.tools', 'bin', 'envoy-client');
-
-/** Builds (or confirms, when the sources did not change) the Go client. */
-async function buildClient(): Promise<void> {
-  await run('bash', [join(root, 'scripts', 'build-envoy-client.sh')], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
-}
-
-interface ClientRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function runClient(args: string[], stdin = ''): Promise<ClientRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(client, args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
-}
 
 /** A CheckRequest in protojson, as Envoy's ext_authz filter sends it for an HTTP request. */
 function envoyCheckRequest(options: { token?: string; body?: string; headers?: Record<string, string>; path?: string }): object {

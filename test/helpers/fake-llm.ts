@@ -28,6 +28,41 @@ export interface FakeLlmOptions {
   readonly mcpTools?: readonly string[];
   /** The text an MCP `tools/call` result carries. */
   readonly toolResult?: string;
+  /**
+   * Replies chosen per request: when the request's last user message equals a key, that script's
+   * text and pieces answer instead of `reply` / `replyPieces` (chat completions and Anthropic
+   * messages, JSON or streamed). Keyed by a name rather than echoing the message, because a
+   * value the test wants in the answer (a card, an email) would be stopped or masked on the way in.
+   */
+  readonly scripts?: Readonly<Record<string, ScriptedReply>>;
+}
+
+/** One scripted answer (see {@link FakeLlmOptions.scripts}). */
+export interface ScriptedReply {
+  /** The whole answer text (default: the pieces joined). */
+  readonly reply?: string;
+  /** The streamed text deltas, one event each (default: the reply in one). */
+  readonly pieces?: readonly string[];
+}
+
+/** The text of the last user message of a chat or Anthropic request (string or text blocks). */
+function lastUserText(request: unknown): string | undefined {
+  const messages = (request as { messages?: unknown } | undefined)?.messages;
+  if (!Array.isArray(messages)) return undefined;
+  const last = messages.filter((m): m is { role: string; content: unknown } => typeof m === 'object' && m !== null && (m as { role?: unknown }).role === 'user').at(-1);
+  if (last === undefined) return undefined;
+  if (typeof last.content === 'string') return last.content;
+  if (!Array.isArray(last.content)) return undefined;
+  return last.content.map((block: unknown) => (typeof block === 'object' && block !== null && typeof (block as { text?: unknown }).text === 'string' ? (block as { text: string }).text : '')).join('');
+}
+
+/** The reply text and stream pieces for one request: its script when one matches, else the defaults. */
+function replyFor(request: unknown, options: FakeLlmOptions, reply: string): { text: string; pieces: readonly string[] } {
+  const key = lastUserText(request);
+  const script = key !== undefined ? options.scripts?.[key] : undefined;
+  if (script === undefined) return { text: reply, pieces: options.replyPieces ?? [reply] };
+  const text = script.reply ?? (script.pieces ?? []).join('');
+  return { text, pieces: script.pieces ?? [text] };
 }
 
 /**
@@ -75,12 +110,13 @@ export class FakeLlm {
         if (path.endsWith('/chat/completions')) {
           const request = safeJson(body) as { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean } } | undefined;
           const model = request?.model ?? 'unknown';
+          const answer = replyFor(request, options, reply);
           const completion = {
             id: 'chatcmpl-fake',
             object: 'chat.completion',
             created: Math.floor(Date.now() / 1000),
             model,
-            choices: [{ index: 0, message: { role: 'assistant', content: reply }, finish_reason: 'stop' }],
+            choices: [{ index: 0, message: { role: 'assistant', content: answer.text }, finish_reason: 'stop' }],
             usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
           };
           if (request?.stream) {
@@ -88,7 +124,7 @@ export class FakeLlm {
             const usageMode = options.streamUsage ?? 'always';
             const withUsage = usageMode === 'always' || request.stream_options?.include_usage === true;
             const events = [
-              ...(options.replyPieces ?? [reply]).map((piece, i) => ({ ...chunk, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null }] })),
+              ...answer.pieces.map((piece, i) => ({ ...chunk, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null }] })),
               { ...chunk, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...(usageMode === 'always' ? { usage: completion.usage } : {}) },
               ...(withUsage && usageMode === 'when_asked' ? [{ ...chunk, choices: [], usage: completion.usage }] : []),
             ];
@@ -143,12 +179,13 @@ interface AnthropicRequest {
 }
 
 /** Anthropic's messages API: a JSON message, or its event stream (message_start … message_stop). */
-function anthropicAnswer(res: ServerResponse, request: AnthropicRequest | undefined, options: FakeLlmOptions, usage: { prompt_tokens: number; completion_tokens: number }, reply: string): Promise<void> {
+function anthropicAnswer(res: ServerResponse, request: AnthropicRequest | undefined, options: FakeLlmOptions, usage: { prompt_tokens: number; completion_tokens: number }, defaultReply: string): Promise<void> {
   const model = request?.model ?? 'unknown';
+  const answer = replyFor(request, options, defaultReply);
   const id = 'msg_fake';
   if (!request?.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ id, type: 'message', role: 'assistant', model, content: [{ type: 'text', text: reply }], stop_reason: 'end_turn', usage: { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens } }));
+    res.end(JSON.stringify({ id, type: 'message', role: 'assistant', model, content: [{ type: 'text', text: answer.text }], stop_reason: 'end_turn', usage: { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens } }));
     return Promise.resolve();
   }
   const event = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
@@ -158,7 +195,7 @@ function anthropicAnswer(res: ServerResponse, request: AnthropicRequest | undefi
       event('message_start', { message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.prompt_tokens, output_tokens: 1 } } }),
       event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
       event('ping', {}),
-      ...(options.replyPieces ?? [reply]).map((piece) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } })),
+      ...answer.pieces.map((piece) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } })),
       event('content_block_stop', { index: 0 }),
       event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.completion_tokens } }),
       event('message_stop', {}),

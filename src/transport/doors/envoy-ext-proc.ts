@@ -173,7 +173,9 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
       return;
     }
     const step = await answer.body(chunk, endOfStream);
-    if (endOfStream || step.kind === 'blocked') answer = undefined;
+    // A stream blocked mid-way keeps its answer to the end: the answer swallows every later
+    // chunk (the upstream keeps writing after the error event), which would otherwise pass as is.
+    if (endOfStream || (step.kind === 'blocked' && step.immediate)) answer = undefined;
     if (step.kind === 'blocked' && step.immediate) {
       send(immediateResponse(step.immediate.status, step.immediate.headers, step.immediate.body, `signalbox: ${step.reasons.join(',')}`));
       return;
