@@ -142,7 +142,7 @@ class Answer implements AnswerStream {
 
   abort(): void {
     if (this.done) return;
-    void this.finish(this.guard ? 'counted' : 'none', this.guard?.usage().usage, 'aborted');
+    void this.finish(this.guard ? 'counted' : 'none', this.guard?.usage().usage, this.blocked ? 'blocked' : 'aborted');
   }
 
   private model(): string | null {
@@ -196,8 +196,16 @@ class Answer implements AnswerStream {
   }
 
   private async streamed(guard: StreamGuard, chunk: Buffer, endOfStream: boolean): Promise<AnswerStep> {
-    if (this.blocked) return { kind: 'pass', body: Buffer.alloc(0) };
     const pushed = guard.push(chunk, endOfStream);
+    if (this.blocked) {
+      // Blocked: nothing more leaves, but the rest of the answer is read for its usage, so the
+      // hold settles at what the provider bills, not at what the client saw.
+      if (endOfStream) {
+        const usage = guard.usage();
+        await this.finish(usage.source === 'provider' ? 'provider_usage' : 'counted', usage.usage, 'blocked');
+      }
+      return { kind: 'pass', body: Buffer.alloc(0) };
+    }
     let verdict: ResponseVerdict | undefined;
     if (pushed.newFindings.length > 0) {
       this.findings = mergeFindings(this.findings, pushed.newFindings);
@@ -214,7 +222,7 @@ class Answer implements AnswerStream {
     if (verdict && !verdict.allowed) {
       this.blocked = true;
       const body = guard.release({ block: true, reason: verdict.reasons[0] ?? 'response_blocked' });
-      await this.finish('counted', guard.usage().usage, 'blocked');
+      if (endOfStream) await this.finish('counted', guard.usage().usage, 'blocked');
       return { kind: 'blocked', reasons: verdict.reasons, body };
     }
     const body = guard.release({

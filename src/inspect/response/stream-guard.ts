@@ -25,7 +25,7 @@
 import type { FindingType } from '../content/detectors.js';
 import { redactBody, redactText } from '../content/redact.js';
 import { scanBody, type Finding } from '../content/scan.js';
-import { encodingForModel, type EncodingName } from '../llm/tokenizer.js';
+import { countTextTokens, encodingForModel, type EncodingName } from '../llm/tokenizer.js';
 import { removeTools, type ResponseApi } from './buffered.js';
 import { OutputChannel } from './output-channel.js';
 import { DEFAULT_MAX_EVENT_BYTES, SseReader, withData, type SseEvent } from './sse.js';
@@ -174,7 +174,11 @@ export class StreamGuard {
       this.providerUsage = mergeUsage(this.providerUsage, facts.usage);
       if (facts.usageFinal) this.usageFinal = true;
       if (facts.model !== undefined) this.streamModel = facts.model;
-      if (this.blocked) continue;
+      if (this.blocked) {
+        // Nothing leaves any more, but the provider bills what it goes on generating: count it.
+        for (const piece of facts.pieces) this.retiredTokens += countTextTokens(piece.text, this.encoding);
+        continue;
+      }
       const pieces = facts.pieces.map((piece) => this.place(piece));
       for (const group of facts.closesGroups) this.closeGroup(group);
       if (facts.closesAll) for (const channel of this.channels.values()) channel.closed = true;
