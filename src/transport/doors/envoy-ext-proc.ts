@@ -118,6 +118,24 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
   const send = (message: object): void => {
     if (!finished) stream.write(message);
   };
+  let ended = false;
+  const endStream = (): void => {
+    if (ended) return;
+    ended = true;
+    stream.end();
+  };
+  /**
+   * Sends the last answer the exchange needs and closes the stream from this side. Envoy ends
+   * an ext_proc stream it closes itself with RST_STREAM, and Node's HTTP/2 server (nghttp2's
+   * rapid-reset guard: a burst of 1,000, then 33 a second) drops a connection that receives
+   * more: under load that cut Envoy's connection and failed requests in flight. A stream the
+   * processor has closed is finished for Envoy too ("processing complete"), and is not reset.
+   */
+  const sendLast = (message: object): void => {
+    send(message);
+    finished = true;
+    endStream();
+  };
 
   const decideRequest = async (phase: 'requestHeaders' | 'requestBody', body: Buffer): Promise<void> => {
     requestDecided = true;
@@ -133,7 +151,7 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
     }
     const dynamicMetadata = toStruct(decision.dynamicMetadata);
     if (!decision.allowed) {
-      send({ ...immediateResponse(decision.httpStatus, decision.headers, decision.body, `signalbox: ${decision.reasons.join(',') || 'denied'}`), dynamicMetadata });
+      sendLast({ ...immediateResponse(decision.httpStatus, decision.headers, decision.body, `signalbox: ${decision.reasons.join(',') || 'denied'}`), dynamicMetadata });
       return;
     }
     const set = [...decision.headers];
@@ -142,27 +160,35 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
     const newBody = decision.upstreamBody !== undefined ? Buffer.from(decision.upstreamBody, 'utf8') : undefined;
     if (newBody !== undefined) set.push({ key: 'content-length', value: String(newBody.length) });
     answer = started;
-    send({
+    const reply = {
       [phase]: { response: commonResponse({ set, remove: decision.requestHeadersToRemove, ...(newBody !== undefined ? { body: newBody } : {}) }) },
       ...(phase === 'requestHeaders' ? { modeOverride: modeOverride({ responseHeaders: answer ? 'SEND' : 'SKIP' }) } : {}),
       dynamicMetadata,
-    });
+    };
+    // Decided on the headers with nothing to read of the answer: nothing more will come.
+    if (phase === 'requestHeaders' && !answer) sendLast(reply);
+    else send(reply);
   };
 
   const onResponseHeaders = (message: WireProcessingRequest): void => {
     const responseHeaders = readHeaders(message.responseHeaders);
     const responseStatus = Number(responseHeaders[':status'] ?? 0);
     if (!answer) {
-      send({ responseHeaders: { response: commonResponse() }, modeOverride: modeOverride({ responseHeaders: 'SEND', responseBody: 'NONE' }) });
+      sendLast({ responseHeaders: { response: commonResponse() }, modeOverride: modeOverride({ responseHeaders: 'SEND', responseBody: 'NONE' }) });
       return;
     }
     const plan = answer.headers(responseStatus, plainHeaders(responseHeaders), message.responseHeaders?.endOfStream === true);
     const mode: BodySendMode = plan.body;
-    send({
+    const reply = {
       responseHeaders: { response: commonResponse({ set: plan.set, remove: plan.remove }) },
       modeOverride: modeOverride({ responseHeaders: 'SEND', responseBody: mode }),
-    });
-    if (mode === 'NONE') answer = undefined;
+    };
+    if (mode === 'NONE') {
+      answer = undefined;
+      sendLast(reply);
+    } else {
+      send(reply);
+    }
   };
 
   const onResponseBody = async (message: WireProcessingRequest): Promise<void> => {
@@ -177,11 +203,13 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
     // chunk (the upstream keeps writing after the error event), which would otherwise pass as is.
     if (endOfStream || (step.kind === 'blocked' && step.immediate)) answer = undefined;
     if (step.kind === 'blocked' && step.immediate) {
-      send(immediateResponse(step.immediate.status, step.immediate.headers, step.immediate.body, `signalbox: ${step.reasons.join(',')}`));
+      sendLast(immediateResponse(step.immediate.status, step.immediate.headers, step.immediate.body, `signalbox: ${step.reasons.join(',')}`));
       return;
     }
     const set = step.kind === 'pass' ? step.set : undefined;
-    send({ responseBody: { response: commonResponse({ ...(step.body !== undefined ? { body: step.body } : {}), ...(set ? { set } : {}) }) } });
+    const reply = { responseBody: { response: commonResponse({ ...(step.body !== undefined ? { body: step.body } : {}), ...(set ? { set } : {}) }) } };
+    if (endOfStream) sendLast(reply);
+    else send(reply);
   };
 
   const handle = async (message: WireProcessingRequest): Promise<void> => {
@@ -239,7 +267,7 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
     queue = queue.then(() => handle(message)).catch((error: unknown) => {
       options.logger.error({ code: 'internal_error', door: EXT_PROC_DOOR, cause: describeCause(error) }, 'ext_proc message failed');
       // Fail closed: whatever phase this was, the client gets an error rather than the content.
-      send(immediateResponse(500, [{ key: 'content-type', value: 'application/json' }], JSON.stringify({ error: { code: 'internal_error', message: 'internal error' } }), 'signalbox: internal_error'));
+      sendLast(immediateResponse(500, [{ key: 'content-type', value: 'application/json' }], JSON.stringify({ error: { code: 'internal_error', message: 'internal error' } }), 'signalbox: internal_error'));
       answer = undefined;
     });
   });
@@ -254,7 +282,7 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
   };
   stream.on('end', () => {
     close();
-    void queue.then(() => stream.end());
+    void queue.then(endStream);
   });
   stream.on('cancelled', close);
   stream.on('error', close);
