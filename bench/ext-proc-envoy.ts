@@ -7,8 +7,8 @@
  * Headers travel in `raw_value`, pseudo-headers first, with the `x-forwarded-proto` and
  * `x-request-id` Envoy's connection manager adds before its filters run; every message carries
  * an empty `metadata_context` and the first an empty `protocol_config`, as Envoy's do. Once it
- * has its last answer (or a deny, an ImmediateResponse) Envoy resets the stream rather than
- * half-closing it, and so does this driver. (Recorded from Envoy 1.40 through a proxy.)
+ * has its last answer (or a deny, an ImmediateResponse) Envoy 1.40 resets the stream rather
+ * than half-closing it (recorded through a proxy); the driver does either ({@link StreamClose}).
  */
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -34,6 +34,15 @@ export interface Exchange {
   readonly responseHeaders: Readonly<Record<string, string>>;
   readonly responseBody: string;
 }
+
+/**
+ * How a stream ends after its last answer: `reset` (RST_STREAM, as Envoy 1.40 does) or
+ * `half-close` (END_STREAM, then the server's OK). Node's HTTP/2 server (nghttp2) allows a burst
+ * of 1000 incoming resets per connection, then 33/s, and beyond that ends the connection with
+ * GOAWAY INTERNAL_ERROR: under sustained load `reset` fails the run, as it fails the requests
+ * in flight through a real Envoy.
+ */
+export type StreamClose = 'reset' | 'half-close';
 
 /** What the ext_proc filter sends, as Envoy tracks it per stream. */
 interface Mode {
@@ -106,10 +115,10 @@ export interface StreamTally {
 
 /**
  * One HTTP request over one Process stream. `answered` resolves when Envoy would have its last
- * answer (allowed, or denied by an ImmediateResponse), as the stream is reset; `closed` settles
+ * answer (allowed, or denied by an ImmediateResponse), as the stream is closed; `closed` settles
  * once the stream is over, rejecting when it failed before that (a gRPC error from the server).
  */
-export function processExchange(client: ProcessorClient, exchange: Exchange, tally: StreamTally): { answered: Promise<{ allowed: boolean }>; closed: Promise<void> } {
+export function processExchange(client: ProcessorClient, exchange: Exchange, tally: StreamTally, close: StreamClose = 'reset'): { answered: Promise<{ allowed: boolean }>; closed: Promise<void> } {
   const call = client.Process();
   let mode = CONFIGURED;
   let expect = 'requestHeaders';
@@ -126,7 +135,8 @@ export function processExchange(client: ProcessorClient, exchange: Exchange, tal
   const finish = (allowed: boolean): void => {
     finishedWith?.(allowed);
     finishedWith = undefined;
-    call.cancel();
+    if (close === 'reset') call.cancel();
+    else call.end();
   };
   const closed = new Promise<void>((resolve, reject) => {
     call.on('status', (status: grpc.StatusObject) => {
@@ -161,11 +171,18 @@ export function processExchange(client: ProcessorClient, exchange: Exchange, tal
  * over the clients round-robin. A stream that fails, or ends with a gRPC error after its last
  * answer, fails the run (after the loop, so the error is not lost in a closing stream).
  */
-export async function driveExchanges(clients: readonly ProcessorClient[], exchanges: readonly Exchange[], seconds: number, concurrency: number, tally: StreamTally): Promise<Driven> {
+export async function driveExchanges(
+  clients: readonly ProcessorClient[],
+  exchanges: readonly Exchange[],
+  seconds: number,
+  concurrency: number,
+  tally: StreamTally,
+  close: StreamClose,
+): Promise<Driven> {
   const closing = new Set<Promise<void>>();
   let failure: unknown;
   const driven = await driveLoop(seconds, concurrency, (slot, sequence) => {
-    const { answered, closed } = processExchange(clients[slot % clients.length]!, exchanges[sequence % exchanges.length]!, tally);
+    const { answered, closed } = processExchange(clients[slot % clients.length]!, exchanges[sequence % exchanges.length]!, tally, close);
     const tracked = closed.catch((error: unknown) => void (failure ??= error)).finally(() => closing.delete(tracked));
     closing.add(tracked);
     return answered;

@@ -12,12 +12,16 @@
  *                     for (BUFFERED), the JSON answer's headers and its body (BUFFERED, a chat
  *                     completion with a usage block), each answered: four messages each way;
  * with Envoy's side played by bench/ext-proc-envoy.ts. A request's latency runs from opening its
- * stream to the last answer Envoy needs; server CPU is the server process's own.
+ * stream to the last answer Envoy needs; server CPU is the server process's own. Streams are
+ * half-closed after their last answer unless BENCH_EXT_PROC_CLOSE=reset, which is what Envoy
+ * 1.40 does but which Node's HTTP/2 limit on incoming resets (1000, then 33/s per connection)
+ * answers with GOAWAY under sustained load, failing the run.
  *
  * Rounds alternate the modes so drift on a noisy machine hits all of them; the median round is
  * reported. Settings: BENCH_SECONDS (default 8), BENCH_WARMUP_SECONDS (default 2),
  * BENCH_CONCURRENCY (default 32), BENCH_ROUNDS (default 3), BENCH_USERS (distinct tokens,
- * default 100), BENCH_MODES (comma-separated subset), BENCH_PROFILE (as npm run bench).
+ * default 100), BENCH_MODES (comma-separated subset), BENCH_EXT_PROC_CLOSE (half-close or reset),
+ * BENCH_PROFILE (as npm run bench).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,7 +32,7 @@ import { AUDIENCE, ISSUER, mint, signingKey } from '../test/helpers/keys.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
 import { chatBody, unlimitedBundle } from './bundles.js';
 import { driveChecks, type CheckClient } from './drive.js';
-import { driveExchanges, type Exchange, type ProcessorClient, type StreamTally } from './ext-proc-envoy.js';
+import { driveExchanges, type Exchange, type ProcessorClient, type StreamClose, type StreamTally } from './ext-proc-envoy.js';
 import { measure, medianTable, roundLine, type Load, type Result } from './measure.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -37,6 +41,7 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const USERS = Number(process.env.BENCH_USERS ?? 100);
 const ALL_MODES = ['check', 'ext_proc-headers', 'ext_proc-bodies'];
+const CLOSE: StreamClose = process.env.BENCH_EXT_PROC_CLOSE === 'reset' ? 'reset' : 'half-close';
 const MODES = (process.env.BENCH_MODES ?? ALL_MODES.join(',')).split(',').filter((m) => ALL_MODES.includes(m));
 
 /** The upstream's answer to the chat request: a chat completion with its usage block. */
@@ -89,7 +94,7 @@ function connect(mode: string, checks: readonly object[], streams: readonly Exch
     return {
       run: (seconds) => {
         tally.messages = 0;
-        return driveExchanges([client], streams, seconds, CONCURRENCY, tally);
+        return driveExchanges([client], streams, seconds, CONCURRENCY, tally, CLOSE);
       },
       close: () => client.close(),
     };
@@ -110,7 +115,7 @@ async function main(): Promise<void> {
     const checks = tokens.map((token) => checkRequest({ token, body }));
     const env = { BENCH_JWKS_FILE: jwksFile, BENCH_ISSUER: ISSUER, BENCH_AUDIENCE: AUDIENCE, BENCH_AUDIT_PATH: join(dir, 'audit.jsonl'), BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory' };
     process.stdout.write(
-      `Check beside ext_proc over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, chat body ${body.length} bytes, answer ${chatCompletion('gpt-4o-mini').length} bytes\n`,
+      `Check beside ext_proc over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, chat body ${body.length} bytes, answer ${chatCompletion('gpt-4o-mini').length} bytes, ext_proc streams closed by ${CLOSE}${CLOSE === 'reset' ? '' : ' (Envoy 1.40 resets them: BENCH_EXT_PROC_CLOSE=reset)'}\n`,
     );
     const all: Record<string, Result[]> = Object.fromEntries(MODES.map((m) => [m, []]));
     for (let round = 1; round <= ROUNDS; round++) {

@@ -57,9 +57,9 @@ describe('bench/ext-proc-envoy.ts against a real Signalbox (shipped bundle)', ()
     await jwks?.close();
   });
 
-  it('plays a chat request through the four phases the door asks for, and it is allowed', async () => {
+  it.each(['reset', 'half-close'] as const)('plays a chat request through the four phases the door asks for, and it is allowed (%s)', async (close) => {
     const tally: StreamTally = { messages: 0 };
-    const { answered, closed } = processExchange(client, chat({ authorization: `Bearer ${token}` }), tally);
+    const { answered, closed } = processExchange(client, chat({ authorization: `Bearer ${token}` }), tally, close);
     expect(await answered).toEqual({ allowed: true });
     await closed;
     // request headers, request body (BUFFERED), response headers, response body (BUFFERED).
