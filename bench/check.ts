@@ -18,7 +18,6 @@
  * reported. Settings: BENCH_SECONDS (default 8), BENCH_CONCURRENCY (default 32), BENCH_ROUNDS
  * (default 3), BENCH_USERS (distinct tokens, default 100), BENCH_MODES (comma-separated subset).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import { startRedis } from '../test/helpers/redis.js';
 import { checkRequest } from '../test/helpers/signalbox.js';
 import { chatBody, shippedBundle, unlimitedBundle, withData } from './bundles.js';
 import { driveChecks, type CheckClient } from './drive.js';
+import { measure, medianTable, percentile, roundLine, type Load, type Result } from './measure.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -39,84 +39,13 @@ const ALL_MODES = ['bare', 'signalbox', 'no-audit', 'audit-fsync', 'no-content',
 const SWAP_MS = Number(process.env.BENCH_SWAP_MS ?? 250);
 const MODES = (process.env.BENCH_MODES ?? ALL_MODES.join(',')).split(',').filter((m) => ALL_MODES.includes(m));
 
-interface Result {
-  mode: string;
-  decisions: number;
-  perSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  cpuMicrosPerDecision: number;
-  denied: number;
-  /** Bundle swaps during the measured period (reloading), each from rename to active, in ms. */
-  swapsMs: number[];
-}
-
-
-function startServer(mode: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  // BENCH_PROFILE=dir writes a V8 CPU profile of each server process there, for chrome://inspect.
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = fork(join(import.meta.dirname, 'server.ts'), [mode], { execArgv: [...profile, '--import', 'tsx'], env: { ...process.env, ...env } });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${mode} server exited with ${code}`)));
-    child.on('message', (m: { type: string; port?: number }) => {
-      if (m.type === 'ready') resolve({ child, port: m.port! });
-    });
-  });
-}
-
-function serverCpu(child: ChildProcess): Promise<{ micros: number; swapsMs: number[] }> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { type: string; micros?: number; swapsMs?: number[] }): void => {
-      if (m.type === 'cpu') {
-        child.off('message', onMessage);
-        resolve({ micros: m.micros!, swapsMs: m.swapsMs ?? [] });
-      }
-    };
-    child.on('message', onMessage);
-    child.send({ type: 'cpu' });
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
-async function measure(mode: string, env: Record<string, string>, requests: object[]): Promise<Result> {
-  const { child, port } = await startServer(mode, env);
+const connectCheck = (requests: readonly object[]) => (port: number): Load => {
   const client = new (loadServices().clients.Authorization)(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as CheckClient;
-  try {
-    await driveChecks([client], requests, WARMUP_SECONDS, CONCURRENCY);
-    const cpuBefore = await serverCpu(child);
-    const started = performance.now();
-    const { latencies, denied } = await driveChecks([client], requests, SECONDS, CONCURRENCY);
-    const elapsed = (performance.now() - started) / 1000;
-    const cpuAfter = await serverCpu(child);
-    latencies.sort((a, b) => a - b);
-    return {
-      mode,
-      decisions: latencies.length,
-      perSecond: latencies.length / elapsed,
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      cpuMicrosPerDecision: (cpuAfter.micros - cpuBefore.micros) / latencies.length,
-      denied,
-      swapsMs: cpuAfter.swapsMs.slice(cpuBefore.swapsMs.length),
-    };
-  } finally {
-    client.close();
-    child.send({ type: 'stop' });
-    await new Promise((resolve) => child.once('exit', resolve));
-  }
-}
+  return { run: (seconds) => driveChecks([client], requests, seconds, CONCURRENCY), close: () => client.close() };
+};
 
 function swapPercentile(swapsMs: number[], p: number): string {
   return percentile([...swapsMs].sort((a, b) => a - b), p).toFixed(0);
-}
-
-function median(results: Result[], key: keyof Result): number {
-  const values = results.map((r) => r[key] as number).sort((a, b) => a - b);
-  return values[Math.floor(values.length / 2)]!;
 }
 
 type Limits = Record<string, unknown>;
@@ -169,27 +98,15 @@ async function main(): Promise<void> {
     const all: Record<string, Result[]> = Object.fromEntries(MODES.map((m) => [m, []]));
     for (let round = 1; round <= ROUNDS; round++) {
       for (const mode of MODES) {
-        const result = await measure(mode === 'bare' ? 'bare' : 'signalbox', envs[mode]!, requests);
-        result.mode = mode;
+        const setup = { server: mode === 'bare' ? 'bare' : 'signalbox', env: envs[mode]!, warmupSeconds: WARMUP_SECONDS, seconds: SECONDS } as const;
+        const result: Result = await measure(mode, setup, connectCheck(requests));
         if (mode !== 'bare' && result.denied > 0) throw new Error(`${mode} denied ${result.denied} benchmark requests; the benchmark must measure allows`);
         all[mode]!.push(result);
         const swaps = result.swapsMs.length > 0 ? `  swaps ${result.swapsMs.length}, rename→active p50 ${swapPercentile(result.swapsMs, 50)} ms max ${swapPercentile(result.swapsMs, 100)} ms` : '';
-        process.stdout.write(
-          `  round ${round} ${mode.padEnd(14)} ${result.perSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.cpuMicrosPerDecision.toFixed(0)} µs/decision${swaps}\n`,
-        );
+        process.stdout.write(roundLine(round, result, 'decision', swaps));
       }
     }
-    const row = (mode: string): string => {
-      const r = all[mode]!;
-      return `| ${mode} | ${median(r, 'perSecond').toFixed(0)} | ${median(r, 'p50Ms').toFixed(2)} | ${median(r, 'p99Ms').toFixed(2)} | ${median(r, 'cpuMicrosPerDecision').toFixed(0)} |`;
-    };
-    const ratio = (a: string, b: string): string => {
-      const of = (key: keyof Result): string => (median(all[a]!, key) / median(all[b]!, key)).toFixed(2);
-      return `| ${a} / ${b} | ${of('perSecond')}x | ${of('p50Ms')}x | ${of('p99Ms')}x | ${of('cpuMicrosPerDecision')}x |`;
-    };
-    process.stdout.write('\nmedian of rounds:\n| server | decisions/s | p50 ms | p99 ms | server CPU µs/decision |\n|---|---|---|---|---|\n');
-    for (const mode of MODES) process.stdout.write(`${row(mode)}\n`);
-    for (const [a, b] of [
+    const ratios = [
       ['signalbox', 'bare'],
       ['signalbox', 'no-audit'],
       ['audit-fsync', 'signalbox'],
@@ -197,9 +114,8 @@ async function main(): Promise<void> {
       ['budgets-memory', 'signalbox'],
       ['budgets-redis', 'signalbox'],
       ['reloading', 'signalbox'],
-    ] as const) {
-      if (all[a] && all[b]) process.stdout.write(`${ratio(a, b)}\n`);
-    }
+    ] as const;
+    process.stdout.write(`\nmedian of rounds:\n${medianTable(all, MODES, ratios)}`);
     if (all.reloading) {
       const swaps = all.reloading.flatMap((r) => r.swapsMs);
       process.stdout.write(
