@@ -4,7 +4,9 @@
  * It verifies, it never trusts: signature against a key from the configured JWKS, `iss`, `aud`,
  * `exp`, `nbf`, and an explicit list of asymmetric algorithms (never `none`, never HMAC, so a
  * public key can never be abused as an HMAC secret). A failure is not thrown: it becomes a
- * machine-readable error code in the identity, and the policy decides (the default denies 401).
+ * machine-readable error code in the identity, and the policy decides (the default denies 401,
+ * or 503 when the code is jwks_unavailable: the identity provider is down, not the token bad).
+ * Where the keys come from, and how a JWKS file is reloaded, is keys.ts.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
