@@ -72,6 +72,28 @@ describe('configuration', () => {
     expect((caught as Error).message).toMatch(message);
   });
 
+  it.each([
+    ['SIGNALBOX_GRPC_ADDR', undefined, { SIGNALBOX_GRPC_ADDR: 'nine' }, /^SIGNALBOX_GRPC_ADDR: server\.grpc_addr: must be host:port/],
+    ['SIGNALBOX_WORKERS, over the file', 'server:\n  workers: 2\n', { SIGNALBOX_WORKERS: 'lots' }, /^SIGNALBOX_WORKERS: server\.workers: must be auto/],
+    ['SIGNALBOX_REDIS_CLUSTER, in a list', undefined, { SIGNALBOX_STORE: 'redis', SIGNALBOX_REDIS_CLUSTER: 'nohost' }, /^SIGNALBOX_REDIS_CLUSTER: store\.redis_cluster/],
+    ['a ${VAR} in the file', 'server:\n  http_addr: ${HTTP_LISTEN}\n', { HTTP_LISTEN: 'eight' }, /^signalbox\.yaml: server\.http_addr \(from \$\{HTTP_LISTEN\}\): must be host:port/],
+  ])('names the environment variable a bad value came from: %s', (_name, yaml, env, message) => {
+    let caught: unknown;
+    try {
+      parseConfig(yaml, env, 'signalbox.yaml');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'config_invalid' });
+    expect((caught as Error).message).toMatch(message);
+    // Never the value: a variable may hold a secret.
+    for (const value of Object.values(env)) if (value !== 'redis') expect((caught as Error).message).not.toContain(value);
+  });
+
+  it('names only the key when the file, not the environment, holds the bad value', () => {
+    expect(() => parseConfig('server:\n  grpc_addr: nine\n', { SIGNALBOX_HTTP_ADDR: '127.0.0.1:1' }, 'signalbox.yaml')).toThrow(/^signalbox\.yaml: server\.grpc_addr: must/);
+  });
+
   it('accepts the example configuration', () => {
     const yaml = readFileSync('examples/config/signalbox.yaml', 'utf8');
     const config = parseConfig(yaml, { IDP_JWKS_URL: 'https://idp/jwks', IDP_ISSUER: 'https://idp/' }, 'examples/config/signalbox.yaml');
@@ -100,17 +122,17 @@ describe('configuration', () => {
   });
 
   it.each([
-    ['a malformed bundle URL in the file', 'policy:\n  service:\n    url: "not a url"\n', {}],
-    ['a malformed SIGNALBOX_BUNDLE_URL', undefined, { SIGNALBOX_BUNDLE_URL: 'nope' }],
-    ['a bundle URL with user info', 'policy:\n  service:\n    url: "http://user:s3cret@host/b.tar.gz"\n', {}],
-  ])('rejects %s with config_invalid naming policy.service.url', (_name, yaml, env) => {
+    ['a malformed bundle URL in the file', 'policy:\n  service:\n    url: "not a url"\n', {}, 'config: '],
+    ['a malformed SIGNALBOX_BUNDLE_URL', undefined, { SIGNALBOX_BUNDLE_URL: 'nope' }, 'SIGNALBOX_BUNDLE_URL: '],
+    ['a bundle URL with user info', 'policy:\n  service:\n    url: "http://user:s3cret@host/b.tar.gz"\n', {}, 'config: '],
+  ])('rejects %s with config_invalid naming policy.service.url', (_name, yaml, env, where) => {
     let caught: unknown;
     try {
       parseConfig(yaml, env);
     } catch (error) {
       caught = error;
     }
-    expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringMatching(/^config: policy\.service\.url: must/) });
+    expect(caught).toMatchObject({ code: 'config_invalid', message: expect.stringMatching(new RegExp(`^${where}policy\\.service\\.url: must`)) });
     expect((caught as Error).message).not.toContain('s3cret');
   });
 

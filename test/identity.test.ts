@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -105,6 +105,72 @@ describe('identity verification', () => {
     });
   });
 
+  it('says ENOENT and the path when the JWKS file is missing at start-up', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'signalbox-jwks-')), 'absent.json');
+    await expect(IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_FILE: file }), capturedLogger().logger)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining(`identity.jwks_file: cannot load ${file}: ENOENT`),
+    });
+  });
+
+  it('reloads the JWKS file when it is replaced by atomic rename; a bad new file keeps the old keys', async () => {
+    const oldKey = await signingKey('ES256', 'old');
+    const newKey = await signingKey('ES256', 'new');
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-jwks-'));
+    const file = join(dir, 'jwks.json');
+    await writeFile(file, JSON.stringify({ keys: [oldKey.publicJwk] }));
+    const log = capturedLogger();
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_FILE: file }), log.logger, { pollIntervalMs: 50, debounceMs: 10 });
+    try {
+      const verified = async (key: typeof oldKey): Promise<boolean> => (await verifier.verify({ authorization: `Bearer ${await mint(key)}` }, Date.now())).identity.verified;
+      expect(await verified(oldKey)).toBe(true);
+      expect(await verified(newKey)).toBe(false);
+
+      // Rotation: the new key is added, the old one dropped, written aside and renamed over the file.
+      await writeFile(`${file}.tmp`, JSON.stringify({ keys: [newKey.publicJwk] }));
+      await rename(`${file}.tmp`, file);
+      await waitFor(async () => verified(newKey));
+      expect(await verified(oldKey)).toBe(false);
+      expect(log.lines().some((l) => l.msg === 'JWKS file reloaded' && l.keys === 1)).toBe(true);
+
+      // A broken file keeps the keys loaded before, and says why.
+      await writeFile(`${file}.tmp`, '{"keys": [ not json');
+      await rename(`${file}.tmp`, file);
+      await waitFor(async () => log.lines().some((l) => l.code === 'config_invalid' && l.level === 50));
+      expect(log.lines().find((l) => l.level === 50)).toMatchObject({ path: file, problem: 'not JSON', msg: expect.stringContaining('keeping the keys loaded before') });
+      expect(log.text()).not.toContain('not json');
+      expect(await verified(newKey)).toBe(true);
+    } finally {
+      await verifier.close();
+    }
+  });
+
+  it('reloads a JWKS file mounted as a Kubernetes secret (the ..data symlink swap)', async () => {
+    const first = await signingKey('RS256', 'first');
+    const second = await signingKey('RS256', 'second');
+    const mount = await mkdtemp(join(tmpdir(), 'signalbox-jwks-secret-'));
+    // What the kubelet builds: a timestamped dir, ..data pointing at it, and the file a symlink through ..data.
+    const generation = async (name: string, keys: unknown[]): Promise<void> => {
+      await mkdir(join(mount, name));
+      await writeFile(join(mount, name, 'jwks.json'), JSON.stringify({ keys }));
+      await symlink(name, join(mount, '..data_tmp'));
+      await rename(join(mount, '..data_tmp'), join(mount, '..data'));
+    };
+    await generation('..2026_01_01_00_00_00.1', [first.publicJwk]);
+    await symlink(join('..data', 'jwks.json'), join(mount, 'jwks.json'));
+    const file = join(mount, 'jwks.json');
+    const verifier = await IdentityVerifier.create(identityConfig({ SIGNALBOX_JWKS_FILE: file }), capturedLogger().logger, { pollIntervalMs: 50, debounceMs: 10 });
+    try {
+      const verified = async (key: typeof first): Promise<boolean> => (await verifier.verify({ authorization: `Bearer ${await mint(key)}` }, Date.now())).identity.verified;
+      expect(await verified(first)).toBe(true);
+      await generation('..2026_01_02_00_00_00.2', [first.publicJwk, second.publicJwk]);
+      await waitFor(async () => verified(second));
+      expect(await verified(first)).toBe(true);
+    } finally {
+      await verifier.close();
+    }
+  });
+
   it('rejects an HS256 token signed with the public key as the HMAC secret (algorithm confusion)', async () => {
     const key = await signingKey('RS256', 'k');
     const jwks = await JwksServer.start([key.publicJwk]);
@@ -156,3 +222,12 @@ describe('identity verification', () => {
     expect(jwks.fetches).toBe(1);
   });
 });
+
+/** Polls `probe` every 20 ms for up to 5 s. */
+async function waitFor(probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -210,6 +210,7 @@ describe('ReportService: the report contract', () => {
       recordProviderOutcome: async () => {
         throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer');
       },
+      ping: () => inner.ping(),
       close: () => inner.close(),
     };
     const { reports, hold, audit } = setUp(flaky);

@@ -37,7 +37,10 @@ allow_response := object.union_n([enforcement, routed, redaction, {
 	"reasons": ["allowed"],
 }])
 
-deny_status := 401 if {
+deny_status := 503 if {
+	not input.identity.verified
+	identity_provider_down
+} else := 401 if {
 	not input.identity.verified
 } else := 413 if {
 	"content.truncated" in deny_reasons
@@ -73,6 +76,8 @@ deny_message := "authentication required: present a valid bearer token" if {
 	deny_status == 429
 } else := "the request body could not be inspected in full; send it whole" if {
 	deny_status == 413
+} else := "the identity provider cannot be reached, so the token cannot be verified; retry shortly" if {
+	identity_provider_down
 } else := "no provider for this model is available; retry shortly" if {
 	deny_status == 503
 } else := "the request cost cannot be estimated for the budgets that apply" if {

@@ -22,3 +22,14 @@ test_denies_empty_input if {
 	not d.allowed
 	d.http_status == 401
 }
+
+test_identity_provider_outage_is_503_not_401 if {
+	d := authz.decision with input as object.union(chat("gpt-4o-mini"), {"identity": {"verified": false, "error": {"code": "jwks_unavailable"}}})
+	not d.allowed
+	d.http_status == 503
+	d.reasons == ["identity.provider_unavailable"]
+	not d.headers["www-authenticate"]
+	body := json.unmarshal(d.body)
+	body.error.code == "identity.provider_unavailable"
+	contains(body.error.message, "retry")
+}

@@ -33,6 +33,8 @@ import { AnswerPipeline } from '../decide/answer.js';
 import { ResponsePipeline } from '../decide/response.js';
 import type { ContentOptions } from '../inspect/content/facts.js';
 import { createHttpServer, listenHttp } from '../transport/http.js';
+import type { KeyWatchOptions } from '../identity/keys.js';
+import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
 import { Metrics } from '../transport/metrics.js';
 
 /**
@@ -76,6 +78,8 @@ export interface PipelineDependencies {
   readonly onBundle?: (observation: BundleObservation) => void;
   /** The policy to decide with, instead of opening `policy.bundle` or the bundle server (a worker's, fed by its primary). */
   readonly policy?: PolicySource;
+  /** Whether and how `identity.jwks_file` is watched; default not watched (`eval`, `test`): the server watches it. */
+  readonly keyWatch?: KeyWatchOptions;
 }
 
 /**
@@ -177,13 +181,32 @@ function contentOptions(config: SignalboxConfig): ContentOptions {
   return { enabled: config.content.enabled, maxStringBytes: config.content.max_string_bytes, maxDepth: config.content.max_depth };
 }
 
+/**
+ * What readiness waits for: the JWKS, when one is configured, to have been loaded once, and the
+ * budget store to answer.
+ */
+export function readinessChecks(identity: IdentityVerifier, store: EnforcementStore): ReadinessCheck[] {
+  const checks: ReadinessCheck[] = [
+    {
+      code: 'budget_store_unavailable',
+      ok: async () => {
+        await store.ping();
+        return true;
+      },
+    },
+  ];
+  const keys = identity.keys;
+  if (keys) checks.push({ code: 'jwks_unavailable', ok: () => keys.ensureLoaded() });
+  return checks;
+}
+
 /** Builds the decision pipeline from config, without listening anywhere (used by `eval` too). */
 export async function createPipeline(
   config: SignalboxConfig,
   logger: Logger,
   audit: AuditSink,
   dependencies: PipelineDependencies = {},
-): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; policy: PolicySource; enforcer: Enforcer }> {
+): Promise<{ pipeline: DecisionPipeline; engine: PolicyEngine; policy: PolicySource; enforcer: Enforcer; identity: IdentityVerifier }> {
   const { clock } = dependencies;
   const store = dependencies.store ?? (await createStore(config, logger));
   // Loaded now; reloading (file watch or bundle server) begins with policy.start().
@@ -195,7 +218,7 @@ export async function createPipeline(
       logger,
       ...(dependencies.onBundle ? { observe: dependencies.onBundle } : {}),
     }));
-  const identity = await IdentityVerifier.create(config.identity, logger);
+  const identity = await IdentityVerifier.create(config.identity, logger, dependencies.keyWatch ?? { watch: false });
   const prices = config.llm.prices_file ? PriceTable.fromFile(resolve(config.llm.prices_file)) : PriceTable.default();
   const enforcer = createEnforcer(config, store, prices);
   const pipeline = new DecisionPipeline({
@@ -222,7 +245,7 @@ export async function createPipeline(
     ...(dependencies.onDecision ? { onDecision: dependencies.onDecision } : {}),
     ...(dependencies.telemetry ? { telemetry: dependencies.telemetry } : {}),
   });
-  return { pipeline, engine: policy.current(), policy, enforcer };
+  return { pipeline, engine: policy.current(), policy, enforcer, identity };
 }
 
 /**
@@ -260,7 +283,8 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     ...(shipper ? { shipped: () => shipper.counts } : {}),
     ...(worker ? { aggregate: worker.metrics } : {}),
   });
-  const { pipeline, policy, enforcer } = await createPipeline(config, logger, audit, {
+  const { pipeline, policy, enforcer, identity } = await createPipeline(config, logger, audit, {
+    keyWatch: {},
     ...options,
     ...(exporter ? { telemetry: exporter } : {}),
     onDecision: metrics.onDecision,
@@ -271,6 +295,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   const clock = options.clock;
   const reports = new ReportService({ enforcer, audit, logger, observe: metrics.onReport, ...(clock ? { clock: () => Number(clock() / 1_000_000n) } : {}) });
   const health = new HealthState();
+  const readiness = new ReadinessMonitor({ checks: readinessChecks(identity, store), health, logger, intervalMs: config.server.ready_check_ms });
   const responses = new ResponsePipeline({
     engine: () => policy.current(),
     entrypoint: config.policy.response,
@@ -294,6 +319,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     grpcServer.forceShutdown();
     httpServer.close();
     await policy.close();
+    await identity.close();
     await audit.close();
     await shipper?.stop();
     await exporter?.stop();
@@ -301,6 +327,9 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     await vault?.close();
     throw error;
   }
+  // The first round of checks runs before serving is announced, so a start with Redis or the
+  // identity provider down never shows SERVING first (bounded by the checks' own timeouts).
+  await readiness.start();
   health.set('SERVING');
   if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
   policy.start();
@@ -318,6 +347,8 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     closing ??= (async () => {
       health.set('NOT_SERVING');
       health.endWatches();
+      await readiness.stop();
+      await identity.close();
       await policy.close();
       await shutdownGrpc(grpcServer, config.server.shutdown_grace_ms);
       await new Promise<void>((done) => {

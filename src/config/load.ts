@@ -34,27 +34,38 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, ...string[
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Replaces ${NAME} and ${NAME:-default} in every string of a parsed document. */
-export function expandEnv(value: unknown, env: Env, path: string[] = []): unknown {
+/**
+ * Replaces ${NAME} and ${NAME:-default} in every string of a parsed document. `from`, when given,
+ * collects which variables each expanded key's value came from (dotted key → names), so a
+ * validation error can name the variable the operator set, not only the key.
+ */
+export function expandEnv(value: unknown, env: Env, path: string[] = [], from?: Map<string, string[]>): unknown {
   if (typeof value === 'string') {
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback: string | undefined) => {
       const found = env[name];
-      if (found !== undefined && found !== '') return found;
+      if (found !== undefined && found !== '') {
+        const key = path.join('.');
+        from?.set(key, [...(from.get(key) ?? []), name]);
+        return found;
+      }
       if (fallback !== undefined) return fallback;
       throw new SignalboxError('config_invalid', `${path.join('.') || '(root)'}: environment variable ${name} is not set (use \${${name}:-default})`);
     });
   }
-  if (Array.isArray(value)) return value.map((item, i) => expandEnv(item, env, [...path, String(i)]));
+  if (Array.isArray(value)) return value.map((item, i) => expandEnv(item, env, [...path, String(i)], from));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k])]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k], from)]));
   }
   return value;
 }
 
-function applyOverrides(document: Record<string, unknown>, env: Env): void {
+/** Sets the keys the environment overrides; records each one's variable in `from` (dotted key → name). */
+function applyOverrides(document: Record<string, unknown>, env: Env, from: Map<string, string[]>): void {
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    // An override replaces the key whole, so a ${VAR} the file had there no longer matters.
+    from.set(path.join('.'), [name]);
     let node = document;
     for (const segment of path.slice(0, -1)) {
       const existing = node[segment];
@@ -79,18 +90,31 @@ export function parseConfig(yamlText: string | undefined, env: Env = process.env
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new SignalboxError('config_invalid', `${source}: the top level must be a mapping`);
   }
-  const document = expandEnv(raw, env) as Record<string, unknown>;
-  applyOverrides(document, env);
+  const from = new Map<string, string[]>();
+  const document = expandEnv(raw, env, [], from) as Record<string, unknown>;
+  applyOverrides(document, env, from);
   const parsed = configSchema.safeParse(document);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = issue?.path.length ? issue.path.join('.') : '(root)';
     const problem = issue?.code === 'unrecognized_keys' ? `unknown key(s) ${(issue as { keys: string[] }).keys.join(', ')}` : issue?.message;
-    throw new SignalboxError('config_invalid', `${source}: ${key}: ${problem ?? 'invalid'}`, {
+    const variables = variablesFor(key, from);
+    // Name what the operator set: the variable first when the value came from one (never its value: it may be a secret).
+    const where = variables.length > 0 && variables.every((v) => v in ENV_OVERRIDES) ? `${variables.join(', ')}: ${key}` : variables.length > 0 ? `${source}: ${key} (from ${variables.map((v) => `\${${v}}`).join(', ')})` : `${source}: ${key}`;
+    throw new SignalboxError('config_invalid', `${where}: ${problem ?? 'invalid'}`, {
       details: { issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
     });
   }
   return deepFreeze(parsed.data);
+}
+
+/** The variables a key's value (or a value inside it) came from: the key itself or any key above it. */
+function variablesFor(key: string, from: ReadonlyMap<string, string[]>): string[] {
+  const names = new Set<string>();
+  for (const [at, variables] of from) {
+    if (key === at || key.startsWith(`${at}.`)) for (const v of variables) names.add(v);
+  }
+  return [...names];
 }
 
 /** Loads the file at `path` (or only defaults and environment when there is none). */

@@ -101,10 +101,13 @@ export const CODE_CATALOGUE = {
     meaning: 'No key in the JWKS matches the token kid and algorithm, even after a refresh.',
   },
   jwks_unavailable: {
-    meaning: 'The JWKS endpoint could not be fetched or returned an invalid key set.',
+    meaning: 'The JWKS endpoint could not be fetched or returned an invalid key set: an identity-provider outage, not the caller\'s fault. The default policy denies it with 503 `identity.provider_unavailable`; `/ready` names it while the JWKS has never been fetched.',
   },
   identity_not_configured: {
     meaning: 'A token was presented but no JWKS source is configured, so it cannot be verified.',
+  },
+  server_not_serving: {
+    meaning: 'Named by `/ready` (503) and answered as NOT_SERVING by gRPC health while the listeners are starting or shutting down.',
   },
   response_blocked: {
     meaning: 'An answer (Envoy ext_proc) was stopped: buffered, the client gets the response rule\'s error instead; streamed, the stream ends with an error event carrying the rule\'s first reason (or this code).',
@@ -125,7 +128,7 @@ export const CODE_CATALOGUE = {
     meaning: 'An audit file fails hash-chain verification (edited, deleted or reordered record).',
   },
   budget_store_unavailable: {
-    meaning: 'The budget store (Redis) did not answer; requests that need a reservation are denied with 503 unless the policy opts to fail open.',
+    meaning: 'The budget store (Redis) did not answer; requests that need a reservation are denied with 503 unless the policy opts to fail open, and `/ready` names it while the store is unreachable.',
     client: { http: 503, grpc: 'UNAVAILABLE', message: 'budgets could not be checked because the budget store did not answer; retry shortly' },
   },
   budget_estimate_unavailable: {

@@ -260,6 +260,14 @@ export class IpcStoreClient implements EnforcementStore {
     }
   }
 
+  /**
+   * The in-memory store is in the primary, always reachable while the primary is: reachable
+   * until the channel to it closed (no round trip, so a readiness probe adds nothing to the IPC).
+   */
+  async ping(): Promise<void> {
+    if (this.gone) throw unavailable('the primary process is gone');
+  }
+
   async close(): Promise<void> {
     clearInterval(this.deadlines);
     // The store itself belongs to the primary, which closes it after every worker has stopped.

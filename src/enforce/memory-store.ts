@@ -311,6 +311,9 @@ export class MemoryStore implements EnforcementStore {
     return [...this.breakers.keys()].sort(byName).map((provider) => providerView(provider, this.breakers.get(provider), nowMs));
   }
 
+  /** The in-memory store lives in this process: always reachable. */
+  async ping(): Promise<void> {}
+
   async close(): Promise<void> {
     clearInterval(this.pruneTimer);
   }

@@ -8,6 +8,7 @@
  * the command timeout); the client keeps reconnecting in the background, so service resumes
  * without a restart when Redis returns.
  */
+import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -410,6 +411,22 @@ export class RedisStore implements EnforcementStore {
     return Object.keys(all)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       .map((provider) => providerView(provider, storedBreaker(JSON.parse(all[provider] as string) as RawBreaker), nowMs));
+  }
+
+  /**
+   * One PING, for readiness: resolves when Redis answers. A client still (re)connecting is given
+   * up to the command timeout to get there first, so a check right after start-up is not failed
+   * only for being early. Throws budget_store_unavailable.
+   */
+  async ping(): Promise<void> {
+    try {
+      if (!(this.client instanceof Cluster) && this.client.status !== 'ready') {
+        await once(this.client, 'ready', { signal: AbortSignal.timeout(this.options.commandTimeoutMs) });
+      }
+      await this.connected().ping();
+    } catch (error) {
+      throw unavailable(error);
+    }
   }
 
   async close(): Promise<void> {

@@ -165,6 +165,11 @@ export interface EnforcementStore {
   recordProviderOutcome(provider: string, outcome: ProviderOutcome, nowMs: number, settings: ProviderBreakerSettings): Promise<ProviderHealthChange>;
   /** Every provider ever reported, sorted by name (code-unit order), its state computed at `nowMs`. */
   providerHealth(nowMs: number): Promise<ProviderHealth[]>;
+  /**
+   * Resolves when the store can be reached now, for readiness (a Redis PING, bounded by the
+   * command timeout; the in-memory store always can). Throws budget_store_unavailable.
+   */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -4,16 +4,17 @@
  * It verifies, it never trusts: signature against a key from the configured JWKS, `iss`, `aud`,
  * `exp`, `nbf`, and an explicit list of asymmetric algorithms (never `none`, never HMAC, so a
  * public key can never be abused as an HMAC secret). A failure is not thrown: it becomes a
- * machine-readable error code in the identity, and the policy decides (the default denies 401).
+ * machine-readable error code in the identity, and the policy decides (the default denies 401,
+ * or 503 when the code is jwks_unavailable: the identity provider is down, not the token bad).
+ * Where the keys come from, and how a JWKS file is reloaded, is keys.ts.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { readFile } from 'node:fs/promises';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { jwtVerify, type JWTPayload } from 'jose';
 import type { ErrorCode } from '../core/codes.js';
-import { SignalboxError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { IdentityConfig } from './config.js';
+import { KeySource, type KeyWatchOptions } from './keys.js';
 
 /** What the policy sees as `input.identity`. Never contains the token itself. */
 export interface Identity {
@@ -127,29 +128,26 @@ export class IdentityVerifier {
 
   private constructor(
     private readonly config: IdentityConfig,
-    private readonly keys: JWTVerifyGetKey | undefined,
+    /** The configured JWKS (file or URL); undefined when none is, and every token is then `identity_not_configured`. */
+    readonly keys: KeySource | undefined,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // A rotated key file may have removed a key: verifications cached under it must not outlive it.
+    keys?.onReload(() => this.cache.clear());
+  }
 
-  /** Builds a verifier; a local JWKS file is read (and validated) now, a remote one on first use. */
-  static async create(config: IdentityConfig, logger: Logger): Promise<IdentityVerifier> {
-    let keys: JWTVerifyGetKey | undefined;
-    if (config.jwks_file) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(await readFile(config.jwks_file, 'utf8'));
-        keys = createLocalJWKSet(parsed as Parameters<typeof createLocalJWKSet>[0]);
-      } catch (error) {
-        throw new SignalboxError('config_invalid', `identity.jwks_file: ${config.jwks_file} is not a readable JWKS document`, { cause: error });
-      }
-    } else if (config.jwks_url) {
-      keys = createRemoteJWKSet(new URL(config.jwks_url), {
-        cacheMaxAge: config.jwks_cache_max_age_ms,
-        cooldownDuration: config.jwks_cooldown_ms,
-        timeoutDuration: config.jwks_timeout_ms,
-      });
-    }
-    return new IdentityVerifier(config, keys, logger);
+  /**
+   * Builds a verifier; a local JWKS file is read (and validated) now and then watched unless
+   * `watch: false`, a remote one is fetched on first use (or when readiness asks). Call
+   * {@link close} to stop the file watch.
+   */
+  static async create(config: IdentityConfig, logger: Logger, options: KeyWatchOptions = {}): Promise<IdentityVerifier> {
+    return new IdentityVerifier(config, await KeySource.open(config, logger, options), logger);
+  }
+
+  /** Stops watching the JWKS file. */
+  async close(): Promise<void> {
+    await this.keys?.close();
   }
 
   /** Extracts the bearer token from the request headers (lower-cased names). */
@@ -183,7 +181,7 @@ export class IdentityVerifier {
     if (cached) this.cache.delete(cacheKey);
 
     try {
-      const { payload } = await jwtVerify(token, this.keys, {
+      const { payload } = await jwtVerify(token, this.keys.getKey, {
         issuer: this.config.issuer,
         audience: this.config.audience,
         algorithms: this.config.algorithms,

@@ -20,6 +20,8 @@ export const serverSchema = z
     workers: z
       .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int(WORKERS).min(1, WORKERS).max(256, WORKERS)], { error: WORKERS }))
       .default('auto'),
+    /** How often readiness re-checks the JWKS and the budget store (src/app/readiness.ts); probes read the last result. */
+    ready_check_ms: z.number().int().min(100).max(60_000).default(2_000),
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
   })

@@ -19,32 +19,52 @@ import {
 } from './doors/signalbox-grpc.js';
 import { SignalboxError, answerFor, describeCause } from '../core/errors.js';
 import type { ReportService } from '../enforce/report.js';
+import type { ErrorCode } from '../core/codes.js';
 import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
 import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
 
-/** What grpc.health.v1 reports: serving once both listeners are bound, not serving before that or once shutdown starts. */
+/** What grpc.health.v1 reports: serving while both listeners are bound and nothing the service needs is missing. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
-/** grpc.health.v1 state; "" is the whole server, the others are the served service names. */
+/**
+ * grpc.health.v1 and `/ready` state; "" is the whole server, the others are the served service
+ * names. Serving needs two things: the listeners are up ({@link set}, by the app), and no
+ * dependency is missing ({@link setProblems}, by the readiness checks in src/app/readiness.ts).
+ * Watchers hear only changes.
+ */
 export class HealthState {
-  private status: ServingStatus = 'NOT_SERVING';
+  private listening = false;
+  private problems: readonly ErrorCode[] = [];
+  private reported: ServingStatus = 'NOT_SERVING';
   private readonly watchers = new Set<grpc.ServerWritableStream<unknown, unknown>>();
   static readonly SERVICES = ['', 'envoy.service.auth.v3.Authorization', 'envoy.service.ext_proc.v3.ExternalProcessor', 'signalbox.v1.DecisionService'];
 
   get current(): ServingStatus {
-    return this.status;
+    return this.listening && this.problems.length === 0 ? 'SERVING' : 'NOT_SERVING';
   }
 
+  /** Why the server is not serving (codes from src/core/codes.ts); empty while it serves. */
+  get reasons(): readonly ErrorCode[] {
+    return this.listening ? this.problems : ['server_not_serving', ...this.problems];
+  }
+
+  /** Marks the listeners up (SERVING) or going down (NOT_SERVING). */
   set(status: ServingStatus): void {
-    this.status = status;
-    for (const watcher of this.watchers) watcher.write({ status });
+    this.listening = status === 'SERVING';
+    this.publish();
+  }
+
+  /** Replaces the dependencies found missing (an empty list: none). */
+  setProblems(codes: readonly ErrorCode[]): void {
+    this.problems = [...codes];
+    this.publish();
   }
 
   watch(call: grpc.ServerWritableStream<unknown, unknown>): void {
     this.watchers.add(call);
-    call.write({ status: this.status });
+    call.write({ status: this.current });
     call.on('cancelled', () => this.watchers.delete(call));
     call.on('close', () => this.watchers.delete(call));
   }
@@ -52,6 +72,13 @@ export class HealthState {
   endWatches(): void {
     for (const watcher of this.watchers) watcher.end();
     this.watchers.clear();
+  }
+
+  private publish(): void {
+    const status = this.current;
+    if (status === this.reported) return;
+    this.reported = status;
+    for (const watcher of this.watchers) watcher.write({ status });
   }
 }
 

@@ -91,8 +91,9 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
     path: '/ready',
     methods: ['GET', 'HEAD'],
     handle: async (_req, res, _url, options) => {
-      const serving = options.health.current === 'SERVING';
-      json(res, serving ? 200 : 503, { status: serving ? 'ready' : 'not_ready', revision: options.revision() });
+      // Answered from the state the readiness checks last set (src/app/readiness.ts): a probe costs no I/O.
+      if (options.health.current === 'SERVING') json(res, 200, { status: 'ready', revision: options.revision() });
+      else json(res, 503, { status: 'not_ready', reasons: options.health.reasons, revision: options.revision() });
     },
   },
   { path: '/v1/report', methods: ['POST'], handle: (req, res, _url, options) => handleReport(req, res, options) },

@@ -61,6 +61,10 @@ export class JwksServer {
         return;
       }
       instance!.fetches++;
+      if (instance!.outage) {
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('identity provider down');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: instance!.keys }));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -68,6 +72,9 @@ export class JwksServer {
     instance = new JwksServer(server, `http://127.0.0.1:${address.port}/.well-known/jwks.json`, keys);
     return instance;
   }
+
+  /** While true, every fetch answers 503 (an identity-provider outage, on the same URL). */
+  outage = false;
 
   setKeys(keys: JWK[]): void {
     this.keys = keys;
