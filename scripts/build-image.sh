@@ -11,7 +11,9 @@
 #    With registry access, skip this and build on the official Node image (the Containerfile's
 #    default BASE_IMAGE): podman build -f deploy/Containerfile -t signalbox .
 # 3. The image itself: deploy/Containerfile, multi-stage, from the repository root. The build
-#    stage installs Debian's npm into the base and runs npm ci (the npm registry must be reachable).
+#    stage installs Debian's npm into the base and runs npm ci (the npm registry must be reachable);
+#    the host's CA bundle (CA_BUNDLE) is lent to npm ci as a build secret, so a registry reached
+#    through a TLS-inspecting proxy the host trusts works too.
 #
 # Containers run with runc and lowered rlimits (PODMAN_RUN_FLAGS, shared with
 # scripts/test-image.sh): on a host with hybrid cgroups crun refuses to start anything ("cgroups
@@ -58,5 +60,6 @@ fi
 log "building $tag on $base"
 start=$SECONDS
 podman build "${PODMAN_RUN_FLAGS[@]}" --format docker --ignorefile deploy/Containerfile.dockerignore \
+  --secret "id=ca_bundle,src=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" \
   --build-arg "BASE_IMAGE=$base" -f deploy/Containerfile -t "$tag" . >&2
 log "built $tag in $((SECONDS - start))s ($(podman image inspect --format '{{.Size}}' "$tag") bytes)"
