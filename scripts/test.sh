@@ -12,5 +12,7 @@ bash scripts/build-envoy-client.sh
 bash scripts/install-envoy.sh >/dev/null
 bash scripts/install-otelcol.sh
 bash scripts/build-clock-shim.sh
+bash scripts/install-helm.sh
+bash scripts/build-k8s-validate.sh
 npx tsc --noEmit -p tsconfig.json
 npx vitest run "$@"
