@@ -10,7 +10,7 @@ import { startEnvoyExample, type RunningEnvoy } from './helpers/envoy.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
-import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 import { PriceTable } from '../src/inspect/prices.js';
 
 interface Outcome {
@@ -43,7 +43,7 @@ async function caller(subject: string, roles = ['llm-user']): Promise<Record<str
 }
 
 async function spend(subject: string): Promise<{ spent_usd: number; held_usd: number; holds: number }> {
-  const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`);
+  const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`, { headers: ADMIN_HEADERS });
   const body = (await res.json()) as { budgets: Array<{ spent_usd: number; held_usd: number; holds: number }> };
   return body.budgets[0] ?? { spent_usd: 0, held_usd: 0, holds: 0 };
 }
