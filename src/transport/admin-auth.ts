@@ -19,6 +19,11 @@ import type { AdminConfig } from './config.js';
 /** What a caller presented: the Authorization header (HTTP or gRPC metadata) and the verified mTLS identity. */
 export interface AdminCredentials {
   readonly authorization?: string | undefined;
+  /**
+   * The `x-signalbox-admin-token` header: the bare token, for callers that can only fill a whole
+   * header value from their environment (LiteLLM's `os.environ/NAME`).
+   */
+  readonly token?: string | undefined;
   readonly principal?: string | undefined;
 }
 
@@ -115,7 +120,7 @@ export class AdminGuard {
     } catch (error) {
       // Who was refused where, for the operator; never the token.
       this.#logger.warn(
-        { code: (error as SignalboxError).code, endpoint, token_presented: credentials.authorization !== undefined, ...(credentials.principal ? { principal: credentials.principal } : {}) },
+        { code: (error as SignalboxError).code, endpoint, token_presented: credentials.authorization !== undefined || credentials.token !== undefined, ...(credentials.principal ? { principal: credentials.principal } : {}) },
         'administrative call refused',
       );
       throw error;
@@ -123,7 +128,7 @@ export class AdminGuard {
   }
 
   #check(credentials: AdminCredentials): AdminAccess {
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(credentials.authorization ?? '')?.[1];
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(credentials.authorization ?? '')?.[1] ?? (credentials.token?.trim() || undefined);
     if (bearer !== undefined && tokenMatches(bearer, [...this.#envTokens, ...this.#fileTokens])) return { by: 'token' };
     const principal = credentials.principal;
     if (principal !== undefined && this.#principals.has(principal)) return { by: 'principal', principal };

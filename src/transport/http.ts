@@ -161,7 +161,8 @@ export function createHttpServer(options: HttpServerOptions, routes: readonly Ht
     }
     if (route.admin) {
       try {
-        options.admin.authorize({ authorization: req.headers.authorization, principal: principalOfSocket(req.socket) }, route.path);
+        const token = req.headers['x-signalbox-admin-token'];
+        options.admin.authorize({ authorization: req.headers.authorization, token: Array.isArray(token) ? token[0] : token, principal: principalOfSocket(req.socket) }, route.path);
       } catch (error) {
         if (error instanceof SignalboxError && error.code === 'admin_unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="signalbox-admin"');
         // Unread, the body is dropped with the connection rather than buffered.
