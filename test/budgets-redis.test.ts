@@ -19,7 +19,7 @@ import { buildTestBundle } from './helpers/bundles.js';
 import { capturedLogger } from './helpers/logs.js';
 import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './helpers/redis.js';
 import { startReplica, type Replica } from './helpers/replicas.js';
-import { checkRequest, startTestSignalbox, type CheckResponse } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, checkRequest, startTestSignalbox, type CheckResponse } from './helpers/signalbox.js';
 
 const OK = 0;
 const prices = PriceTable.default();
@@ -72,7 +72,7 @@ function decisionId(response: CheckResponse): string {
 }
 
 async function spendOf(replica: Replica): Promise<{ spent_usd: number; held_usd: number; holds: number } | undefined> {
-  const res = await fetch(`${replica.http}/v1/spend?scope=team:race&window=day`);
+  const res = await fetch(`${replica.http}/v1/spend?scope=team:race&window=day`, { headers: ADMIN_HEADERS });
   const body = (await res.json()) as { budgets: { spent_usd: number; held_usd: number; holds: number }[] };
   return body.budgets[0];
 }
@@ -193,7 +193,7 @@ describe.each<Deployment>([
       expected += prices.costMicroUsd('gpt-4o-mini', { ...usage, cached_input_tokens: 0 })!;
       const body = JSON.stringify({ decision_id: decisionId(response), usage });
       for (const replica of [spread(i), spread(i + 1)]) {
-        reports.push(fetch(`${replica.http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }));
+        reports.push(fetch(`${replica.http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN_HEADERS }, body }));
       }
     }
     const settled = await Promise.all(reports);
@@ -308,7 +308,7 @@ describe('holds that are never settled', () => {
     try {
       const http = `http://127.0.0.1:${sb.running.httpPort}`;
       const spend = async () =>
-        ((await (await fetch(`${http}/v1/spend?scope=team:race&window=day`)).json()) as { budgets: { spent_usd: number; held_usd: number; holds: number }[] }).budgets[0]!;
+        ((await (await fetch(`${http}/v1/spend?scope=team:race&window=day`, { headers: ADMIN_HEADERS })).json()) as { budgets: { spent_usd: number; held_usd: number; holds: number }[] }).budgets[0]!;
       const first = await sb.check(checkRequest({ body: BODY }));
       expect(first.status.code).toBe(OK);
       expect(await spend()).toMatchObject({ spent_usd: 0, held_usd: ESTIMATE / 1e6, holds: 1 });
@@ -321,7 +321,7 @@ describe('holds that are never settled', () => {
       // The late report replaces the charged estimate by the actual cost.
       const usage = { input_tokens: 12, output_tokens: 34 };
       const cost = prices.costMicroUsd('gpt-4o-mini', { ...usage, cached_input_tokens: 0 })!;
-      const late = await fetch(`${http}/v1/report`, { method: 'POST', body: JSON.stringify({ decision_id: decisionId(first), usage }) });
+      const late = await fetch(`${http}/v1/report`, { method: 'POST', headers: ADMIN_HEADERS, body: JSON.stringify({ decision_id: decisionId(first), usage }) });
       expect(await late.json()).toMatchObject({ outcome: 'settled', late: true, cost_usd: cost / 1e6 });
       expect(await rawCounters(redis.port, budgetKey(''))).toEqual({ spent: cost, held: ESTIMATE });
     } finally {

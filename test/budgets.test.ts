@@ -15,7 +15,7 @@ import { PriceTable } from '../src/inspect/prices.js';
 import { loadServices } from '../src/transport/protos.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
-import { checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, ADMIN_TOKEN, adminMetadata, checkRequest, headerValue, startTestSignalbox, type CheckResponse, type TestSignalbox } from './helpers/signalbox.js';
 
 const OK = 0;
 const prices = PriceTable.default();
@@ -59,7 +59,7 @@ describe('budgets through the default policy (in-memory store)', () => {
   }
 
   async function report(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-    const res = await fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN_HEADERS }, body: JSON.stringify(body) });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   }
 
@@ -67,7 +67,7 @@ describe('budgets through the default policy (in-memory store)', () => {
     const url = new URL(`${http}/v1/spend`);
     url.searchParams.set('scope', scope);
     if (window) url.searchParams.set('window', window);
-    const res = await fetch(url);
+    const res = await fetch(url, { headers: ADMIN_HEADERS });
     expect(res.status).toBe(200);
     return ((await res.json()) as { budgets: Array<Record<string, number | string>> }).budgets;
   }
@@ -129,10 +129,10 @@ describe('budgets through the default policy (in-memory store)', () => {
     const bad = await report({ decision_id: 'x', usage: { input_tokens: -1 } });
     expect(bad.status).toBe(400);
     expect(bad.json).toMatchObject({ error: { code: 'report_malformed' } });
-    const notJson = await fetch(`${http}/v1/report`, { method: 'POST', body: '{' });
+    const notJson = await fetch(`${http}/v1/report`, { method: 'POST', headers: ADMIN_HEADERS, body: '{' });
     expect(notJson.status).toBe(400);
     expect((await fetch(`${http}/v1/report`)).status).toBe(405);
-    expect((await fetch(`${http}/v1/spend?window=fortnight`)).status).toBe(400);
+    expect((await fetch(`${http}/v1/spend?window=fortnight`, { headers: ADMIN_HEADERS })).status).toBe(400);
   });
 
   it('releases a hold reported as not sent', async () => {
@@ -170,8 +170,8 @@ describe('budgets through the default policy (in-memory store)', () => {
 
   it('serves Report and GetSpend over gRPC', async () => {
     const { DecisionService } = loadServices().clients;
-    const client = new DecisionService(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, (req: object, cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void) => void>;
-    const call = (method: string, req: object) => new Promise<Record<string, unknown>>((resolve, reject) => client[method]!(req, (e, r) => (e ? reject(e) : resolve(r))));
+    const client = new DecisionService(`127.0.0.1:${sb.running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, (req: object, metadata: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void) => void>;
+    const call = (method: string, req: object) => new Promise<Record<string, unknown>>((resolve, reject) => client[method]!(req, adminMetadata(), (e, r) => (e ? reject(e) : resolve(r))));
     try {
       const id = decisionId(await chat('grpc-user', chatBody(200)));
       const settled = await call('Report', { decisionId: id, usage: { inputTokens: 30, outputTokens: 40 } });
@@ -187,11 +187,11 @@ describe('budgets through the default policy (in-memory store)', () => {
   });
 
   it('prints spend from the CLI', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'spend', '--url', http, '--scope', 'user:ci-bot'], { cwd: process.cwd() });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'spend', '--url', http, '--scope', 'user:ci-bot'], { cwd: process.cwd(), env: { ...process.env, SIGNALBOX_ADMIN_TOKEN: ADMIN_TOKEN } });
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^SCOPE\s+WINDOW\s+PERIOD\s+LIMIT_USD\s+SPENT_USD\s+HELD_USD\s+REMAINING_USD\s+HOLDS$/);
     expect(lines.some((l) => /^user:ci-bot\s+day\s+d\d{4}-\d\d-\d\d\s+1\.000000/.test(l))).toBe(true);
-    const json = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'spend', '--url', http, '--scope', 'user:ci-bot', '--window', 'day', '--json'], { cwd: process.cwd() });
+    const json = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'spend', '--url', http, '--scope', 'user:ci-bot', '--window', 'day', '--json'], { cwd: process.cwd(), env: { ...process.env, SIGNALBOX_ADMIN_TOKEN: ADMIN_TOKEN } });
     expect(JSON.parse(json.stdout).budgets[0]).toMatchObject({ scope: 'user:ci-bot', window: 'day' });
   });
 

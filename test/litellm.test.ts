@@ -19,7 +19,7 @@ import { projectRoot } from '../src/core/paths.js';
 import { FakeLlm } from './helpers/fake-llm.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
-import { checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, ADMIN_TOKEN, checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 
 const LITELLM = join(projectRoot(), '.tools', 'litellm', 'bin', 'litellm');
 const EXAMPLE = join(projectRoot(), 'examples', 'litellm', 'config.yaml');
@@ -147,6 +147,8 @@ describe('LiteLLM generic guardrail API (real LiteLLM proxy)', () => {
     litellm = await LiteLlmProxy.start(configPath, {
       OPENAI_API_KEY: 'sk-fake-upstream-key',
       LITELLM_MASTER_KEY: MASTER_KEY,
+      // The usage callback authenticates to Signalbox's admin endpoint with it (the example's headers).
+      SIGNALBOX_ADMIN_TOKEN: ADMIN_TOKEN,
       // Send each usage log at once rather than in batches of 512 every 5 s.
       DEFAULT_BATCH_SIZE: '1',
       DEFAULT_FLUSH_INTERVAL_SECONDS: '1',
@@ -192,7 +194,7 @@ describe('LiteLLM generic guardrail API (real LiteLLM proxy)', () => {
   }
 
   async function spend(subject: string): Promise<{ spent_usd: number; held_usd: number; holds: number }> {
-    const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`);
+    const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`, { headers: ADMIN_HEADERS });
     const body = (await res.json()) as { budgets: Array<{ spent_usd: number; held_usd: number; holds: number }> };
     return body.budgets[0] ?? { spent_usd: 0, held_usd: 0, holds: 0 };
   }
@@ -262,6 +264,7 @@ describe('LiteLLM generic guardrail API (real LiteLLM proxy)', () => {
     expect(check.status.code ?? 0).toBe(0);
     const report = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/report`, {
       method: 'POST',
+      headers: ADMIN_HEADERS,
       body: JSON.stringify({ decision_id: decisionId, cost_usd: 1 }),
     });
     expect(report.status).toBe(200);

@@ -7,7 +7,7 @@ import type { Decision } from '../src/decide/decision.js';
 import { DURATION_BUCKETS, MAX_LABEL_VALUES, Metrics, METRICS_CONTENT_TYPE } from '../src/transport/metrics.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
-import { checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 
 interface Sample {
   name: string;
@@ -146,7 +146,7 @@ describe('GET /metrics', () => {
   });
 
   const chat = (model: string): string => JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }] });
-  const report = (body: unknown): Promise<Response> => fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const report = (body: unknown): Promise<Response> => fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN_HEADERS }, body: JSON.stringify(body) });
 
   async function scrape(): Promise<Sample[]> {
     const response = await fetch(`${http}/metrics`);

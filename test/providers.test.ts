@@ -19,7 +19,7 @@ import { silentLogger } from '../src/core/log.js';
 import { ReportService, parseReport, providerOutcome } from '../src/enforce/report.js';
 import { loadServices } from '../src/transport/protos.js';
 import { capturedLogger } from './helpers/logs.js';
-import { startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, adminMetadata, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 import { windowSlot } from '../src/enforce/windows.js';
 
 describe('providerOutcome', () => {
@@ -247,7 +247,7 @@ describe('ReportService: the report contract', () => {
 describe('provider reports over HTTP and gRPC', () => {
   let sb: TestSignalbox;
   let http: string;
-  let client: grpc.Client & Record<string, (req: object, cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void) => void>;
+  let client: grpc.Client & Record<string, (req: object, metadata: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void) => void>;
 
   beforeAll(async () => {
     sb = await startTestSignalbox(capturedLogger().logger);
@@ -260,10 +260,10 @@ describe('provider reports over HTTP and gRPC', () => {
     await sb?.close();
   });
 
-  const grpcReport = (req: object) => new Promise<Record<string, unknown>>((resolve, reject) => client.Report!(req, (e, r) => (e ? reject(e) : resolve(r))));
+  const grpcReport = (req: object) => new Promise<Record<string, unknown>>((resolve, reject) => client.Report!(req, adminMetadata(), (e, r) => (e ? reject(e) : resolve(r))));
 
   async function httpReport(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-    const res = await fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN_HEADERS }, body: JSON.stringify(body) });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   }
 

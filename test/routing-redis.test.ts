@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIENCE, ISSUER, JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 import { startReplica, type Replica } from './helpers/replicas.js';
-import { checkRequest, headerValue, type CheckResponse } from './helpers/signalbox.js';
+import { ADMIN_HEADERS, checkRequest, headerValue, type CheckResponse } from './helpers/signalbox.js';
 
 const OK = 0;
 const COOL_DOWN_MS = 1500;
@@ -59,7 +59,7 @@ describe('provider circuit breaker shared through Redis by two replicas', () => 
   }
 
   async function report(replica: Replica, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const res = await fetch(`${replica.http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${replica.http}/v1/report`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN_HEADERS }, body: JSON.stringify(body) });
     expect(res.status).toBe(200);
     return (await res.json()) as Record<string, unknown>;
   }

@@ -36,6 +36,8 @@ import { createHttpServer, listenHttp } from '../transport/http.js';
 import type { KeyWatchOptions } from '../identity/keys.js';
 import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
 import { Metrics } from '../transport/metrics.js';
+import { AdminGuard } from '../transport/admin-auth.js';
+import { TlsFiles } from '../transport/tls.js';
 
 /**
  * A started server: its bound ports (useful when the config asked for port 0), the parts tests and
@@ -100,6 +102,8 @@ export interface StartOptions extends PipelineDependencies {
   readonly audit?: AuditSink;
   /** Set in a worker of several (src/app/cluster.ts); absent, this process is the whole service. */
   readonly worker?: WorkerRole;
+  /** Where the admin tokens (`server.admin.token_env`) are read from; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 
@@ -306,18 +310,26 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     labels: { id: hostname(), service: 'signalbox' },
   });
   const answers = new AnswerPipeline(responses, contentOptions(config), logger);
-  const grpcServer: grpc.Server = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
-  const httpServer: HttpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics });
+  let admin: AdminGuard | undefined;
+  let tls: TlsFiles | undefined;
+  let grpcServer: grpc.Server | undefined;
+  let httpServer: HttpServer | undefined;
   let grpcPort: number;
   let httpPort: number;
   try {
-    grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr);
+    admin = await AdminGuard.open(config.server.admin, logger, options.env ?? process.env);
+    tls = config.server.tls ? await TlsFiles.open(config.server.tls, logger) : undefined;
+    grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin });
+    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin }, undefined, tls);
+    grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr, tls?.grpcCredentials());
     httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
       throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });
     });
   } catch (error) {
-    grpcServer.forceShutdown();
-    httpServer.close();
+    grpcServer?.forceShutdown();
+    httpServer?.close();
+    await tls?.close();
+    await admin?.close();
     await policy.close();
     await identity.close();
     await audit.close();
@@ -330,6 +342,8 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   // The first round of checks runs before serving is announced, so a start with Redis or the
   // identity provider down never shows SERVING first (bounded by the checks' own timeouts).
   await readiness.start();
+  const grpcListener = grpcServer;
+  const httpListener = httpServer;
   health.set('SERVING');
   if (config.policy.dry_run) logger.warn({ dry_run: true }, 'dry-run: policy denials are logged and audited but not enforced');
   policy.start();
@@ -350,11 +364,13 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       await readiness.stop();
       await identity.close();
       await policy.close();
-      await shutdownGrpc(grpcServer, config.server.shutdown_grace_ms);
+      await shutdownGrpc(grpcListener, config.server.shutdown_grace_ms);
       await new Promise<void>((done) => {
-        httpServer.close(() => done());
-        httpServer.closeAllConnections();
+        httpListener.close(() => done());
+        httpListener.closeAllConnections();
       });
+      await tls?.close();
+      await admin?.close();
       await audit.close();
       await shipper?.stop();
       await exporter?.stop();

@@ -40,7 +40,7 @@ commands:
                                             run Rego tests (opa test) and decision tables
                                             (*_test.yaml) against the WASM bundle; exit 1 on failure
   audit verify FILE                         verify an audit log's hash chain; exit 1 at the first break
-  spend [--url URL] [--scope SCOPE] [--window WINDOW] [--json]
+  spend [--url URL] [--scope SCOPE] [--window WINDOW] [--token-file PATH] [--json]
                                             current spend and holds per budget, from a running
                                             Signalbox (default http://127.0.0.1:8181, or SIGNALBOX_URL)
   vault set|list|remove|rotate [--file PATH]

@@ -9,7 +9,7 @@
  */
 
 /** gRPC status names (grpc-js `status` keys) the native API answers with. */
-export type GrpcStatusName = 'INVALID_ARGUMENT' | 'PERMISSION_DENIED' | 'NOT_FOUND' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE' | 'INTERNAL';
+export type GrpcStatusName = 'INVALID_ARGUMENT' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'NOT_FOUND' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE' | 'INTERNAL';
 
 /** How a client receives a code. */
 export interface ClientAnswer {
@@ -161,6 +161,17 @@ export const CODE_CATALOGUE = {
   hold_not_found: {
     meaning: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
     client: { http: 404, grpc: 'NOT_FOUND', message: 'no budget hold exists for this decision', ownMessage: true },
+  },
+  admin_unauthenticated: {
+    meaning: 'An administrative endpoint (usage reports, spend, LiteLLM\'s usage log) was called without a valid admin credential: no or a wrong bearer token and no allow-listed mTLS identity, or none is configured (server.admin).',
+    client: { http: 401, grpc: 'UNAUTHENTICATED', message: 'an admin credential is required', ownMessage: true },
+  },
+  admin_forbidden: {
+    meaning: 'An administrative endpoint was called with a verified mTLS client identity that server.admin.principals does not list, and no valid bearer token.',
+    client: { http: 403, grpc: 'PERMISSION_DENIED', message: 'this client identity is not allowed to call administrative endpoints', ownMessage: true },
+  },
+  tls_invalid: {
+    meaning: 'A TLS file (server.tls: certificate, key or client CA) cannot be read, does not parse, is outside its validity period or does not match its key. At start-up Signalbox refuses to start; on a reload the previous certificate keeps serving.',
   },
   vault_key_invalid: {
     meaning: 'The vault master key (SIGNALBOX_VAULT_KEY or SIGNALBOX_VAULT_OLD_KEYS) is missing, malformed or not 32 bytes.',

@@ -21,6 +21,11 @@ export interface DecisionRequest {
   readonly body: Buffer;
   /** The calling workload's mTLS identity (Envoy's source.principal), when known. */
   readonly sourcePrincipal?: string;
+  /**
+   * The verified mTLS identity of the connection that called Signalbox (`input.door.peer_principal`):
+   * the gateway for Envoy's Check and ext_proc, the client itself for the native API and HTTP doors.
+   */
+  readonly peerPrincipal?: string;
   /** True when the door can hand the gateway a rewritten body (the native API, LiteLLM), so `redact` can be honoured. */
   readonly canRewriteBody?: boolean;
   /**

@@ -38,6 +38,11 @@ export function buildInput(
     ...(looked.destinations ? { destinations: looked.destinations } : {}),
     ...(looked.providers ? { providers: looked.providers } : {}),
     credentials: credentials ? [...credentials.names()] : [],
-    door: { name: request.door, can_rewrite_body: request.canRewriteBody === true, body_forwarded: request.bodyForwarded !== false },
+    door: {
+      name: request.door,
+      can_rewrite_body: request.canRewriteBody === true,
+      body_forwarded: request.bodyForwarded !== false,
+      ...(request.peerPrincipal ? { peer_principal: request.peerPrincipal } : {}),
+    },
   };
 }

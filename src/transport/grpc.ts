@@ -4,6 +4,7 @@
  * with a response (a deny when anything fails), never a gRPC error: Envoy's failure_mode_allow
  * would turn an error into an allow.
  */
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ENVOY_DOOR, fromCheckRequest, toCheckResponse } from './doors/envoy-grpc.js';
 import { serveProcessStream, type ProcessStream } from './doors/envoy-ext-proc.js';
@@ -24,6 +25,8 @@ import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
 import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
+import type { AdminGuard } from './admin-auth.js';
+import { principalOfPeer, withPeerPrincipal } from './peer.js';
 
 /** What grpc.health.v1 reports: serving while both listeners are bound and nothing the service needs is missing. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
@@ -91,6 +94,19 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   readonly health: HealthState;
   readonly maxRequestBytes: number;
+  /** Who may call Report and GetSpend (`server.admin`). */
+  readonly admin: AdminGuard;
+}
+
+/** The verified mTLS identity of a call's connection; undefined in plaintext or without a verified client certificate. */
+export function callPrincipal(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined } }): string | undefined {
+  return principalOfPeer(call.getAuthContext().sslPeerCertificate);
+}
+
+/** The Authorization metadata of a call (the admin bearer token). */
+function callAuthorization(call: { metadata: grpc.Metadata }): string | undefined {
+  const value = call.metadata.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
 }
 
 /**
@@ -111,11 +127,13 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     door: string,
     toRequest: (message: Req) => DecisionRequest,
     toResponse: (decision: Decision) => Res,
+    /** The connection's identity is the client's own (the native API), not a gateway's. */
+    peerIsSource: boolean,
   ): grpc.handleUnaryCall<Req, Res> => {
     return (call, callback) => {
       let request: DecisionRequest;
       try {
-        request = toRequest(call.request);
+        request = withPeerPrincipal(toRequest(call.request), callPrincipal(call), peerIsSource);
       } catch (error) {
         options.logger.warn({ code: 'request_malformed', door, cause: describeCause(error) }, 'cannot map request');
         callback(null, toResponse(options.pipeline.rejectUnreadable(door, error)));
@@ -133,26 +151,36 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     };
   };
 
-  server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse) });
+  server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false) });
   server.addService(services.processor, {
     Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-      serveProcessStream(call as unknown as ProcessStream, { pipeline: options.pipeline, answers: options.answers, logger: options.logger, maxBodyBytes: options.maxRequestBytes }),
+      serveProcessStream(call as unknown as ProcessStream, {
+        pipeline: options.pipeline,
+        answers: options.answers,
+        logger: options.logger,
+        maxBodyBytes: options.maxRequestBytes,
+        peerPrincipal: callPrincipal(call),
+      }),
   });
+  // Administrative calls: the admin check first (server.admin), then the call.
   const native = <Req, Res>(name: string, run: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
     return (call, callback) => {
-      run(call.request).then(
-        (response) => callback(null, response),
-        (error: unknown) => {
-          const answer = answerFor(error);
-          if (answer.code === 'internal_error') options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
-          callback({ code: grpc.status[answer.grpc], details: `${answer.code}: ${answer.text}` });
-        },
-      );
+      Promise.resolve()
+        .then(() => options.admin.authorize({ authorization: callAuthorization(call), principal: callPrincipal(call) }, `signalbox.v1.DecisionService/${name}`))
+        .then(() => run(call.request))
+        .then(
+          (response) => callback(null, response),
+          (error: unknown) => {
+            const answer = answerFor(error);
+            if (answer.code === 'internal_error') options.logger.error({ code: 'internal_error', rpc: name, cause: describeCause(error) }, 'native call failed');
+            callback({ code: grpc.status[answer.grpc], details: `${answer.code}: ${answer.text}` });
+          },
+        );
     };
   };
 
   server.addService(services.decision, {
-    Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse),
+    Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true),
     Report: native('Report', (request: ReportMessage) => options.reports.report(SIGNALBOX_DOOR, fromReportMessage(request)).then(toReportResponse)),
     GetSpend: native('GetSpend', async (request: { scope?: string; window?: string }) =>
       toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
@@ -180,12 +208,13 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
 }
 
 /**
- * Listens on `host:port` in plaintext and resolves the bound port (port 0 picks a free one); a
- * failure is `config_invalid` naming `server.grpc_addr`.
+ * Listens on `host:port`, in plaintext unless `credentials` are given (TLS from `server.tls`), and
+ * resolves the bound port (port 0 picks a free one); a failure is `config_invalid` naming
+ * `server.grpc_addr`.
  */
-export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+export function bindGrpc(server: grpc.Server, address: string, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(address, credentials, (error, port) => {
       if (error) reject(new SignalboxError('config_invalid', `server.grpc_addr: cannot listen on ${address}: ${error.message}`, { cause: error }));
       else resolve(port);
     });

@@ -4,6 +4,7 @@
  * (each door is one entry of {@link HTTP_ROUTES}, implemented in its own adapter module).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { CADDY_AUTH_PATH, ENVOY_HTTP_PREFIX, NGINX_AUTH_PATH, handleAuthz } from './doors/http-authz.js';
 import { LITELLM_GUARDRAIL_PATH, LITELLM_USAGE_PATH, handleLiteLlmGuardrail, handleLiteLlmUsage } from './doors/litellm.js';
 import { OPA_DATA_PREFIX, handleOpaData } from './doors/opa-rest.js';
@@ -15,6 +16,9 @@ import type { DecisionPipeline } from '../decide/decide.js';
 import type { ReportService } from '../enforce/report.js';
 import type { HealthState } from './grpc.js';
 import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
+import type { AdminGuard } from './admin-auth.js';
+import { principalOfSocket } from './peer.js';
+import type { TlsFiles } from './tls.js';
 
 /** What the HTTP endpoints and doors serve with, shared by every route handler. */
 export interface HttpServerOptions {
@@ -25,6 +29,8 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   /** Served at GET /metrics; absent, /metrics answers 404. */
   readonly metrics?: Metrics;
+  /** Who may call the routes marked `admin` (`server.admin`). */
+  readonly admin: AdminGuard;
 }
 
 /** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
@@ -33,6 +39,8 @@ export interface HttpRoute {
   readonly path: string;
   /** Methods answered; anything else is 405. Undefined: every method (a door mirroring the original request). */
   readonly methods?: readonly string[];
+  /** An administrative route: the caller must pass {@link AdminGuard.authorize} first. */
+  readonly admin?: true;
   readonly handle: (req: IncomingMessage, res: ServerResponse, url: URL, options: HttpServerOptions) => Promise<void>;
 }
 
@@ -96,8 +104,8 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
       else json(res, 503, { status: 'not_ready', reasons: options.health.reasons, revision: options.revision() });
     },
   },
-  { path: '/v1/report', methods: ['POST'], handle: (req, res, _url, options) => handleReport(req, res, options) },
-  { path: '/v1/spend', methods: ['GET'], handle: (_req, res, url, options) => handleSpend(url, res, options) },
+  { path: '/v1/report', methods: ['POST'], admin: true, handle: (req, res, _url, options) => handleReport(req, res, options) },
+  { path: '/v1/spend', methods: ['GET'], admin: true, handle: (_req, res, url, options) => handleSpend(url, res, options) },
   { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
   // OPA's REST Data API (generic OPA callers and Kong's OPA plugin): src/transport/doors/opa-rest.ts.
   { path: OPA_DATA_PREFIX, methods: ['POST', 'GET'], handle: (req, res, url, options) => handleOpaData(req, res, url, options) },
@@ -121,7 +129,8 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   { path: CADDY_AUTH_PATH, handle: (req, res, _url, options) => handleAuthz('caddy', req, res, options) },
   // LiteLLM: the Generic Guardrail API (pre-call decisions) and its generic_api usage log (settlement).
   { path: LITELLM_GUARDRAIL_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmGuardrail(req, res, options) },
-  { path: LITELLM_USAGE_PATH, methods: ['POST'], handle: (req, res, _url, options) => handleLiteLlmUsage(req, res, options) },
+  // Settles holds, so administrative: LiteLLM's callback sends the admin token (examples/litellm/config.yaml).
+  { path: LITELLM_USAGE_PATH, methods: ['POST'], admin: true, handle: (req, res, _url, options) => handleLiteLlmUsage(req, res, options) },
 ];
 
 /** The route for a path: an exact match, else the longest matching prefix. */
@@ -135,11 +144,11 @@ export function matchRoute(routes: readonly HttpRoute[], path: string): HttpRout
 }
 
 /**
- * Builds the HTTP server over `routes` ({@link HTTP_ROUTES} unless a caller narrows them);
- * {@link listenHttp} starts it listening.
+ * Builds the HTTP server over `routes` ({@link HTTP_ROUTES} unless a caller narrows them), HTTPS
+ * with the certificates `tls` keeps current when given; {@link listenHttp} starts it listening.
  */
-export function createHttpServer(options: HttpServerOptions, routes: readonly HttpRoute[] = HTTP_ROUTES): Server {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+export function createHttpServer(options: HttpServerOptions, routes: readonly HttpRoute[] = HTTP_ROUTES, tls?: TlsFiles): Server {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://signalbox');
     const route = matchRoute(routes, url.pathname);
     if (!route) {
@@ -151,8 +160,26 @@ export function createHttpServer(options: HttpServerOptions, routes: readonly Ht
       json(res, 405, errorBody('request_malformed', `use ${route.methods.join(' or ')}`));
       return;
     }
+    if (route.admin) {
+      try {
+        const token = req.headers['x-signalbox-admin-token'];
+        options.admin.authorize({ authorization: req.headers.authorization, token: Array.isArray(token) ? token[0] : token, principal: principalOfSocket(req.socket) }, route.path);
+      } catch (error) {
+        if (error instanceof SignalboxError && error.code === 'admin_unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="signalbox-admin"');
+        // Unread, the body is dropped with the connection rather than buffered.
+        res.setHeader('connection', 'close');
+        fail(res, error, options.logger);
+        return;
+      }
+    }
     route.handle(req, res, url, options).catch((error: unknown) => fail(res, error, options.logger));
-  });
+  };
+  let server: Server;
+  if (tls) {
+    const secure = createHttpsServer(tls.httpsOptions(), handler);
+    tls.attach(secure);
+    server = secure as unknown as Server;
+  } else server = createServer(handler);
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   return server;

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { PriceTable } from '../../src/inspect/prices.js';
-import type { TestSignalbox } from './signalbox.js';
+import { ADMIN_HEADERS, type TestSignalbox } from './signalbox.js';
 
 /** One user's day budget as /v1/spend reports it. */
 export interface Spend {
@@ -16,7 +16,7 @@ export interface Spend {
 
 /** The day budget of `user:<subject>` now. */
 export async function spendOf(sb: TestSignalbox, subject: string): Promise<Spend> {
-  const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`);
+  const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/spend?scope=user:${subject}&window=day`, { headers: ADMIN_HEADERS });
   const body = (await res.json()) as { budgets: Spend[] };
   return body.budgets[0] ?? { spent_usd: 0, held_usd: 0, holds: 0 };
 }

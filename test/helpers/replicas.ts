@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '../../src/transport/protos.js';
-import { resolveCatalogued, type CheckResponse } from './signalbox.js';
+import { ADMIN_TOKEN, resolveCatalogued, type CheckResponse } from './signalbox.js';
 
 /** A `signalbox serve` child process: a replica as it runs in production. */
 export interface Replica {
@@ -54,6 +54,7 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
       SIGNALBOX_AUDIT_PATH: join(dir, 'audit.jsonl'),
       SIGNALBOX_LOG_LEVEL: 'info',
       SIGNALBOX_WORKERS: String(options.workers ?? 1),
+      SIGNALBOX_ADMIN_TOKEN: ADMIN_TOKEN,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,6 +10,22 @@ import { loadServices } from '../../src/transport/protos.js';
 import { assertCataloguedBody } from './catalogue.js';
 import { AUDIENCE, ISSUER } from './keys.js';
 
+/**
+ * The admin token every test Signalbox (and replica) accepts for /v1/report, /v1/spend, LiteLLM's
+ * usage log and the gRPC Report/GetSpend: admin endpoints are closed without one.
+ */
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
+/** The Authorization header carrying {@link ADMIN_TOKEN}, to spread into a fetch's headers. */
+export const ADMIN_HEADERS: Readonly<Record<string, string>> = Object.freeze({ authorization: `Bearer ${ADMIN_TOKEN}` });
+
+/** gRPC metadata carrying {@link ADMIN_TOKEN}, for Report and GetSpend. */
+export function adminMetadata(): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+  return metadata;
+}
+
 export interface TestSignalbox {
   running: RunningSignalbox;
   config: SignalboxConfig;
@@ -34,7 +50,10 @@ export function headerValue(options: HeaderOption[] | undefined, key: string): s
   return options?.find((o) => o.header.key === key)?.header.value;
 }
 
-/** Starts Signalbox on free loopback ports with a temp audit file; `yaml` adds config. */
+/**
+ * Starts Signalbox on free loopback ports with a temp audit file; `yaml` adds config. Admin
+ * endpoints accept {@link ADMIN_TOKEN} unless `env` replaces the environment the tokens come from.
+ */
 export async function startTestSignalbox(
   logger: Logger,
   settings: { jwksUrl?: string; bundle?: string; decision?: string; yaml?: string } & StartOptions = {},
@@ -50,7 +69,7 @@ export async function startTestSignalbox(
     ...(settings.decision ? { SIGNALBOX_DECISION: settings.decision } : {}),
   };
   const config = parseConfig(settings.yaml ?? '', env, 'test');
-  const running = await startSignalbox(config, logger, settings);
+  const running = await startSignalbox(config, logger, { env: { ...process.env, SIGNALBOX_ADMIN_TOKEN: ADMIN_TOKEN }, ...settings });
   const { clients } = loadServices();
   const client = new clients.Authorization(`127.0.0.1:${running.grpcPort}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     Check: (req: object, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;

@@ -52,6 +52,8 @@ export interface ExtProcOptions {
    * configured to stream request bodies sends them in pieces, each within gRPC's message limit.
    */
   readonly maxBodyBytes: number;
+  /** The verified mTLS identity of the stream's connection (Envoy's), for `input.door.peer_principal`. */
+  readonly peerPrincipal?: string | undefined;
 }
 
 /** Headers that are Envoy's pseudo-headers (`:path`...), kept out of `input.attributes.request.http.headers`. */
@@ -142,7 +144,8 @@ export function serveProcessStream(stream: ProcessStream, options: ExtProcOption
     let decision: Decision;
     let started: AnswerStream | undefined;
     try {
-      const trace = await options.pipeline.explain(decisionRequest(requestHeaders, body));
+      const request = decisionRequest(requestHeaders, body);
+      const trace = await options.pipeline.explain(options.peerPrincipal ? { ...request, peerPrincipal: options.peerPrincipal } : request);
       decision = trace.decision;
       if (decision.allowed) started = options.answers.begin(trace);
     } catch (error) {

@@ -24,6 +24,7 @@ import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
 import { readLimitedBody } from './read-body.js';
+import { principalOfSocket, withPeerPrincipal } from '../peer.js';
 
 /** What a door handler needs from the HTTP server. */
 export interface AuthzDoorContext {
@@ -179,9 +180,11 @@ function fromCaddy(req: IncomingMessage): ForwardedRequest {
 /** Maps the gateway's subrequest to a DecisionRequest; throws request_malformed when it cannot. */
 export async function authzRequest(door: AuthzDoor, req: IncomingMessage): Promise<DecisionRequest> {
   const name = AUTHZ_DOOR_NAMES[door];
-  if (door === 'envoy') return decisionRequestFromHttp(name, await fromEnvoy(req), false);
+  // The gateway's verified mTLS identity is the only one these doors know: it is the source.
+  const peer = principalOfSocket(req.socket);
+  if (door === 'envoy') return withPeerPrincipal(decisionRequestFromHttp(name, await fromEnvoy(req), false), peer, true);
   const forwarded = door === 'nginx' ? fromNginx(req) : fromCaddy(req);
-  return { ...decisionRequestFromHttp(name, forwarded, false), bodyForwarded: false };
+  return withPeerPrincipal({ ...decisionRequestFromHttp(name, forwarded, false), bodyForwarded: false }, peer, true);
 }
 
 /**

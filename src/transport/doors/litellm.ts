@@ -38,6 +38,7 @@ import type { Logger } from '../../core/log.js';
 import { decisionRequestFromHttp } from './http-request.js';
 import { LITELLM_TOKEN_HEADER, chatBody, parseGuardrailRequest, type GuardrailRequest } from './litellm-request.js';
 import { readLimitedBody } from './read-body.js';
+import { principalOfSocket, withPeerPrincipal } from '../peer.js';
 import { isJsonObject } from '../../core/json-object.js';
 
 /** Where LiteLLM sends guardrail checks (it appends this to the guardrail's `api_base`). */
@@ -222,7 +223,7 @@ export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerRe
     return;
   }
   const { body, structuredCount } = chatBody(request);
-  const decisionRequest = decisionRequestFromHttp(
+  const decisionRequest = withPeerPrincipal(decisionRequestFromHttp(
     LITELLM_DOOR,
     {
       method: 'POST',
@@ -233,7 +234,7 @@ export async function handleLiteLlmGuardrail(req: IncomingMessage, res: ServerRe
       ...(request.callId ? { contextExtensions: { litellm_call_id: request.callId } } : {}),
     },
     true,
-  );
+  ), principalOfSocket(req.socket), true);
   const decision = await context.pipeline.decide(decisionRequest);
   if (!decision.allowed) {
     json(res, 200, { action: 'BLOCKED', blocked_reason: blockedReason(decision, request) } satisfies GuardrailAnswer);

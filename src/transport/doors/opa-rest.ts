@@ -27,6 +27,7 @@ import type { DecisionPipeline } from '../../decide/decide.js';
 import type { Decision } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
 import { decisionRequestFromHttp, type ForwardedRequest } from './http-request.js';
+import { principalOfSocket, withPeerPrincipal } from '../peer.js';
 import { readLimitedBody } from './read-body.js';
 import { isJsonObject } from '../../core/json-object.js';
 
@@ -333,7 +334,8 @@ export async function handleOpaData(req: IncomingMessage, res: ServerResponse, u
   try {
     const input = await readInput(req, url);
     const forwarded = forwardedFromInput(mode, input);
-    decision = await context.pipeline.decide(decisionRequestFromHttp(door, forwarded, false));
+    // The caller describes the request, principal included (as Envoy's Check): the connection's own identity is only the door's.
+    decision = await context.pipeline.decide(withPeerPrincipal(decisionRequestFromHttp(door, forwarded, false), principalOfSocket(req.socket), false));
   } catch (error) {
     if (error instanceof InvalidParameter) {
       // Audited as a deny like any unreadable request; OPA's error shape for the caller.
