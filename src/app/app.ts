@@ -281,7 +281,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     labels: { id: hostname(), service: 'signalbox' },
   });
   const answers = new AnswerPipeline(responses, contentOptions(config), logger);
-  const grpcServer: grpc.Server = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes });
+  const grpcServer: grpc.Server = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, reflection: config.server.grpc_reflection });
   const httpServer: HttpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics });
   let grpcPort: number;
   let httpPort: number;

@@ -20,6 +20,13 @@ export const serverSchema = z
     workers: z
       .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int(WORKERS).min(1, WORKERS).max(256, WORKERS)], { error: WORKERS }))
       .default('auto'),
+    /**
+     * Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), so grpcurl and similar
+     * tools can list and describe the services without the .proto files. Off by default, as
+     * opa-envoy-plugin's enable-reflection: it tells anyone who reaches the port every message
+     * shape, which a production listener has no need to advertise.
+     */
+    grpc_reflection: z.boolean().default(false),
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
   })

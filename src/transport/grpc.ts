@@ -23,6 +23,7 @@ import type { Logger } from '../core/log.js';
 import type { DecisionPipeline } from '../decide/decide.js';
 import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
+import { addReflection } from './reflection.js';
 
 /** What grpc.health.v1 reports: serving once both listeners are bound, not serving before that or once shutdown starts. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
@@ -64,11 +65,13 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   readonly health: HealthState;
   readonly maxRequestBytes: number;
+  /** Serve grpc.reflection.v1 and v1alpha (`server.grpc_reflection`). */
+  readonly reflection?: boolean;
 }
 
 /**
- * Builds the gRPC server with Envoy's Authorization, the native DecisionService and
- * grpc.health.v1; {@link bindGrpc} starts it listening.
+ * Builds the gRPC server with Envoy's Authorization, the native DecisionService,
+ * grpc.health.v1 and, when asked, server reflection; {@link bindGrpc} starts it listening.
  */
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const services = loadServices();
@@ -131,6 +134,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
     ),
   });
+  if (options.reflection) addReflection(server);
   server.addService(services.health, {
     Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service ?? '';
