@@ -11,6 +11,7 @@ bash scripts/install-caddy.sh
 bash scripts/build-envoy-client.sh
 bash scripts/install-envoy.sh >/dev/null
 bash scripts/install-otelcol.sh
+bash scripts/install-grpcurl.sh
 bash scripts/build-clock-shim.sh
 bash scripts/install-helm.sh
 bash scripts/build-k8s-validate.sh

@@ -319,7 +319,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   try {
     admin = await AdminGuard.open(config.server.admin, logger, options.env ?? process.env);
     tls = config.server.tls ? await TlsFiles.open(config.server.tls, logger) : undefined;
-    grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin });
+    grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin, reflection: config.server.grpc_reflection });
     httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin }, undefined, tls);
     grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr, tls?.grpcCredentials());
     httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {

@@ -2,6 +2,7 @@
  * `signalbox audit verify`: an audit log's hash chain, checked.
  */
 import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
 import { verifyAuditLog } from '../audit/verify-log.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import { UsageError } from './command.js';
@@ -12,15 +13,20 @@ import { UsageError } from './command.js';
  * worker, each verified, and none may be missing. Prints the record count and last hash (per
  * chain, for several) and returns 0 when every chain is intact, or the first break and 1
  * (`audit_tail_torn` for a torn final write, `audit_chain_broken` for anything else, a missing
- * worker chain included); an unreadable path throws `audit_chain_broken`.
+ * worker chain included). A path that does not exist throws `audit_file_missing`; one that
+ * cannot be read for another reason (permissions, not a log) `audit_chain_broken`.
  */
 export async function audit(args: string[]): Promise<number> {
-  const [sub, target, ...rest] = args;
+  // strict: an unknown option is a usage error, never a file name (`--` still allows a path that starts with -).
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+  const [sub, target, ...rest] = positionals;
   if (sub !== 'verify' || !target || rest.length > 0) throw new UsageError('usage: signalbox audit verify FILE|DIR');
   let report;
   try {
     report = await verifyAuditLog(target);
   } catch (error) {
+    // A typo in the path is not evidence of tampering: say so, with its own code.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SignalboxError('audit_file_missing', `${target}: no such file or directory`, { cause: error });
     throw new SignalboxError('audit_chain_broken', `cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? describeCause(error)}`, { cause: error });
   }
   const files = report.files.length === 1 ? '' : ` in ${report.files.length} files`;

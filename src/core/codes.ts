@@ -127,6 +127,9 @@ export const CODE_CATALOGUE = {
   audit_chain_broken: {
     meaning: 'An audit file fails hash-chain verification (edited, deleted or reordered record).',
   },
+  audit_file_missing: {
+    meaning: 'audit verify was given a path that does not exist (no such file or directory): nothing was verified, and nothing is known to be broken.',
+  },
   budget_store_unavailable: {
     meaning: 'The budget store (Redis) did not answer; requests that need a reservation are denied with 503 unless the policy opts to fail open, and `/ready` names it while the store is unreachable.',
     client: { http: 503, grpc: 'UNAVAILABLE', message: 'budgets could not be checked because the budget store did not answer; retry shortly' },

@@ -71,6 +71,13 @@ export const serverSchema = z
       .default('auto'),
     /** How often readiness re-checks the JWKS and the budget store (src/app/readiness.ts); probes read the last result. */
     ready_check_ms: z.number().int().min(100).max(60_000).default(2_000),
+    /**
+     * Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), so grpcurl and similar
+     * tools can list and describe the services without the .proto files. Off by default, as
+     * opa-envoy-plugin's enable-reflection: it tells anyone who reaches the port every message
+     * shape, which a production listener has no need to advertise.
+     */
+    grpc_reflection: z.boolean().default(false),
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
     /** TLS (and mTLS) on both listeners; absent, plaintext. */

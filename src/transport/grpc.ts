@@ -27,6 +27,7 @@ import type { Decision, DecisionRequest } from '../decide/decision.js';
 import { loadServices } from './protos.js';
 import type { AdminGuard } from './admin-auth.js';
 import { principalOfPeer, withPeerPrincipal } from './peer.js';
+import { addReflection } from './reflection.js';
 
 /** What grpc.health.v1 reports: serving while both listeners are bound and nothing the service needs is missing. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
@@ -96,6 +97,8 @@ export interface GrpcServerOptions {
   readonly maxRequestBytes: number;
   /** Who may call Report and GetSpend (`server.admin`). */
   readonly admin: AdminGuard;
+  /** Serve grpc.reflection.v1 and v1alpha (`server.grpc_reflection`). */
+  readonly reflection?: boolean;
 }
 
 /** The verified mTLS identity of a call's connection; undefined in plaintext or without a verified client certificate. */
@@ -110,8 +113,8 @@ function callAuthorization(call: { metadata: grpc.Metadata }): string | undefine
 }
 
 /**
- * Builds the gRPC server with Envoy's Authorization, the native DecisionService and
- * grpc.health.v1; {@link bindGrpc} starts it listening.
+ * Builds the gRPC server with Envoy's Authorization, the native DecisionService,
+ * grpc.health.v1 and, when asked, server reflection; {@link bindGrpc} starts it listening.
  */
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const services = loadServices();
@@ -186,6 +189,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
     ),
   });
+  if (options.reflection) addReflection(server);
   server.addService(services.health, {
     Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service ?? '';

@@ -59,6 +59,23 @@ export interface LoadedServices {
   };
 }
 
+/** The .proto files whose services the server registers. */
+const SERVED_PROTOS = [
+  'envoy/service/auth/v3/external_auth.proto',
+  'envoy/service/ext_proc/v3/external_processor.proto',
+  'grpc/health/v1/health.proto',
+  'signalbox/v1/signalbox.proto',
+];
+
+/**
+ * The served files as one package definition for gRPC server reflection: loaded together, so
+ * each package's descriptor (proto-loader merges a package's files into one) holds every type
+ * any service needs, and with the field names as written, not the camelCase the decoders use.
+ */
+export function reflectionDefinitions(): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(SERVED_PROTOS, { keepCase: true, includeDirs: [protoDir()] });
+}
+
 let cached: LoadedServices | undefined;
 
 type Namespace = Record<string, unknown>;
