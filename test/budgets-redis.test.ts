@@ -230,7 +230,7 @@ describe('Redis killed mid-run', () => {
   let replicas: Replica[] = [];
 
   beforeAll(async () => {
-    redis = await startRedis({ appendonly: true });
+    redis = await startRedis({ persistence: 'always' });
     const bundle = await raceBundle();
     replicas = await Promise.all([0, 1, 2].map(() => startReplica(replicaConfig(bundle, `  type: redis\n  redis_url: ${redis.url}`))));
   }, 120_000);

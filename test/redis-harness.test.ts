@@ -45,7 +45,7 @@ describe('startRedis (standalone)', () => {
   });
 
   it('starts on a loopback port and serves PING and SET/GET', async () => {
-    redis = await startRedis({ appendonly: true });
+    redis = await startRedis({ persistence: 'always' });
     expect(redis.host).toBe('127.0.0.1');
     expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
     expect(await cli(redis.port, 'PING')).toBe('PONG');
@@ -84,8 +84,8 @@ describe('startRedis (standalone)', () => {
     await expect(server.restart()).rejects.toThrow(/stopped/);
   });
 
-  it('without appendonly, data does not survive kill() + restart()', async () => {
-    const server = await startRedis();
+  it('with persistence none, data does not survive kill() + restart()', async () => {
+    const server = await startRedis({ persistence: 'none' });
     try {
       expect(await cli(server.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nno');
       await cli(server.port, 'SET', 'k', 'v');

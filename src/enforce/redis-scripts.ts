@@ -123,19 +123,25 @@ for i = 1, nb do
   balances[i].limit = b.limit
 end
 local token_rates = {}
+local all_rates = {}
 for j = 1, nr do
   local r = p.rates[j]
   local rk = KEYS[2 * nb + 1 + j]
   redis.call('SET', rk, string.format('%.6f', tats[j]), 'PX', math.ceil(tats[j] - now + 60000))
   if r.unit == 'tokens' then token_rates[#token_rates + 1] = { rk, r.weight, 60000 / r.per_minute } end
+  all_rates[#all_rates + 1] = { rk, r.weight, 60000 / r.per_minute }
 end
+local loop_entry = {}
 if p.loop ~= cjson.null and p.loop ~= nil then
   redis.call('LPUSH', lk, p.loop.hash)
   redis.call('LTRIM', lk, 0, p.loop.window - 1)
   redis.call('PEXPIRE', lk, p.loop.ttl)
+  loop_entry = { lk, p.loop.hash }
 end
+-- rates and loop are what CANCEL_SCRIPT needs to give back a reservation the caller never saw.
 redis.call('HSET', KEYS[1], 'state', 'held', 'amount', int(p.amount), 'budgets', cjson.encode(budget_keys),
-  'token_rates', cjson.encode(token_rates), 'meta', cjson.encode(p.meta))
+  'token_rates', cjson.encode(token_rates), 'rates', cjson.encode(all_rates), 'loop', cjson.encode(loop_entry),
+  'meta', cjson.encode(p.meta))
 redis.call('PEXPIRE', KEYS[1], p.hold_ttl + p.retention)
 local out = {}
 for i = 1, nb do out[i] = { spent = balances[i].spent, held = balances[i].held, holds = balances[i].holds, limit = balances[i].limit } end
@@ -153,6 +159,8 @@ local now = p.now
 local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_rates', 'settled')
 if not rec[1] then return cjson.encode({ outcome = 'not_found' }) end
 if rec[1] == 'settled' then return cjson.encode({ outcome = 'already_settled', amount = tonumber(rec[5]) }) end
+-- A cancelled reservation was refused to its caller (see CANCEL_SCRIPT): there is nothing to settle.
+if rec[1] == 'cancelled' then return cjson.encode({ outcome = 'not_found' }) end
 local held = tonumber(rec[2])
 local budgets = cjson.decode(rec[3])
 local late = false
@@ -190,6 +198,72 @@ end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'settled', int(p.amount))
 redis.call('PEXPIRE', KEYS[1], p.retention)
 return cjson.encode({ outcome = 'settled', held = held, late = late })
+`;
+
+/**
+ * Gives back a reservation whose caller was answered 503 because its reply did not arrive in
+ * time (a command timeout, a dropped connection): the script may have run anyway, and what it
+ * took must not stay taken for a request that was refused.
+ *
+ * KEYS: hold record, then the budget hash + zset pairs, the rate keys and the loop list the
+ * record names (read from it first, as for SETTLE_SCRIPT; none when there is no record).
+ * ARGV[1]: JSON { id, now, charge, tombstone_ttl, retention, keys (how many KEYS the caller read) }
+ *
+ * - No record: the reservation never ran, or has not run yet (it may still be in flight on a
+ *   stalled connection). Leave a `cancelled` tombstone for tombstone_ttl ms: RESERVE_SCRIPT
+ *   refuses a hold id whose record exists, so a late reservation can no longer take anything.
+ * - held: undo it. Each budget gets its hold back (or, when the hold already expired and was
+ *   charged, the charge); each rate key's theoretical arrival time moves back by the weight it
+ *   took, never before now; the loop history loses one copy of the call it recorded.
+ * - settled or cancelled: nothing (idempotent, so a timed-out cancel can simply be sent again).
+ * - `stale` when the record names more keys than the caller declared (it read the record before
+ *   a late reservation wrote it): the caller reads again and retries.
+ */
+export const CANCEL_SCRIPT = `${SWEEP}
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'rates', 'loop')
+if not rec[1] then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled')
+  redis.call('PEXPIRE', KEYS[1], int(p.tombstone_ttl))
+  return cjson.encode({ outcome = 'tombstoned' })
+end
+if rec[1] ~= 'held' then return cjson.encode({ outcome = rec[1] }) end
+local held = tonumber(rec[2])
+local budgets = cjson.decode(rec[3])
+local rates = cjson.decode(rec[4] or '[]')
+local loop = cjson.decode(rec[5] or '[]')
+local named = 1 + 2 * #budgets + #rates
+if loop[1] then named = named + 1 end
+if named ~= p.keys then return cjson.encode({ outcome = 'stale' }) end
+for i = 1, #budgets do
+  local bk, zk = budgets[i][1], budgets[i][2]
+  if redis.call('EXISTS', bk) == 1 then
+    local score = redis.call('ZSCORE', zk, p.id)
+    if score and tonumber(score) > now then
+      local amount = tonumber(redis.call('HGET', bk, 'h:' .. p.id) or '0')
+      redis.call('HDEL', bk, 'h:' .. p.id)
+      redis.call('ZREM', zk, p.id)
+      redis.call('HINCRBY', bk, 'held', int(-amount))
+    else
+      sweep(bk, zk, now, p.charge)
+      if p.charge then redis.call('HINCRBY', bk, 'spent', int(-held)) end
+    end
+  end
+end
+for j = 1, #rates do
+  local rk, weight, interval = rates[j][1], rates[j][2], rates[j][3]
+  local tat = redis.call('GET', rk)
+  if tat then
+    local back = math.max(now, tonumber(tat) - weight * interval)
+    local ttl = redis.call('PTTL', rk)
+    if ttl > 0 then redis.call('SET', rk, string.format('%.6f', back), 'PX', ttl) end
+  end
+end
+if loop[1] then redis.call('LREM', loop[1], 1, loop[2]) end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+redis.call('PEXPIRE', KEYS[1], int(p.retention))
+return cjson.encode({ outcome = 'cancelled' })
 `;
 
 /**

@@ -12,7 +12,10 @@ import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
-import { BALANCES_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import { CancellationQueue, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
+import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
+import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
+import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
 import {
   MAX_PROVIDERS,
   checkBreakerSettings,
@@ -48,6 +51,12 @@ export interface RedisStoreOptions {
   readonly partitioned: boolean;
   /** Password for Cluster nodes (standalone takes it from the URL). */
   readonly password?: string;
+  /**
+   * What to do when a server's persistence could lose holds in a crash (redis-persistence.ts):
+   * `refuse` (the default) fails start-up, and refuses reservations while a reconnected server
+   * is unsafe; `warn` only logs `store_persistence_unsafe`.
+   */
+  readonly unsafePersistence?: 'refuse' | 'warn';
 }
 
 /**
@@ -59,6 +68,7 @@ const SCRIPTS = {
   signalboxSettle: SETTLE_SCRIPT,
   signalboxBalances: BALANCES_SCRIPT,
   signalboxProvider: PROVIDER_SCRIPT,
+  signalboxCancel: CANCEL_SCRIPT,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArg: string[]) => Promise<unknown>;
@@ -77,12 +87,6 @@ function luaList<T>(json: string | null | undefined): T[] {
   if (!json) return [];
   const value: unknown = JSON.parse(json);
   return Array.isArray(value) ? (value as T[]) : [];
-}
-
-/** Errors from the client (refused, timed out, cluster down) become one stable code. */
-function unavailable(error: unknown): SignalboxError {
-  if (error instanceof SignalboxError) return error;
-  return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: error });
 }
 
 /** A breaker as PROVIDER_SCRIPT stores it (absent fields are null). */
@@ -120,12 +124,21 @@ interface RawBalance {
 export class RedisStore implements EnforcementStore {
   readonly kind = 'redis' as const;
   private readonly keys: RedisKeys;
+  private readonly secrets: string[];
+  private readonly cancellations: CancellationQueue;
+  /** Set while the connected server's persistence is unsafe and the setting is `refuse`. */
+  private refusal: SignalboxError | undefined;
+  /** The persistence check of the current connection (started on every `ready`). */
+  private persistenceChecked: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly client: Client,
     private readonly options: RedisStoreOptions,
+    private readonly logger: Logger,
   ) {
     this.keys = new RedisKeys(options.keyPrefix);
+    this.secrets = secretsOf(options);
+    this.cancellations = new CancellationQueue((cancel) => this.cancel(cancel), logger);
   }
 
   /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
@@ -162,17 +175,20 @@ export class RedisStore implements EnforcementStore {
     let down = false;
     client.on('error', (error: unknown) => {
       // ioredis emits an error per failed reconnect; log the transition, not every attempt.
-      if (!down) logger.error({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store connection lost');
+      if (!down) logger.error({ code: 'budget_store_unavailable', cause: store.mask(clientCause(error)) }, 'budget store connection lost');
       down = true;
     });
     // A Cluster drops every connection and starts again when its ready check fails or it loses
     // its nodes; say so, or a flapping Cluster shows only as 503s.
     if (client instanceof Cluster) client.on('reconnecting', () => logger.debug({ code: 'budget_store_unavailable' }, 'budget store (Redis Cluster) reconnecting'));
     for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua });
-    const store = new RedisStore(client, options);
+    const store = new RedisStore(client, options, logger);
     client.on('ready', () => {
       if (down) logger.info('budget store connection restored');
       down = false;
+      // A restarted server may come back with other settings (or empty): judge it every time.
+      store.persistenceChecked = store.checkPersistence();
+      store.cancellations.flush();
       store.clockSkewMs().then(
         (skewMs) => {
           if (Math.abs(skewMs) > CLOCK_SKEW_WARNING_MS) {
@@ -213,10 +229,64 @@ export class RedisStore implements EnforcementStore {
         await this.client.ping();
         return;
       } catch (error) {
-        if (Date.now() > deadline) throw unavailable(error);
+        if (Date.now() > deadline) throw this.fail(error);
         await new Promise((done) => setTimeout(done, 50));
       }
     }
+  }
+
+  /**
+   * The start-up check: waits up to `timeoutMs` for Redis, then judges every server's
+   * persistence (every master of a Cluster). Throws `store_persistence_unsafe` when a crash
+   * could lose holds and `unsafePersistence` is `refuse`. When Redis cannot be reached yet it
+   * logs so and returns: the check then runs when the client connects, and an unsafe server
+   * has its reservations refused (503) rather than the process stopped.
+   */
+  async checkPersistenceAtStart(timeoutMs: number): Promise<void> {
+    try {
+      await this.ready(timeoutMs);
+    } catch (error) {
+      this.logger.warn({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store not reachable at start-up; its persistence is checked when it connects');
+      return;
+    }
+    await this.persistenceChecked;
+    if (this.refusal) throw this.refusal;
+  }
+
+  /** Refused reservations still to be given back (see redis-cancellations.ts). */
+  get pendingCancellations(): number {
+    return this.cancellations.size;
+  }
+
+  /** Resolves true once every refused reservation has been given back, false after `timeoutMs`. */
+  cancellationsDone(timeoutMs: number): Promise<boolean> {
+    return this.cancellations.idle(timeoutMs);
+  }
+
+  /** Judges the connected servers' persistence; logs, and sets or clears the refusal. */
+  private async checkPersistence(): Promise<void> {
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    let verdict: PersistenceVerdict;
+    try {
+      verdict = await assessPersistence(nodes, this.options.unsafePersistence ?? 'refuse', this.logger);
+    } catch (error) {
+      // The connection dropped mid-check; the next 'ready' checks again.
+      this.logger.debug({ code: 'budget_store_unavailable', cause: this.mask(clientCause(error)) }, 'persistence check interrupted');
+      return;
+    }
+    if (!verdict.refusal && this.refusal) this.logger.info('budget store persistence is safe again; reservations resume');
+    this.refusal = verdict.refusal;
+  }
+
+  /** Replaces every password the store knows by *** (error text bound for a log). */
+  private mask(text: string): string {
+    return maskSecrets(text, this.secrets);
+  }
+
+  /** Errors from the client (refused, timed out, cluster down) become one stable code, with the client's cause, masked. */
+  private fail(error: unknown): SignalboxError {
+    if (error instanceof SignalboxError) return error;
+    return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: new Error(this.mask(clientCause(error))) });
   }
 
   /**
@@ -226,13 +296,14 @@ export class RedisStore implements EnforcementStore {
    */
   private connected(): Client {
     if (this.client instanceof Cluster && this.client.status !== 'ready') {
-      throw unavailable(new Error(`the Redis Cluster client is ${this.client.status}, not ready`));
+      throw this.fail(new Error(`the Redis Cluster client is ${this.client.status}, not ready`));
     }
     return this.client;
   }
 
   async reserve(r: Reservation): Promise<ReserveResult> {
     const client = this.connected();
+    if (this.refusal) throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) is refused', { cause: this.refusal });
     const keys = [this.keys.hold(r.partition, r.holdId)];
     for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
     for (const rate of r.rates) keys.push(this.keys.rate(r.partition, rate.unit, rate.scope));
@@ -256,7 +327,9 @@ export class RedisStore implements EnforcementStore {
       pending.push(client.set(this.keys.holdIndex(r.holdId), r.partition, 'PX', r.holdTtlMs + r.retentionMs));
     }
     const [raw] = await Promise.all(pending).catch((error: unknown) => {
-      throw unavailable(error);
+      // The script may have run (or may still run, late): give back whatever it took.
+      this.cancellations.add({ holdId: r.holdId, partition: r.partition, nowMs: r.nowMs, holdTtlMs: r.holdTtlMs, retentionMs: r.retentionMs });
+      throw this.fail(error);
     });
     const result = JSON.parse(raw as string) as {
       outcome: ReserveResult['outcome'];
@@ -328,7 +401,7 @@ export class RedisStore implements EnforcementStore {
       return { outcome: 'not_found' };
     } catch (error) {
       // A pricing error (the caller's report) passes through; anything else is the store.
-      throw error instanceof SignalboxError ? error : unavailable(error);
+      throw error instanceof SignalboxError ? error : this.fail(error);
     }
   }
 
@@ -337,7 +410,7 @@ export class RedisStore implements EnforcementStore {
     this.connected();
     const redisKeys = keys.flatMap((k) => [this.keys.budget(partition, k), this.keys.budgetHolds(partition, k)]);
     const raw = await this.run('signalboxBalances', redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
-      throw unavailable(error);
+      throw this.fail(error);
     });
     const parsed = JSON.parse(raw) as RawBalance[] | Record<string, never>;
     const list = Array.isArray(parsed) ? parsed : [];
@@ -367,7 +440,7 @@ export class RedisStore implements EnforcementStore {
       }
       return found;
     } catch (error) {
-      throw unavailable(error);
+      throw this.fail(error);
     }
   }
 
@@ -392,7 +465,7 @@ export class RedisStore implements EnforcementStore {
       cool_down: settings.coolDownMs,
       max: MAX_PROVIDERS,
     }).catch((error: unknown) => {
-      throw unavailable(error);
+      throw this.fail(error);
     });
     const result = JSON.parse(raw) as { outcome: 'recorded' | 'too_many'; previous?: ProviderState; breaker?: RawBreaker };
     if (result.outcome === 'too_many') throw new SignalboxError('report_malformed', `the store already tracks ${MAX_PROVIDERS} providers`);
@@ -405,7 +478,7 @@ export class RedisStore implements EnforcementStore {
     try {
       all = await this.connected().hgetall(this.keys.providers());
     } catch (error) {
-      throw unavailable(error);
+      throw this.fail(error);
     }
     return Object.keys(all)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
@@ -413,7 +486,38 @@ export class RedisStore implements EnforcementStore {
   }
 
   async close(): Promise<void> {
+    this.cancellations.close();
     this.client.disconnect();
+  }
+
+  /**
+   * Gives back one refused reservation (CANCEL_SCRIPT): reads which keys its record names, then
+   * runs the script over them; again when a late reservation wrote the record in between.
+   */
+  private async cancel(c: PendingCancel): Promise<CancelOutcome> {
+    const client = this.connected();
+    const holdKey = this.keys.hold(c.partition, c.holdId);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const [budgetsJson, ratesJson, loopJson] = await client.hmget(holdKey, 'budgets', 'rates', 'loop');
+      const keys = [holdKey];
+      for (const [bk, zk] of luaList<[string, string]>(budgetsJson)) keys.push(bk, zk);
+      for (const [rk] of luaList<[string]>(ratesJson)) keys.push(rk);
+      const loop = luaList<string>(loopJson);
+      if (loop[0] !== undefined) keys.push(loop[0]);
+      const raw = await this.run('signalboxCancel', keys, {
+        id: c.holdId,
+        now: c.nowMs,
+        charge: this.options.expiredHolds === 'charge',
+        tombstone_ttl: c.holdTtlMs + c.retentionMs,
+        retention: c.retentionMs,
+        keys: keys.length,
+      });
+      const outcome = (JSON.parse(raw) as { outcome: string }).outcome;
+      if (outcome === 'stale') continue;
+      if (outcome === 'cancelled' || outcome === 'tombstoned' || outcome === 'settled') return outcome;
+      return 'already_cancelled';
+    }
+    throw new Error('the hold record kept changing while it was being cancelled');
   }
 
   private async run(name: ScriptName, keys: readonly string[], payload: unknown): Promise<string> {
