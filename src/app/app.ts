@@ -99,7 +99,11 @@ export interface StartOptions extends PipelineDependencies {
 }
 
 
-/** The configured enforcement store: in-memory by default, Redis when configured. */
+/**
+ * The configured enforcement store: in-memory by default, Redis when configured. Throws
+ * `store_persistence_unsafe` when the Redis reached at start-up could lose holds in a crash
+ * (unless `store.unsafe_persistence: warn`).
+ */
 export async function createStore(config: SignalboxConfig, logger: Logger): Promise<EnforcementStore> {
   const store = config.store;
   if (store.type === 'memory') return new MemoryStore(config.budgets.expired_holds);

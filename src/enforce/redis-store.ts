@@ -7,6 +7,10 @@
  * budget_store_unavailable; a Cluster node that is still connecting holds a command for at most
  * the command timeout); the client keeps reconnecting in the background, so service resumes
  * without a restart when Redis returns.
+ *
+ * A reservation whose reply does not arrive is refused (503) and then cancelled by hold id once
+ * Redis answers (redis-cancellations.ts), so it takes nothing; every connection's persistence is
+ * checked (redis-persistence.ts) before a cap is trusted to it.
  */
 import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
