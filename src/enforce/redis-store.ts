@@ -114,11 +114,17 @@ function storedBreaker(raw: RawBreaker): StoredBreaker {
   };
 }
 
+/** A balance as the scripts return it: amounts as exact integer strings (cjson would round them). */
 interface RawBalance {
-  spent: number;
-  held: number;
-  limit: number;
+  spent: string;
+  held: string;
+  limit: string;
   holds: number;
+}
+
+/** A returned balance with its amounts as numbers (absent: zero). */
+function counted(raw: RawBalance | undefined): { spent: number; held: number; limit: number; holds: number } {
+  return { spent: Number(raw?.spent ?? 0), held: Number(raw?.held ?? 0), limit: Number(raw?.limit ?? 0), holds: raw?.holds ?? 0 };
 }
 
 /**
@@ -338,8 +344,8 @@ export class RedisStore implements EnforcementStore {
     const result = JSON.parse(raw as string) as {
       outcome: ReserveResult['outcome'];
       index?: number;
-      spent?: number;
-      held?: number;
+      spent?: string;
+      held?: string;
       holds?: number;
       retry?: number;
       reason?: 'repeated_call' | 'ping_pong';
@@ -349,12 +355,12 @@ export class RedisStore implements EnforcementStore {
     switch (result.outcome) {
       case 'reserved': {
         const balances = Array.isArray(result.balances) ? result.balances : [];
-        return { outcome: 'reserved', budgets: r.budgets.map((b, i) => ({ scope: b.scope, window: b.window, slot: b.slot, ...(balances[i] as RawBalance) })) };
+        return { outcome: 'reserved', budgets: r.budgets.map((b, i) => ({ scope: b.scope, window: b.window, slot: b.slot, ...counted(balances[i]) })) };
       }
       case 'budget_exceeded': {
         const b = r.budgets[(result.index ?? 1) - 1];
         if (!b) throw new SignalboxError('internal_error', 'budget script returned an unknown index');
-        return { outcome: 'budget_exceeded', budget: { scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, spent: result.spent ?? 0, held: result.held ?? 0, holds: result.holds ?? 0 } };
+        return { outcome: 'budget_exceeded', budget: { scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, spent: Number(result.spent ?? 0), held: Number(result.held ?? 0), holds: result.holds ?? 0 } };
       }
       case 'rate_limited': {
         const rate = r.rates[(result.index ?? 1) - 1];
@@ -397,11 +403,11 @@ export class RedisStore implements EnforcementStore {
         charge: this.options.expiredHolds === 'charge',
         retention: s.retentionMs,
       });
-      const result = JSON.parse(raw) as { outcome: SettleResult['outcome']; held?: number; late?: boolean; amount?: number };
+      const result = JSON.parse(raw) as { outcome: SettleResult['outcome']; held?: string; late?: boolean; amount?: string };
       if (result.outcome === 'settled') {
-        return { outcome: 'settled', amount, held: result.held ?? 0, late: result.late ?? false, meta };
+        return { outcome: 'settled', amount, held: Number(result.held ?? 0), late: result.late ?? false, meta };
       }
-      if (result.outcome === 'already_settled') return { outcome: 'already_settled', amount: result.amount ?? 0 };
+      if (result.outcome === 'already_settled') return { outcome: 'already_settled', amount: Number(result.amount ?? 0) };
       return { outcome: 'not_found' };
     } catch (error) {
       // A pricing error (the caller's report) passes through; anything else is the store.
@@ -418,7 +424,7 @@ export class RedisStore implements EnforcementStore {
     });
     const parsed = JSON.parse(raw) as RawBalance[] | Record<string, never>;
     const list = Array.isArray(parsed) ? parsed : [];
-    return keys.map((k, i) => ({ scope: k.scope, window: k.window, slot: k.slot, ...(list[i] as RawBalance) }));
+    return keys.map((k, i) => ({ scope: k.scope, window: k.window, slot: k.slot, ...counted(list[i]) }));
   }
 
   async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
