@@ -9,7 +9,7 @@ import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins } from './builtins.js';
-import { limitViolation } from './result.js';
+import { limitViolation } from './result-schema.js';
 import type { EvaluationContext } from './host-builtin.js';
 import { fastEvaluate, supportsFastEval } from './wasm-eval.js';
 

@@ -3,11 +3,10 @@
  * schema/result.schema.json (documented in README, used by the tests too); anything outside it
  * is `policy_result_invalid`, and the caller denies.
  */
-import { Ajv } from 'ajv';
 import { SignalboxError } from '../core/errors.js';
 import type { FindingType } from '../inspect/content/detectors.js';
-import resultSchema from './schema/result.schema.json' with { type: 'json' };
 import type { Evaluation } from './engine.js';
+import { isValidResult, resultViolation } from './result-schema.js';
 
 /** One header (or query parameter) to set; a list rather than a map, because a name may repeat. */
 export interface HeaderEntry {
@@ -115,15 +114,6 @@ function enforcementClaims(result: ResultObject): EnforcementClaims | undefined 
   };
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validateResult = ajv.compile<boolean | ResultObject>(resultSchema);
-/**
- * The object branch alone, to explain a failing object: the schema's oneOf reports its first
- * branch's error ("must be boolean") for any object that fails the second, which names nothing.
- */
-const { oneOf: resultForms, $id: _resultId, ...resultShared } = resultSchema;
-const validateObjectResult = ajv.compile<ResultObject>({ ...resultShared, ...resultForms[1] });
-
 /** The deny status when the policy gives none (or returns a bare boolean), as opa-envoy-plugin does. */
 export const DEFAULT_DENY_STATUS = 403;
 
@@ -139,55 +129,16 @@ function headerEntries(value: HeaderMap | HeaderMap[] | undefined): HeaderEntry[
   return entries;
 }
 
-/** Numbers (limits, statuses) may be named in a message; strings never are (they may hold secrets). */
-function shown(value: unknown): string {
-  return typeof value === 'number' ? ` (got ${value})` : '';
-}
-
-/** The value at a JSON pointer inside the result, to name a numeric value that broke a limit. */
-function valueAt(result: unknown, pointer: string): unknown {
-  let value = result;
-  for (const part of pointer.split('/').slice(1)) {
-    if (value === null || typeof value !== 'object') return undefined;
-    value = (value as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
-  }
-  return value;
-}
-
-/**
- * Describes the first schema violation: the member that fails and why (with the value when it is
- * a number, such as a limit above its maximum), never a string value of the result.
- */
-export function resultViolation(result: unknown): string | undefined {
-  if (typeof result === 'boolean') return undefined;
-  if (result === null || typeof result !== 'object' || Array.isArray(result)) return '(result) must be a boolean or an object with a boolean "allowed"';
-  if (validateObjectResult(result)) return undefined;
-  const error = validateObjectResult.errors?.[0];
-  if (!error) return 'result does not match the schema';
-  const extra = error.keyword === 'additionalProperties' ? ` (${JSON.stringify((error.params as { additionalProperty: string }).additionalProperty)})` : shown(valueAt(result, error.instancePath));
-  return `${error.instancePath || '(result)'} ${error.message ?? 'is invalid'}${extra}`;
-}
-
-/**
- * The violation when the result's first fault is a number out of its range (a budget, rate or
- * price beyond what the store counts exactly; see the schema's maxima): what a bundle's smoke
- * evaluation refuses at load time, rather than failing every request.
- */
-export function limitViolation(result: unknown): string | undefined {
-  if (result === null || typeof result !== 'object' || Array.isArray(result) || validateObjectResult(result)) return undefined;
-  const keyword = validateObjectResult.errors?.[0]?.keyword;
-  return keyword === 'maximum' || keyword === 'minimum' ? resultViolation(result) : undefined;
-}
-
 /** Turns an evaluation into a verdict, or throws `policy_result_invalid`. */
 export function interpretResult(evaluation: Evaluation): PolicyVerdict {
   if (!evaluation.defined) {
     throw new SignalboxError('policy_result_invalid', 'the decision rule is undefined for this input (add a default)');
   }
-  const result = evaluation.result;
-  if (!validateResult(result)) {
-    throw new SignalboxError('policy_result_invalid', `the policy result is not of the documented shape: ${resultViolation(result) ?? 'result does not match the schema'}`);
+  if (!isValidResult(evaluation.result)) {
+    throw new SignalboxError('policy_result_invalid', `the policy result is not of the documented shape: ${resultViolation(evaluation.result) ?? 'result does not match the schema'}`);
   }
+  // The schema checked it: a boolean, or an object of this shape.
+  const result = evaluation.result as boolean | ResultObject;
   if (typeof result === 'boolean') {
     return {
       allowed: result,
