@@ -54,6 +54,7 @@ describe('startRedis (standalone)', () => {
     // The harness's own config: no RDB snapshots, AOF as asked, loopback only.
     expect(await cli(redis.port, 'CONFIG', 'GET', 'save')).toBe('save');
     expect(await cli(redis.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nyes');
+    expect(await cli(redis.port, 'CONFIG', 'GET', 'appendfsync')).toBe('appendfsync\nalways');
     expect(await cli(redis.port, 'CONFIG', 'GET', 'bind')).toBe('bind\n127.0.0.1');
   });
 
@@ -82,6 +83,16 @@ describe('startRedis (standalone)', () => {
     expect(await exists(server.dir)).toBe(false);
     await server.stop();
     await expect(server.restart()).rejects.toThrow(/stopped/);
+  });
+
+  it('by default runs the AOF with appendfsync everysec, the least Signalbox accepts', async () => {
+    const server = await startRedis();
+    try {
+      expect(await cli(server.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nyes');
+      expect(await cli(server.port, 'CONFIG', 'GET', 'appendfsync')).toBe('appendfsync\neverysec');
+    } finally {
+      await server.stop();
+    }
   });
 
   it('with persistence none, data does not survive kill() + restart()', async () => {

@@ -5,9 +5,9 @@
  * AOF, or RDB snapshots only) forgets every hold and settlement since its last snapshot, and the
  * cap is spent again (the review saw $6.98 admitted against a $5.00 cap). What a cap needs is the
  * append-only file with `appendfsync always` (nothing acknowledged is ever lost) or `everysec`
- * (a Redis process crash loses nothing acknowledged, because every write reaches the kernel
- * before the reply is sent; a machine or OS crash loses up to about one second, two when the
- * disk stalls). `appendfsync no` leaves flushing to the OS (about 30 s on Linux).
+ * (a crash can lose about the last second, two when the disk is slow: Redis then postpones its
+ * AOF writes while still replying). `appendfsync no` leaves flushing to the OS (about 30 s on
+ * Linux).
  *
  * Managed Redis often disables or renames CONFIG; then `INFO persistence` (aof_enabled) is read
  * instead, and the fsync policy is reported as unknown.

@@ -48,8 +48,8 @@ function persistenceArgs(persistence: RedisPersistence): string[] {
 export interface StartRedisOptions {
   /**
    * What the server persists, which Signalbox checks at start-up (store.unsafe_persistence):
-   * - `everysec` (default): AOF, fsync once a second, the least a budget cap needs; a SIGKILL
-   *   (a process crash) loses nothing acknowledged, since the write already reached the kernel.
+   * - `everysec` (default): AOF, fsync once a second, the least a budget cap needs; a crash can
+   *   lose the last second or two (Redis postpones AOF writes while a background fsync is slow).
    * - `always`: AOF, fsync before every reply; nothing acknowledged is lost even to a machine crash.
    * - `none`: no AOF and no RDB snapshots: a restart comes back empty (Signalbox refuses it).
    */
