@@ -13,6 +13,7 @@
  */
 import { describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { luaList } from './redis-wire.js';
 
 /** A hold to give back, with what its reservation used. */
 export interface PendingCancel {
@@ -127,4 +128,40 @@ export class CancellationQueue {
     this.waiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** What cancelling needs from the store: the hold record's key lists, and CANCEL_SCRIPT. */
+export interface CancelPort {
+  /** HMGET of the record's budgets, rates and loop fields. */
+  readRecord(holdKey: string): Promise<Array<string | null>>;
+  runCancel(keys: readonly string[], payload: unknown): Promise<string>;
+}
+
+/**
+ * Gives back one refused reservation (CANCEL_SCRIPT): reads which keys its record names, so the
+ * script declares every key it touches (Cluster requires it), then runs it; again when a late
+ * reservation wrote the record in between (`stale`).
+ */
+export async function cancelHold(port: CancelPort, holdKey: string, c: PendingCancel, charge: boolean): Promise<CancelOutcome> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [budgetsJson, ratesJson, loopJson] = await port.readRecord(holdKey);
+    const keys = [holdKey];
+    for (const [bk, zk] of luaList<[string, string]>(budgetsJson)) keys.push(bk, zk);
+    for (const [rk] of luaList<[string]>(ratesJson)) keys.push(rk);
+    const loop = luaList<string>(loopJson);
+    if (loop[0] !== undefined) keys.push(loop[0]);
+    const raw = await port.runCancel(keys, {
+      id: c.holdId,
+      now: c.nowMs,
+      charge,
+      tombstone_ttl: c.holdTtlMs + c.retentionMs,
+      retention: c.retentionMs,
+      keys: keys.length,
+    });
+    const outcome = (JSON.parse(raw) as { outcome: string }).outcome;
+    if (outcome === 'stale') continue;
+    if (outcome === 'cancelled' || outcome === 'tombstoned' || outcome === 'settled') return outcome;
+    return 'already_cancelled';
+  }
+  throw new Error('the hold record kept changing while it was being cancelled');
 }

@@ -16,7 +16,9 @@ import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
-import { CancellationQueue, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
+import { CancellationQueue, cancelHold, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
+import { connectRedis, type Client } from './redis-client.js';
+import { counted, luaList, storedBreaker, type RawBalance, type RawBreaker } from './redis-wire.js';
 import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
 import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
 import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
@@ -38,7 +40,6 @@ import {
   type ReserveResult,
   type SettleResult,
   type Settlement,
-  type StoredBreaker,
 } from './store.js';
 
 /** Connection and key settings from the `store` and `budgets` sections. */
@@ -77,7 +78,6 @@ const SCRIPTS = {
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArg: string[]) => Promise<unknown>;
 
-type Client = Redis | Cluster;
 
 /**
  * A replica whose clock differs from Redis's by more than this logs `store_clock_skew` when it
@@ -85,47 +85,6 @@ type Client = Redis | Cluster;
  * replicas that disagree by seconds expire one another's holds early or late by as much.
  */
 export const CLOCK_SKEW_WARNING_MS = 1_000;
-
-/** Lua's cjson writes an empty table as {} rather than []. */
-function luaList<T>(json: string | null | undefined): T[] {
-  if (!json) return [];
-  const value: unknown = JSON.parse(json);
-  return Array.isArray(value) ? (value as T[]) : [];
-}
-
-/** A breaker as PROVIDER_SCRIPT stores it (absent fields are null). */
-interface RawBreaker {
-  failures?: number;
-  window_end?: number;
-  opened_at?: number;
-  retry_at?: number;
-  last_failure?: number;
-  last_success?: number;
-}
-
-function storedBreaker(raw: RawBreaker): StoredBreaker {
-  return {
-    failures: raw.failures ?? 0,
-    window_end_ms: raw.window_end ?? null,
-    opened_at_ms: raw.opened_at ?? null,
-    retry_at_ms: raw.retry_at ?? null,
-    last_failure_at_ms: raw.last_failure ?? null,
-    last_success_at_ms: raw.last_success ?? null,
-  };
-}
-
-/** A balance as the scripts return it: amounts as exact integer strings (cjson would round them). */
-interface RawBalance {
-  spent: string;
-  held: string;
-  limit: string;
-  holds: number;
-}
-
-/** A returned balance with its amounts as numbers (absent: zero). */
-function counted(raw: RawBalance | undefined): { spent: number; held: number; limit: number; holds: number } {
-  return { spent: Number(raw?.spent ?? 0), held: Number(raw?.held ?? 0), limit: Number(raw?.limit ?? 0), holds: raw?.holds ?? 0 };
-}
 
 /**
  * The store shared by every replica (`store.type: redis`): a reservation is one Lua script on one
@@ -153,35 +112,7 @@ export class RedisStore implements EnforcementStore {
 
   /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
   static create(options: RedisStoreOptions, logger: Logger): RedisStore {
-    const connection = { maxRetriesPerRequest: 0, commandTimeout: options.commandTimeoutMs, connectTimeout: options.connectTimeoutMs };
-    // Keep trying for ever, backing off to 2 s: the service must recover without a restart.
-    const backOff = (attempt: number) => Math.min(attempt * 100, 2000);
-    let client: Client;
-    if (options.cluster && options.cluster.length > 0) {
-      client = new Cluster(
-        options.cluster.map((node) => {
-          const at = node.lastIndexOf(':');
-          return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
-        }),
-        {
-          // Node connections are made lazily, on their first command, and queue it while they
-          // connect; the Cluster, not the node, reconnects. (This store used to pass its
-          // standalone options to the nodes, offline queue off: a command for a node still
-          // connecting was refused at once, and when that command was the Cluster's own ready
-          // check the Cluster dropped every connection and started again. Under load it flapped
-          // like that for seconds after start-up, failing reservations with 503 "Cluster isn't
-          // ready".) commandTimeout bounds the wait of a command queued on a node (ioredis arms
-          // it before queueing). The Cluster's own queue only serves its ready check:
-          // connected() refuses at once, without queueing, while the Cluster is not ready.
-          enableOfflineQueue: true,
-          clusterRetryStrategy: backOff,
-          slotsRefreshTimeout: options.connectTimeoutMs,
-          redisOptions: { ...connection, ...(options.password ? { password: options.password } : {}) },
-        },
-      );
-    } else {
-      client = new Redis(options.url ?? 'redis://127.0.0.1:6379', { ...connection, enableOfflineQueue: false, retryStrategy: backOff, lazyConnect: false });
-    }
+    const client = connectRedis(options);
     let down = false;
     client.on('error', (error: unknown) => {
       // ioredis emits an error per failed reconnect; log the transition, not every attempt.
@@ -500,34 +431,18 @@ export class RedisStore implements EnforcementStore {
     this.client.disconnect();
   }
 
-  /**
-   * Gives back one refused reservation (CANCEL_SCRIPT): reads which keys its record names, then
-   * runs the script over them; again when a late reservation wrote the record in between.
-   */
-  private async cancel(c: PendingCancel): Promise<CancelOutcome> {
+  /** Gives back one refused reservation (see {@link cancelHold}). */
+  private cancel(c: PendingCancel): Promise<CancelOutcome> {
     const client = this.connected();
-    const holdKey = this.keys.hold(c.partition, c.holdId);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const [budgetsJson, ratesJson, loopJson] = await client.hmget(holdKey, 'budgets', 'rates', 'loop');
-      const keys = [holdKey];
-      for (const [bk, zk] of luaList<[string, string]>(budgetsJson)) keys.push(bk, zk);
-      for (const [rk] of luaList<[string]>(ratesJson)) keys.push(rk);
-      const loop = luaList<string>(loopJson);
-      if (loop[0] !== undefined) keys.push(loop[0]);
-      const raw = await this.run('signalboxCancel', keys, {
-        id: c.holdId,
-        now: c.nowMs,
-        charge: this.options.expiredHolds === 'charge',
-        tombstone_ttl: c.holdTtlMs + c.retentionMs,
-        retention: c.retentionMs,
-        keys: keys.length,
-      });
-      const outcome = (JSON.parse(raw) as { outcome: string }).outcome;
-      if (outcome === 'stale') continue;
-      if (outcome === 'cancelled' || outcome === 'tombstoned' || outcome === 'settled') return outcome;
-      return 'already_cancelled';
-    }
-    throw new Error('the hold record kept changing while it was being cancelled');
+    return cancelHold(
+      {
+        readRecord: (holdKey) => client.hmget(holdKey, 'budgets', 'rates', 'loop'),
+        runCancel: (keys, payload) => this.run('signalboxCancel', keys, payload),
+      },
+      this.keys.hold(c.partition, c.holdId),
+      c,
+      this.options.expiredHolds === 'charge',
+    );
   }
 
   private async run(name: ScriptName, keys: readonly string[], payload: unknown): Promise<string> {
