@@ -18,10 +18,10 @@ import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
 import { CancellationQueue, cancelHold, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
 import { connectRedis, type Client } from './redis-client.js';
-import { counted, luaList, storedBreaker, type RawBalance, type RawBreaker } from './redis-wire.js';
 import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
 import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
 import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import { counted, luaList, storedBreaker, type RawBalance, type RawBreaker } from './redis-wire.js';
 import {
   MAX_PROVIDERS,
   checkBreakerSettings,
@@ -77,7 +77,6 @@ const SCRIPTS = {
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArg: string[]) => Promise<unknown>;
-
 
 /**
  * A replica whose clock differs from Redis's by more than this logs `store_clock_skew` when it
@@ -194,11 +193,6 @@ export class RedisStore implements EnforcementStore {
     if (this.refusal) throw this.refusal;
   }
 
-  /** Refused reservations still to be given back (see redis-cancellations.ts). */
-  get pendingCancellations(): number {
-    return this.cancellations.size;
-  }
-
   /** Resolves true once every refused reservation has been given back, false after `timeoutMs`. */
   cancellationsDone(timeoutMs: number): Promise<boolean> {
     return this.cancellations.idle(timeoutMs);
@@ -244,6 +238,9 @@ export class RedisStore implements EnforcementStore {
 
   async reserve(r: Reservation): Promise<ReserveResult> {
     const client = this.connected();
+    // Wait for the current connection's persistence check (settled at once but just after a
+    // reconnection), so no reservation reaches a server before it is judged.
+    await this.persistenceChecked;
     if (this.refusal) throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) is refused', { cause: this.refusal });
     const keys = [this.keys.hold(r.partition, r.holdId)];
     for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
