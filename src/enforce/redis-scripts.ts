@@ -171,7 +171,11 @@ if p.loop ~= cjson.null and p.loop ~= nil then
 end
 -- rates and loop are what CANCEL_SCRIPT needs to give back a reservation the caller never saw.
 redis.call('HSET', KEYS[1], 'state', 'held', 'amount', int(p.amount), 'budgets', cjson.encode(budget_keys),
-  'token_rates', cjson.encode(token_rates), 'rates', cjson.encode(all_rates), 'loop', cjson.encode(loop_entry),
+  'token_buckets', cjson.encode(token_rates), 'rates', cjson.encode(all_rates), 'loop', cjson.encode(loop_entry),
+  -- token_rates (the earlier [key, weight, interval] form) stays empty, so a replica of the
+  -- earlier version settling this hold during a rolling upgrade refunds nothing rather than
+  -- failing on a bucket it cannot read.
+  'token_rates', '[]',
   'meta', cjson.encode(p.meta))
 redis.call('PEXPIRE', KEYS[1], p.hold_ttl + p.retention)
 local out = {}
@@ -187,7 +191,7 @@ return cjson.encode({ outcome = 'reserved', balances = out })
 export const SETTLE_SCRIPT = `${SWEEP}
 local p = cjson.decode(ARGV[1])
 local now = p.now
-local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_rates', 'settled')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_buckets', 'settled')
 if not rec[1] then return cjson.encode({ outcome = 'not_found' }) end
 if rec[1] == 'settled' then return cjson.encode({ outcome = 'already_settled', amount = rec[5] }) end
 -- A cancelled reservation was refused to its caller (see CANCEL_SCRIPT): there is nothing to settle.
@@ -215,7 +219,7 @@ for i = 1, #budgets do
   end
 end
 if p.tokens >= 0 then
-  local rates = cjson.decode(rec[4])
+  local rates = cjson.decode(rec[4] or '[]')
   for j = 1, #rates do
     local rk, weight, per_minute = rates[j][1], rates[j][2], rates[j][3]
     if p.tokens < weight and redis.call('EXISTS', rk) == 1 then

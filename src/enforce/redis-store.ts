@@ -316,7 +316,7 @@ export class RedisStore implements EnforcementStore {
       const holdKey = this.keys.hold(partition, s.holdId);
       // The keys a hold touched are fixed when it is made; read them so the script declares
       // every key it uses (Cluster requires it), then settle atomically.
-      const [budgetsJson, ratesJson, metaJson] = await client.hmget(holdKey, 'budgets', 'token_rates', 'meta');
+      const [budgetsJson, ratesJson, metaJson] = await client.hmget(holdKey, 'budgets', 'token_buckets', 'meta');
       if (!budgetsJson) return { outcome: 'not_found' };
       const meta = metaJson ? (JSON.parse(metaJson) as Record<string, string | number | null>) : {};
       const amount = s.price(meta);
