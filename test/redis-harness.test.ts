@@ -45,7 +45,7 @@ describe('startRedis (standalone)', () => {
   });
 
   it('starts on a loopback port and serves PING and SET/GET', async () => {
-    redis = await startRedis({ appendonly: true });
+    redis = await startRedis({ persistence: 'always' });
     expect(redis.host).toBe('127.0.0.1');
     expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
     expect(await cli(redis.port, 'PING')).toBe('PONG');
@@ -54,6 +54,7 @@ describe('startRedis (standalone)', () => {
     // The harness's own config: no RDB snapshots, AOF as asked, loopback only.
     expect(await cli(redis.port, 'CONFIG', 'GET', 'save')).toBe('save');
     expect(await cli(redis.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nyes');
+    expect(await cli(redis.port, 'CONFIG', 'GET', 'appendfsync')).toBe('appendfsync\nalways');
     expect(await cli(redis.port, 'CONFIG', 'GET', 'bind')).toBe('bind\n127.0.0.1');
   });
 
@@ -84,8 +85,18 @@ describe('startRedis (standalone)', () => {
     await expect(server.restart()).rejects.toThrow(/stopped/);
   });
 
-  it('without appendonly, data does not survive kill() + restart()', async () => {
+  it('by default runs the AOF with appendfsync everysec, the least Signalbox accepts', async () => {
     const server = await startRedis();
+    try {
+      expect(await cli(server.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nyes');
+      expect(await cli(server.port, 'CONFIG', 'GET', 'appendfsync')).toBe('appendfsync\neverysec');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('with persistence none, data does not survive kill() + restart()', async () => {
+    const server = await startRedis({ persistence: 'none' });
     try {
       expect(await cli(server.port, 'CONFIG', 'GET', 'appendonly')).toBe('appendonly\nno');
       await cli(server.port, 'SET', 'k', 'v');

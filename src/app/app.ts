@@ -107,13 +107,17 @@ export interface StartOptions extends PipelineDependencies {
 }
 
 
-/** The configured enforcement store: in-memory by default, Redis when configured. */
+/**
+ * The configured enforcement store: in-memory by default, Redis when configured. Throws
+ * `store_persistence_unsafe` when the Redis reached at start-up could lose holds in a crash
+ * (unless `store.unsafe_persistence: warn`).
+ */
 export async function createStore(config: SignalboxConfig, logger: Logger): Promise<EnforcementStore> {
   const store = config.store;
   if (store.type === 'memory') return new MemoryStore(config.budgets.expired_holds);
   // Loaded only when configured: ioredis is about 6 MiB of every process that never uses it.
   const { RedisStore } = await import('../enforce/redis-store.js');
-  return RedisStore.create(
+  const redis = RedisStore.create(
     {
       ...(store.redis_url ? { url: store.redis_url } : {}),
       ...(store.redis_cluster ? { cluster: store.redis_cluster } : {}),
@@ -123,9 +127,18 @@ export async function createStore(config: SignalboxConfig, logger: Logger): Prom
       connectTimeoutMs: store.connect_timeout_ms,
       expiredHolds: config.budgets.expired_holds,
       partitioned: store.partition === 'tenant',
+      unsafePersistence: store.unsafe_persistence,
     },
     logger,
   );
+  try {
+    // A Redis that would forget holds in a crash is refused here, before any request is served.
+    await redis.checkPersistenceAtStart(store.connect_timeout_ms);
+  } catch (error) {
+    await redis.close();
+    throw error;
+  }
+  return redis;
 }
 
 /** Builds the enforcer from the `budgets`, `store` and `routing.breaker` sections, over a store the caller chose. */

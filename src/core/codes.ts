@@ -157,6 +157,9 @@ export const CODE_CATALOGUE = {
   store_clock_skew: {
     meaning: 'Logged when a replica connects to Redis and their clocks differ by more than 1 s: hold expiry, budget windows and rate-limit refills follow the replica clock, so replicas must be kept in sync (NTP). Counter lifetimes in Redis are relative and are not affected.',
   },
+  store_persistence_unsafe: {
+    meaning: 'A Redis server could lose holds and settlements in a crash (append-only file off, `appendfsync no`, or its persistence cannot be read), so a cap could be spent twice. Start-up is refused, and while a reconnected server is unsafe its reservations are refused (503 `budget_store_unavailable`), unless `store.unsafe_persistence: warn`, which only logs it.',
+  },
   report_malformed: {
     meaning: 'A usage report or spend query is missing a field or has a value of the wrong type.',
     client: { http: 400, grpc: 'INVALID_ARGUMENT', message: 'the usage report or spend query is malformed', ownMessage: true },

@@ -19,6 +19,11 @@ export const storeSchema = z
     key_prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only').default('signalbox'),
     /** none: all counters in one slot (always correct). tenant: one slot per tenant (Cluster scale-out; every budget scope must belong to one tenant). */
     partition: z.enum(['none', 'tenant']).default('none'),
+    /**
+     * refuse: do not start (and refuse reservations on a reconnected server) when Redis could
+     * lose holds in a crash (no AOF, appendfsync no, unreadable settings). warn: log it only.
+     */
+    unsafe_persistence: z.enum(['refuse', 'warn']).default('refuse'),
     command_timeout_ms: z.number().int().min(10).max(60_000).default(500),
     connect_timeout_ms: z.number().int().min(100).max(60_000).default(2_000),
   })

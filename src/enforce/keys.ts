@@ -30,8 +30,13 @@ export class RedisKeys {
     return `${this.tag(partition)}:z:${key.window}:${key.slot}:${key.scope}`;
   }
 
+  /**
+   * A rate bucket ('level:at', see buckets.ts). `rb`, not the `r` of the earlier arrival-time
+   * format: a replica of either version never reads the other's format (during a rolling
+   * upgrade each version counts on its own buckets, for at most a minute of capacity).
+   */
   rate(partition: string, unit: string, scope: string): string {
-    return `${this.tag(partition)}:r:${unit}:${scope}`;
+    return `${this.tag(partition)}:rb:${unit}:${scope}`;
   }
 
   loop(partition: string, session: string): string {

@@ -28,7 +28,8 @@ import {
   type Settlement,
   type StoredBreaker,
 } from './store.js';
-import { RATE_WINDOW_MS, budgetIdentity } from './keys.js';
+import { bucketExpiry, drain, waitFor, type Bucket } from './buckets.js';
+import { budgetIdentity } from './keys.js';
 
 interface BudgetState {
   scope: string;
@@ -98,7 +99,7 @@ interface HoldRecord {
   amount: number;
   settledAmount: number;
   budgets: string[];
-  /** Token buckets charged: [key, weight, interval ms]. */
+  /** Token buckets charged: [key, weight, per minute]. */
   tokenRates: [string, number, number][];
   meta: Readonly<Record<string, string | number | null>>;
   expireAtMs: number;
@@ -119,8 +120,8 @@ export class MemoryStore implements EnforcementStore {
   readonly kind = 'memory' as const;
   private readonly budgets = new Map<string, BudgetState>();
   private readonly holds = new Map<string, HoldRecord>();
-  /** Token bucket key → theoretical arrival time (GCRA), with its expiry. */
-  private readonly rates = new Map<string, { tat: number; expireAtMs: number }>();
+  /** Rate bucket key → its bucket (buckets.ts), with its expiry. */
+  private readonly rates = new Map<string, Bucket & { expireAtMs: number }>();
   private readonly loops = new Map<string, { calls: string[]; expireAtMs: number }>();
   /** Provider → its breaker. Never pruned: providers are few, and capped at MAX_PROVIDERS. */
   private readonly breakers = new Map<string, StoredBreaker>();
@@ -159,18 +160,16 @@ export class MemoryStore implements EnforcementStore {
       }
     }
 
-    const newTats: number[] = [];
+    const newBuckets: Bucket[] = [];
     for (const rate of r.rates) {
-      const key = rateKey(rate.scope, rate.unit);
-      const interval = RATE_WINDOW_MS / rate.perMinute;
-      const entry = this.rates.get(key);
-      const tat = Math.max(entry && entry.expireAtMs > now ? entry.tat : now, now);
-      const next = tat + rate.weight * interval;
-      if (next - now > RATE_WINDOW_MS) {
+      const entry = this.rates.get(rateKey(rate.scope, rate.unit));
+      const drained = drain(entry && entry.expireAtMs > now ? entry : undefined, now, rate.perMinute);
+      const wait = waitFor(drained, rate.weight, rate.perMinute, now);
+      if (wait !== null) {
         const never = rate.weight > rate.perMinute;
-        return { outcome: 'rate_limited', scope: rate.scope, unit: rate.unit, perMinute: rate.perMinute, retryAfterMs: never ? null : Math.ceil(next - now - RATE_WINDOW_MS) };
+        return { outcome: 'rate_limited', scope: rate.scope, unit: rate.unit, perMinute: rate.perMinute, retryAfterMs: never ? null : wait };
       }
-      newTats.push(next);
+      newBuckets.push({ level: drained.level + rate.weight, atMs: drained.atMs });
     }
 
     // Everything has room: commit all of it.
@@ -186,9 +185,9 @@ export class MemoryStore implements EnforcementStore {
     const tokenRates: [string, number, number][] = [];
     for (const [j, rate] of r.rates.entries()) {
       const key = rateKey(rate.scope, rate.unit);
-      const tat = newTats[j] as number;
-      this.rates.set(key, { tat, expireAtMs: tat + RATE_WINDOW_MS });
-      if (rate.unit === 'tokens') tokenRates.push([key, rate.weight, RATE_WINDOW_MS / rate.perMinute]);
+      const bucket = newBuckets[j] as Bucket;
+      this.rates.set(key, { ...bucket, expireAtMs: bucketExpiry(bucket, rate.perMinute) });
+      if (rate.unit === 'tokens') tokenRates.push([key, rate.weight, rate.perMinute]);
     }
     if (r.loop) {
       const history = this.liveLoop(r.loop.session, now)?.calls ?? [];
@@ -230,10 +229,12 @@ export class MemoryStore implements EnforcementStore {
       }
     }
     if (s.tokens !== null) {
-      for (const [key, weight, interval] of hold.tokenRates) {
+      for (const [key, weight, perMinute] of hold.tokenRates) {
         const entry = this.rates.get(key);
         if (!entry || entry.expireAtMs <= now || s.tokens >= weight) continue;
-        entry.tat = Math.max(now, entry.tat - (weight - s.tokens) * interval);
+        const drained = drain(entry, now, perMinute);
+        // The expiry stays: a bucket given units back drains no later than before.
+        this.rates.set(key, { level: Math.max(0, drained.level - (weight - s.tokens)), atMs: drained.atMs, expireAtMs: entry.expireAtMs });
       }
     }
     hold.state = 'settled';

@@ -3,8 +3,10 @@
  * budgets, rate limits and a loop check is all-or-nothing even with many Signalbox replicas.
  * They mirror MemoryStore step for step; the shared store tests hold them to the same results.
  *
- * Amounts are integers far below 2^53, exact in Lua's doubles; they are formatted with %.0f
- * before HINCRBY so large values never turn into exponent notation.
+ * Amounts are integers below 2^53 (a 9e9 USD limit is 9e15 micro-USD), exact in Lua's doubles;
+ * they are formatted with %.0f before HINCRBY so large values never turn into exponent notation,
+ * and returned as such strings too: cjson writes numbers with 14 significant digits, which
+ * would round a balance above 1e14 micro-USD (100 million USD).
  */
 
 /** Sweeps the expired holds of one budget counter (hash + sorted set). */
@@ -28,6 +30,34 @@ end
 local function extend(key, ttl)
   local current = redis.call('PTTL', key)
   if current < 0 or current < ttl then redis.call('PEXPIRE', key, int(ttl)) end
+end
+-- A rate limit is a bucket of one minute's capacity, kept as 'level:at': the units in use at
+-- time 'at', draining at per_minute a minute (the GCRA's theoretical arrival time is
+-- at + level * 60000 / per_minute). Kept this way rather than as that time, the numbers stay
+-- as small as the limit: an epoch time in ms as a double has a resolution of about 0.25 us,
+-- coarser than one token of a 1e12 tokens-a-minute limit, while a level up to 1e12 is exact to
+-- about 1e-4 of a unit. Returns the level drained to now, and the time it is at (never earlier
+-- than before: a replica whose clock is behind does not refill a bucket). nil: no such
+-- bucket, or one written in another format.
+local function bucket(rk, now, per_minute)
+  local raw = redis.call('GET', rk)
+  if not raw then return 0, now end
+  local sep = string.find(raw, ':', 1, true)
+  if not sep then return nil end
+  local level, at = tonumber(string.sub(raw, 1, sep - 1)), tonumber(string.sub(raw, sep + 1))
+  if now > at then
+    level = math.max(0, level - (now - at) * per_minute / 60000)
+    at = now
+  end
+  return level, at
+end
+-- Stores a bucket for as long as it takes to drain, plus a minute.
+local function put_bucket(rk, level, at, now, per_minute)
+  redis.call('SET', rk, string.format('%.17g:%.0f', level, at), 'PX', math.ceil(at - now + level * 60000 / per_minute) + 60000)
+end
+-- A balance as returned to the caller: amounts as exact integer strings (see the file comment).
+local function wire(b)
+  return { spent = int(b.spent), held = int(b.held), limit = int(b.limit), holds = b.holds }
 end
 local function balance(bk, zk)
   local v = redis.call('HMGET', bk, 'spent', 'held', 'limit')
@@ -87,23 +117,24 @@ end
 for i = 1, nb do
   local b = balances[i]
   if b.spent + b.held + p.amount > p.budgets[i].limit then
-    return cjson.encode({ outcome = 'budget_exceeded', index = i, spent = b.spent, held = b.held, holds = b.holds })
+    return cjson.encode({ outcome = 'budget_exceeded', index = i, spent = int(b.spent), held = int(b.held), holds = b.holds })
   end
 end
 
-local tats = {}
+local levels = {}
+local ats = {}
 for j = 1, nr do
   local r = p.rates[j]
-  local interval = 60000 / r.per_minute
-  local tat = tonumber(redis.call('GET', KEYS[2 * nb + 1 + j]) or '0')
-  if tat < now then tat = now end
-  local nxt = tat + r.weight * interval
-  if nxt - now > 60000 then
-    local retry = math.ceil(nxt - now - 60000)
+  local level, at = bucket(KEYS[2 * nb + 1 + j], now, r.per_minute)
+  if level == nil then level, at = 0, now end
+  local nxt = level + r.weight
+  if nxt > r.per_minute then
+    local retry = math.ceil((nxt - r.per_minute) * 60000 / r.per_minute + (at - now))
     if r.weight > r.per_minute then retry = -1 end
     return cjson.encode({ outcome = 'rate_limited', index = j, retry = retry })
   end
-  tats[j] = nxt
+  levels[j] = nxt
+  ats[j] = at
 end
 
 local hold_expires = now + p.hold_ttl
@@ -123,22 +154,32 @@ for i = 1, nb do
   balances[i].limit = b.limit
 end
 local token_rates = {}
+local all_rates = {}
 for j = 1, nr do
   local r = p.rates[j]
   local rk = KEYS[2 * nb + 1 + j]
-  redis.call('SET', rk, string.format('%.6f', tats[j]), 'PX', math.ceil(tats[j] - now + 60000))
-  if r.unit == 'tokens' then token_rates[#token_rates + 1] = { rk, r.weight, 60000 / r.per_minute } end
+  put_bucket(rk, levels[j], ats[j], now, r.per_minute)
+  if r.unit == 'tokens' then token_rates[#token_rates + 1] = { rk, r.weight, r.per_minute } end
+  all_rates[#all_rates + 1] = { rk, r.weight, r.per_minute }
 end
+local loop_entry = {}
 if p.loop ~= cjson.null and p.loop ~= nil then
   redis.call('LPUSH', lk, p.loop.hash)
   redis.call('LTRIM', lk, 0, p.loop.window - 1)
   redis.call('PEXPIRE', lk, p.loop.ttl)
+  loop_entry = { lk, p.loop.hash }
 end
+-- rates and loop are what CANCEL_SCRIPT needs to give back a reservation the caller never saw.
 redis.call('HSET', KEYS[1], 'state', 'held', 'amount', int(p.amount), 'budgets', cjson.encode(budget_keys),
-  'token_rates', cjson.encode(token_rates), 'meta', cjson.encode(p.meta))
+  'token_buckets', cjson.encode(token_rates), 'rates', cjson.encode(all_rates), 'loop', cjson.encode(loop_entry),
+  -- token_rates (the earlier [key, weight, interval] form) stays empty, so a replica of the
+  -- earlier version settling this hold during a rolling upgrade refunds nothing rather than
+  -- failing on a bucket it cannot read.
+  'token_rates', '[]',
+  'meta', cjson.encode(p.meta))
 redis.call('PEXPIRE', KEYS[1], p.hold_ttl + p.retention)
 local out = {}
-for i = 1, nb do out[i] = { spent = balances[i].spent, held = balances[i].held, holds = balances[i].holds, limit = balances[i].limit } end
+for i = 1, nb do out[i] = wire(balances[i]) end
 return cjson.encode({ outcome = 'reserved', balances = out })
 `;
 
@@ -150,9 +191,11 @@ return cjson.encode({ outcome = 'reserved', balances = out })
 export const SETTLE_SCRIPT = `${SWEEP}
 local p = cjson.decode(ARGV[1])
 local now = p.now
-local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_rates', 'settled')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'token_buckets', 'settled')
 if not rec[1] then return cjson.encode({ outcome = 'not_found' }) end
-if rec[1] == 'settled' then return cjson.encode({ outcome = 'already_settled', amount = tonumber(rec[5]) }) end
+if rec[1] == 'settled' then return cjson.encode({ outcome = 'already_settled', amount = rec[5] }) end
+-- A cancelled reservation was refused to its caller (see CANCEL_SCRIPT): there is nothing to settle.
+if rec[1] == 'cancelled' then return cjson.encode({ outcome = 'not_found' }) end
 local held = tonumber(rec[2])
 local budgets = cjson.decode(rec[3])
 local late = false
@@ -176,20 +219,81 @@ for i = 1, #budgets do
   end
 end
 if p.tokens >= 0 then
-  local rates = cjson.decode(rec[4])
+  local rates = cjson.decode(rec[4] or '[]')
   for j = 1, #rates do
-    local rk, weight, interval = rates[j][1], rates[j][2], rates[j][3]
-    local tat = redis.call('GET', rk)
-    if tat and p.tokens < weight then
-      local nxt = math.max(now, tonumber(tat) - (weight - p.tokens) * interval)
-      local ttl = redis.call('PTTL', rk)
-      if ttl > 0 then redis.call('SET', rk, string.format('%.6f', nxt), 'PX', ttl) end
+    local rk, weight, per_minute = rates[j][1], rates[j][2], rates[j][3]
+    if p.tokens < weight and redis.call('EXISTS', rk) == 1 then
+      local level, at = bucket(rk, now, per_minute)
+      if level ~= nil then put_bucket(rk, math.max(0, level - (weight - p.tokens)), at, now, per_minute) end
     end
   end
 end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'settled', int(p.amount))
 redis.call('PEXPIRE', KEYS[1], p.retention)
-return cjson.encode({ outcome = 'settled', held = held, late = late })
+return cjson.encode({ outcome = 'settled', held = int(held), late = late })
+`;
+
+/**
+ * Gives back a reservation whose caller was answered 503 because its reply did not arrive in
+ * time (a command timeout, a dropped connection): the script may have run anyway, and what it
+ * took must not stay taken for a request that was refused.
+ *
+ * KEYS: hold record, then the budget hash + zset pairs, the rate keys and the loop list the
+ * record names (read from it first, as for SETTLE_SCRIPT; none when there is no record).
+ * ARGV[1]: JSON { id, now, charge, tombstone_ttl, retention, keys (how many KEYS the caller read) }
+ *
+ * - No record: the reservation never ran, or has not run yet (it may still be in flight on a
+ *   stalled connection). Leave a `cancelled` tombstone for tombstone_ttl ms: RESERVE_SCRIPT
+ *   refuses a hold id whose record exists, so a late reservation can no longer take anything.
+ * - held: undo it. Each budget gets its hold back (or, when the hold already expired and was
+ *   charged, the charge); each rate bucket gives back the units it took (never below empty); the loop history loses one copy of the call it recorded.
+ * - settled or cancelled: nothing (idempotent, so a timed-out cancel can simply be sent again).
+ * - `stale` when the record names more keys than the caller declared (it read the record before
+ *   a late reservation wrote it): the caller reads again and retries.
+ */
+export const CANCEL_SCRIPT = `${SWEEP}
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local rec = redis.call('HMGET', KEYS[1], 'state', 'amount', 'budgets', 'rates', 'loop')
+if not rec[1] then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled')
+  redis.call('PEXPIRE', KEYS[1], int(p.tombstone_ttl))
+  return cjson.encode({ outcome = 'tombstoned' })
+end
+if rec[1] ~= 'held' then return cjson.encode({ outcome = rec[1] }) end
+local held = tonumber(rec[2])
+local budgets = cjson.decode(rec[3])
+local rates = cjson.decode(rec[4] or '[]')
+local loop = cjson.decode(rec[5] or '[]')
+local named = 1 + 2 * #budgets + #rates
+if loop[1] then named = named + 1 end
+if named ~= p.keys then return cjson.encode({ outcome = 'stale' }) end
+for i = 1, #budgets do
+  local bk, zk = budgets[i][1], budgets[i][2]
+  if redis.call('EXISTS', bk) == 1 then
+    local score = redis.call('ZSCORE', zk, p.id)
+    if score and tonumber(score) > now then
+      local amount = tonumber(redis.call('HGET', bk, 'h:' .. p.id) or '0')
+      redis.call('HDEL', bk, 'h:' .. p.id)
+      redis.call('ZREM', zk, p.id)
+      redis.call('HINCRBY', bk, 'held', int(-amount))
+    else
+      sweep(bk, zk, now, p.charge)
+      if p.charge then redis.call('HINCRBY', bk, 'spent', int(-held)) end
+    end
+  end
+end
+for j = 1, #rates do
+  local rk, weight, per_minute = rates[j][1], rates[j][2], rates[j][3]
+  if redis.call('EXISTS', rk) == 1 then
+    local level, at = bucket(rk, now, per_minute)
+    if level ~= nil then put_bucket(rk, math.max(0, level - weight), at, now, per_minute) end
+  end
+end
+if loop[1] then redis.call('LREM', loop[1], 1, loop[2]) end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+redis.call('PEXPIRE', KEYS[1], int(p.retention))
+return cjson.encode({ outcome = 'cancelled' })
 `;
 
 /**
@@ -202,7 +306,7 @@ local out = {}
 for i = 1, #KEYS / 2 do
   local bk, zk = KEYS[2 * i - 1], KEYS[2 * i]
   sweep(bk, zk, p.now, p.charge)
-  out[i] = balance(bk, zk)
+  out[i] = wire(balance(bk, zk))
 end
 return cjson.encode(out)
 `;

@@ -7,13 +7,22 @@
  * budget_store_unavailable; a Cluster node that is still connecting holds a command for at most
  * the command timeout); the client keeps reconnecting in the background, so service resumes
  * without a restart when Redis returns.
+ *
+ * A reservation whose reply does not arrive is refused (503) and then cancelled by hold id once
+ * Redis answers (redis-cancellations.ts), so it takes nothing; every connection's persistence is
+ * checked (redis-persistence.ts) before a cap is trusted to it.
  */
 import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
-import { BALANCES_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import { CancellationQueue, cancelHold, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
+import { connectRedis, type Client } from './redis-client.js';
+import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
+import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
+import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
+import { counted, luaList, storedBreaker, type RawBalance, type RawBreaker } from './redis-wire.js';
 import {
   MAX_PROVIDERS,
   checkBreakerSettings,
@@ -32,7 +41,6 @@ import {
   type ReserveResult,
   type SettleResult,
   type Settlement,
-  type StoredBreaker,
 } from './store.js';
 
 /** Connection and key settings from the `store` and `budgets` sections. */
@@ -49,6 +57,12 @@ export interface RedisStoreOptions {
   readonly partitioned: boolean;
   /** Password for Cluster nodes (standalone takes it from the URL). */
   readonly password?: string;
+  /**
+   * What to do when a server's persistence could lose holds in a crash (redis-persistence.ts):
+   * `refuse` (the default) fails start-up, and refuses reservations while a reconnected server
+   * is unsafe; `warn` only logs `store_persistence_unsafe`.
+   */
+  readonly unsafePersistence?: 'refuse' | 'warn';
 }
 
 /**
@@ -60,11 +74,10 @@ const SCRIPTS = {
   signalboxSettle: SETTLE_SCRIPT,
   signalboxBalances: BALANCES_SCRIPT,
   signalboxProvider: PROVIDER_SCRIPT,
+  signalboxCancel: CANCEL_SCRIPT,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArg: string[]) => Promise<unknown>;
-
-type Client = Redis | Cluster;
 
 /**
  * A replica whose clock differs from Redis's by more than this logs `store_clock_skew` when it
@@ -73,47 +86,6 @@ type Client = Redis | Cluster;
  */
 export const CLOCK_SKEW_WARNING_MS = 1_000;
 
-/** Lua's cjson writes an empty table as {} rather than []. */
-function luaList<T>(json: string | null | undefined): T[] {
-  if (!json) return [];
-  const value: unknown = JSON.parse(json);
-  return Array.isArray(value) ? (value as T[]) : [];
-}
-
-/** Errors from the client (refused, timed out, cluster down) become one stable code. */
-function unavailable(error: unknown): SignalboxError {
-  if (error instanceof SignalboxError) return error;
-  return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: error });
-}
-
-/** A breaker as PROVIDER_SCRIPT stores it (absent fields are null). */
-interface RawBreaker {
-  failures?: number;
-  window_end?: number;
-  opened_at?: number;
-  retry_at?: number;
-  last_failure?: number;
-  last_success?: number;
-}
-
-function storedBreaker(raw: RawBreaker): StoredBreaker {
-  return {
-    failures: raw.failures ?? 0,
-    window_end_ms: raw.window_end ?? null,
-    opened_at_ms: raw.opened_at ?? null,
-    retry_at_ms: raw.retry_at ?? null,
-    last_failure_at_ms: raw.last_failure ?? null,
-    last_success_at_ms: raw.last_success ?? null,
-  };
-}
-
-interface RawBalance {
-  spent: number;
-  held: number;
-  limit: number;
-  holds: number;
-}
-
 /**
  * The store shared by every replica (`store.type: redis`): a reservation is one Lua script on one
  * Cluster slot, so it is atomic however many replicas reserve at once.
@@ -121,59 +93,43 @@ interface RawBalance {
 export class RedisStore implements EnforcementStore {
   readonly kind = 'redis' as const;
   private readonly keys: RedisKeys;
+  private readonly secrets: string[];
+  private readonly cancellations: CancellationQueue;
+  /** Set while the connected server's persistence is unsafe and the setting is `refuse`. */
+  private refusal: SignalboxError | undefined;
+  /** The persistence check of the current connection (started on every `ready`). */
+  private persistenceChecked: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly client: Client,
     private readonly options: RedisStoreOptions,
+    private readonly logger: Logger,
   ) {
     this.keys = new RedisKeys(options.keyPrefix);
+    this.secrets = secretsOf(options);
+    this.cancellations = new CancellationQueue((cancel) => this.cancel(cancel), logger);
   }
 
   /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
   static create(options: RedisStoreOptions, logger: Logger): RedisStore {
-    const connection = { maxRetriesPerRequest: 0, commandTimeout: options.commandTimeoutMs, connectTimeout: options.connectTimeoutMs };
-    // Keep trying for ever, backing off to 2 s: the service must recover without a restart.
-    const backOff = (attempt: number) => Math.min(attempt * 100, 2000);
-    let client: Client;
-    if (options.cluster && options.cluster.length > 0) {
-      client = new Cluster(
-        options.cluster.map((node) => {
-          const at = node.lastIndexOf(':');
-          return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
-        }),
-        {
-          // Node connections are made lazily, on their first command, and queue it while they
-          // connect; the Cluster, not the node, reconnects. (This store used to pass its
-          // standalone options to the nodes, offline queue off: a command for a node still
-          // connecting was refused at once, and when that command was the Cluster's own ready
-          // check the Cluster dropped every connection and started again. Under load it flapped
-          // like that for seconds after start-up, failing reservations with 503 "Cluster isn't
-          // ready".) commandTimeout bounds the wait of a command queued on a node (ioredis arms
-          // it before queueing). The Cluster's own queue only serves its ready check:
-          // connected() refuses at once, without queueing, while the Cluster is not ready.
-          enableOfflineQueue: true,
-          clusterRetryStrategy: backOff,
-          slotsRefreshTimeout: options.connectTimeoutMs,
-          redisOptions: { ...connection, ...(options.password ? { password: options.password } : {}) },
-        },
-      );
-    } else {
-      client = new Redis(options.url ?? 'redis://127.0.0.1:6379', { ...connection, enableOfflineQueue: false, retryStrategy: backOff, lazyConnect: false });
-    }
+    const client = connectRedis(options);
     let down = false;
     client.on('error', (error: unknown) => {
       // ioredis emits an error per failed reconnect; log the transition, not every attempt.
-      if (!down) logger.error({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store connection lost');
+      if (!down) logger.error({ code: 'budget_store_unavailable', cause: store.mask(clientCause(error)) }, 'budget store connection lost');
       down = true;
     });
     // A Cluster drops every connection and starts again when its ready check fails or it loses
     // its nodes; say so, or a flapping Cluster shows only as 503s.
     if (client instanceof Cluster) client.on('reconnecting', () => logger.debug({ code: 'budget_store_unavailable' }, 'budget store (Redis Cluster) reconnecting'));
     for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua });
-    const store = new RedisStore(client, options);
+    const store = new RedisStore(client, options, logger);
     client.on('ready', () => {
       if (down) logger.info('budget store connection restored');
       down = false;
+      // A restarted server may come back with other settings (or empty): judge it every time.
+      store.persistenceChecked = store.checkPersistence();
+      store.cancellations.flush();
       store.clockSkewMs().then(
         (skewMs) => {
           if (Math.abs(skewMs) > CLOCK_SKEW_WARNING_MS) {
@@ -214,10 +170,59 @@ export class RedisStore implements EnforcementStore {
         await this.client.ping();
         return;
       } catch (error) {
-        if (Date.now() > deadline) throw unavailable(error);
+        if (Date.now() > deadline) throw this.fail(error);
         await new Promise((done) => setTimeout(done, 50));
       }
     }
+  }
+
+  /**
+   * The start-up check: waits up to `timeoutMs` for Redis, then judges every server's
+   * persistence (every master of a Cluster). Throws `store_persistence_unsafe` when a crash
+   * could lose holds and `unsafePersistence` is `refuse`. When Redis cannot be reached yet it
+   * logs so and returns: the check then runs when the client connects, and an unsafe server
+   * has its reservations refused (503) rather than the process stopped.
+   */
+  async checkPersistenceAtStart(timeoutMs: number): Promise<void> {
+    try {
+      await this.ready(timeoutMs);
+    } catch (error) {
+      this.logger.warn({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store not reachable at start-up; its persistence is checked when it connects');
+      return;
+    }
+    await this.persistenceChecked;
+    if (this.refusal) throw this.refusal;
+  }
+
+  /** Resolves true once every refused reservation has been given back, false after `timeoutMs`. */
+  cancellationsDone(timeoutMs: number): Promise<boolean> {
+    return this.cancellations.idle(timeoutMs);
+  }
+
+  /** Judges the connected servers' persistence; logs, and sets or clears the refusal. */
+  private async checkPersistence(): Promise<void> {
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    let verdict: PersistenceVerdict;
+    try {
+      verdict = await assessPersistence(nodes, this.options.unsafePersistence ?? 'refuse', this.logger);
+    } catch (error) {
+      // The connection dropped mid-check; the next 'ready' checks again.
+      this.logger.debug({ code: 'budget_store_unavailable', cause: this.mask(clientCause(error)) }, 'persistence check interrupted');
+      return;
+    }
+    if (!verdict.refusal && this.refusal) this.logger.info('budget store persistence is safe again; reservations resume');
+    this.refusal = verdict.refusal;
+  }
+
+  /** Replaces every password the store knows by *** (error text bound for a log). */
+  private mask(text: string): string {
+    return maskSecrets(text, this.secrets);
+  }
+
+  /** Errors from the client (refused, timed out, cluster down) become one stable code, with the client's cause, masked. */
+  private fail(error: unknown): SignalboxError {
+    if (error instanceof SignalboxError) return error;
+    return new SignalboxError('budget_store_unavailable', 'the budget store (Redis) did not answer', { cause: new Error(this.mask(clientCause(error))) });
   }
 
   /**
@@ -227,13 +232,17 @@ export class RedisStore implements EnforcementStore {
    */
   private connected(): Client {
     if (this.client instanceof Cluster && this.client.status !== 'ready') {
-      throw unavailable(new Error(`the Redis Cluster client is ${this.client.status}, not ready`));
+      throw this.fail(new Error(`the Redis Cluster client is ${this.client.status}, not ready`));
     }
     return this.client;
   }
 
   async reserve(r: Reservation): Promise<ReserveResult> {
     const client = this.connected();
+    // Wait for the current connection's persistence check (settled at once but just after a
+    // reconnection), so no reservation reaches a server before it is judged.
+    await this.persistenceChecked;
+    if (this.refusal) throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) is refused', { cause: this.refusal });
     const keys = [this.keys.hold(r.partition, r.holdId)];
     for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
     for (const rate of r.rates) keys.push(this.keys.rate(r.partition, rate.unit, rate.scope));
@@ -257,13 +266,15 @@ export class RedisStore implements EnforcementStore {
       pending.push(client.set(this.keys.holdIndex(r.holdId), r.partition, 'PX', r.holdTtlMs + r.retentionMs));
     }
     const [raw] = await Promise.all(pending).catch((error: unknown) => {
-      throw unavailable(error);
+      // The script may have run (or may still run, late): give back whatever it took.
+      this.cancellations.add({ holdId: r.holdId, partition: r.partition, nowMs: r.nowMs, holdTtlMs: r.holdTtlMs, retentionMs: r.retentionMs });
+      throw this.fail(error);
     });
     const result = JSON.parse(raw as string) as {
       outcome: ReserveResult['outcome'];
       index?: number;
-      spent?: number;
-      held?: number;
+      spent?: string;
+      held?: string;
       holds?: number;
       retry?: number;
       reason?: 'repeated_call' | 'ping_pong';
@@ -273,12 +284,12 @@ export class RedisStore implements EnforcementStore {
     switch (result.outcome) {
       case 'reserved': {
         const balances = Array.isArray(result.balances) ? result.balances : [];
-        return { outcome: 'reserved', budgets: r.budgets.map((b, i) => ({ scope: b.scope, window: b.window, slot: b.slot, ...(balances[i] as RawBalance) })) };
+        return { outcome: 'reserved', budgets: r.budgets.map((b, i) => ({ scope: b.scope, window: b.window, slot: b.slot, ...counted(balances[i]) })) };
       }
       case 'budget_exceeded': {
         const b = r.budgets[(result.index ?? 1) - 1];
         if (!b) throw new SignalboxError('internal_error', 'budget script returned an unknown index');
-        return { outcome: 'budget_exceeded', budget: { scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, spent: result.spent ?? 0, held: result.held ?? 0, holds: result.holds ?? 0 } };
+        return { outcome: 'budget_exceeded', budget: { scope: b.scope, window: b.window, slot: b.slot, limit: b.limit, spent: Number(result.spent ?? 0), held: Number(result.held ?? 0), holds: result.holds ?? 0 } };
       }
       case 'rate_limited': {
         const rate = r.rates[(result.index ?? 1) - 1];
@@ -306,7 +317,7 @@ export class RedisStore implements EnforcementStore {
       const holdKey = this.keys.hold(partition, s.holdId);
       // The keys a hold touched are fixed when it is made; read them so the script declares
       // every key it uses (Cluster requires it), then settle atomically.
-      const [budgetsJson, ratesJson, metaJson] = await client.hmget(holdKey, 'budgets', 'token_rates', 'meta');
+      const [budgetsJson, ratesJson, metaJson] = await client.hmget(holdKey, 'budgets', 'token_buckets', 'meta');
       if (!budgetsJson) return { outcome: 'not_found' };
       const meta = metaJson ? (JSON.parse(metaJson) as Record<string, string | number | null>) : {};
       const amount = s.price(meta);
@@ -321,15 +332,15 @@ export class RedisStore implements EnforcementStore {
         charge: this.options.expiredHolds === 'charge',
         retention: s.retentionMs,
       });
-      const result = JSON.parse(raw) as { outcome: SettleResult['outcome']; held?: number; late?: boolean; amount?: number };
+      const result = JSON.parse(raw) as { outcome: SettleResult['outcome']; held?: string; late?: boolean; amount?: string };
       if (result.outcome === 'settled') {
-        return { outcome: 'settled', amount, held: result.held ?? 0, late: result.late ?? false, meta };
+        return { outcome: 'settled', amount, held: Number(result.held ?? 0), late: result.late ?? false, meta };
       }
-      if (result.outcome === 'already_settled') return { outcome: 'already_settled', amount: result.amount ?? 0 };
+      if (result.outcome === 'already_settled') return { outcome: 'already_settled', amount: Number(result.amount ?? 0) };
       return { outcome: 'not_found' };
     } catch (error) {
       // A pricing error (the caller's report) passes through; anything else is the store.
-      throw error instanceof SignalboxError ? error : unavailable(error);
+      throw error instanceof SignalboxError ? error : this.fail(error);
     }
   }
 
@@ -338,11 +349,11 @@ export class RedisStore implements EnforcementStore {
     this.connected();
     const redisKeys = keys.flatMap((k) => [this.keys.budget(partition, k), this.keys.budgetHolds(partition, k)]);
     const raw = await this.run('signalboxBalances', redisKeys, { now: nowMs, charge: this.options.expiredHolds === 'charge' }).catch((error: unknown) => {
-      throw unavailable(error);
+      throw this.fail(error);
     });
     const parsed = JSON.parse(raw) as RawBalance[] | Record<string, never>;
     const list = Array.isArray(parsed) ? parsed : [];
-    return keys.map((k, i) => ({ scope: k.scope, window: k.window, slot: k.slot, ...(list[i] as RawBalance) }));
+    return keys.map((k, i) => ({ scope: k.scope, window: k.window, slot: k.slot, ...counted(list[i]) }));
   }
 
   async listBudgets(nowMs: number): Promise<BudgetBalance[]> {
@@ -368,7 +379,7 @@ export class RedisStore implements EnforcementStore {
       }
       return found;
     } catch (error) {
-      throw unavailable(error);
+      throw this.fail(error);
     }
   }
 
@@ -393,7 +404,7 @@ export class RedisStore implements EnforcementStore {
       cool_down: settings.coolDownMs,
       max: MAX_PROVIDERS,
     }).catch((error: unknown) => {
-      throw unavailable(error);
+      throw this.fail(error);
     });
     const result = JSON.parse(raw) as { outcome: 'recorded' | 'too_many'; previous?: ProviderState; breaker?: RawBreaker };
     if (result.outcome === 'too_many') throw new SignalboxError('report_malformed', `the store already tracks ${MAX_PROVIDERS} providers`);
@@ -406,7 +417,7 @@ export class RedisStore implements EnforcementStore {
     try {
       all = await this.connected().hgetall(this.keys.providers());
     } catch (error) {
-      throw unavailable(error);
+      throw this.fail(error);
     }
     return Object.keys(all)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
@@ -430,7 +441,22 @@ export class RedisStore implements EnforcementStore {
   }
 
   async close(): Promise<void> {
+    this.cancellations.close();
     this.client.disconnect();
+  }
+
+  /** Gives back one refused reservation (see {@link cancelHold}). */
+  private cancel(c: PendingCancel): Promise<CancelOutcome> {
+    const client = this.connected();
+    return cancelHold(
+      {
+        readRecord: (holdKey) => client.hmget(holdKey, 'budgets', 'rates', 'loop'),
+        runCancel: (keys, payload) => this.run('signalboxCancel', keys, payload),
+      },
+      this.keys.hold(c.partition, c.holdId),
+      c,
+      this.options.expiredHolds === 'charge',
+    );
   }
 
   private async run(name: ScriptName, keys: readonly string[], payload: unknown): Promise<string> {

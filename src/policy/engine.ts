@@ -9,6 +9,7 @@ import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import { SignalboxError, describeCause } from '../core/errors.js';
 import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins } from './builtins.js';
+import { limitViolation } from './result-schema.js';
 import type { EvaluationContext } from './host-builtin.js';
 import { fastEvaluate, supportsFastEval } from './wasm-eval.js';
 
@@ -87,11 +88,17 @@ export class PolicyEngine {
       throw new SignalboxError('bundle_entrypoint_missing', `policy.wasm in ${bundle.source} does not export entrypoint "${options.entrypoint}"`);
     }
     engine = new PolicyEngine(policy, bundle, options.entrypoint);
+    let smoke: Evaluation;
     try {
-      engine.evaluate({}, BigInt(Date.now()) * 1_000_000n);
+      smoke = engine.evaluate({}, BigInt(Date.now()) * 1_000_000n);
     } catch (error) {
       throw new SignalboxError('bundle_invalid', `bundle ${bundle.source}: smoke evaluation failed: ${describeCause(error)}`, { cause: error });
     }
+    // A limit beyond what the store counts exactly would fail every request it applies to: when
+    // the smoke evaluation already shows one, refuse the bundle now, naming it. (Other faults of
+    // the result are left to the request, where the input may make it valid.)
+    const beyond = smoke.defined ? limitViolation(smoke.result) : undefined;
+    if (beyond) throw new SignalboxError('bundle_invalid', `bundle ${bundle.source}: the decision for an empty input names a limit out of range: ${beyond}`);
     return engine;
   }
 

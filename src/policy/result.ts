@@ -3,11 +3,10 @@
  * schema/result.schema.json (documented in README, used by the tests too); anything outside it
  * is `policy_result_invalid`, and the caller denies.
  */
-import { Ajv } from 'ajv';
 import { SignalboxError } from '../core/errors.js';
 import type { FindingType } from '../inspect/content/detectors.js';
-import resultSchema from './schema/result.schema.json' with { type: 'json' };
 import type { Evaluation } from './engine.js';
+import { isValidResult, resultViolation } from './result-schema.js';
 
 /** One header (or query parameter) to set; a list rather than a map, because a name may repeat. */
 export interface HeaderEntry {
@@ -115,9 +114,6 @@ function enforcementClaims(result: ResultObject): EnforcementClaims | undefined 
   };
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validateResult = ajv.compile<boolean | ResultObject>(resultSchema);
-
 /** The deny status when the policy gives none (or returns a bare boolean), as opa-envoy-plugin does. */
 export const DEFAULT_DENY_STATUS = 403;
 
@@ -133,22 +129,16 @@ function headerEntries(value: HeaderMap | HeaderMap[] | undefined): HeaderEntry[
   return entries;
 }
 
-/** Describes the first schema violation without echoing result values (they may hold secrets). */
-function violation(): string {
-  const error = validateResult.errors?.[0];
-  if (!error) return 'result does not match the schema';
-  return `${error.instancePath || '(result)'} ${error.message ?? 'is invalid'}`;
-}
-
 /** Turns an evaluation into a verdict, or throws `policy_result_invalid`. */
 export function interpretResult(evaluation: Evaluation): PolicyVerdict {
   if (!evaluation.defined) {
     throw new SignalboxError('policy_result_invalid', 'the decision rule is undefined for this input (add a default)');
   }
-  const result = evaluation.result;
-  if (!validateResult(result)) {
-    throw new SignalboxError('policy_result_invalid', `the policy result is not of the documented shape: ${violation()}`);
+  if (!isValidResult(evaluation.result)) {
+    throw new SignalboxError('policy_result_invalid', `the policy result is not of the documented shape: ${resultViolation(evaluation.result) ?? 'result does not match the schema'}`);
   }
+  // The schema checked it: a boolean, or an object of this shape.
+  const result = evaluation.result as boolean | ResultObject;
   if (typeof result === 'boolean') {
     return {
       allowed: result,

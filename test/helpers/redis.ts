@@ -29,17 +29,31 @@ export interface RedisServer {
   /** SIGKILL, like a crash: no shutdown, no final fsync. Resolves once the process is gone. */
   kill(): Promise<void>;
   /**
-   * Start again on the same port with the same data dir (with `appendonly: true` the data
+   * Start again on the same port with the same data dir (with AOF persistence the data
    * written before a {@link RedisServer.kill} is reloaded). If the server is still running it
    * is shut down first. Throws after {@link RedisServer.stop}.
    */
   restart(): Promise<void>;
 }
 
+/** A test server's persistence: see {@link StartRedisOptions.persistence}. */
+export type RedisPersistence = 'none' | 'everysec' | 'always';
+
+/** redis-server arguments for a persistence choice; RDB snapshots stay off (`--save ''`) in every case. */
+function persistenceArgs(persistence: RedisPersistence): string[] {
+  return persistence === 'none' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', persistence];
+}
+
 /** Options for {@link startRedis}. */
 export interface StartRedisOptions {
-  /** Enable the append-only file so data survives {@link RedisServer.kill} + restart. Default false. */
-  appendonly?: boolean;
+  /**
+   * What the server persists, which Signalbox checks at start-up (store.unsafe_persistence):
+   * - `everysec` (default): AOF, fsync once a second, the least a budget cap needs; a crash can
+   *   lose the last second or two (Redis postpones AOF writes while a background fsync is slow).
+   * - `always`: AOF, fsync before every reply; nothing acknowledged is lost even to a machine crash.
+   * - `none`: no AOF and no RDB snapshots: a restart comes back empty (Signalbox refuses it).
+   */
+  persistence?: RedisPersistence;
   /**
    * Move the server's wall clock by this many seconds (TIME, and the clock it expires keys by),
    * through the LD_PRELOAD shim scripts/build-clock-shim.sh builds. Default 0: the real clock.
@@ -75,17 +89,16 @@ const CLUSTER_BUS_OFFSET = 10_000;
 const INSTALL_HINT = 'run "bash scripts/install-test-deps.sh" (installs redis-server and redis-tools)';
 
 /**
- * Starts a standalone `redis-server` on a free loopback port with `--save ''` (no RDB snapshots)
- * and a fresh temp dir. Resolves once the server answers PING. Call `stop()` when done
+ * Starts a standalone `redis-server` on a free loopback port with `--save ''` (no RDB snapshots),
+ * the AOF as `options.persistence` says, and a fresh temp dir. Resolves once the server answers PING. Call `stop()` when done
  * (typically in `afterAll`); the process is also killed if the test process exits or dies.
  */
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
   const binaries = await redisBinaries();
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-redis-'));
   liveDirs.add(dir);
-  // With the AOF on, fsync every write before it is acknowledged: a crash then loses nothing a
-  // client was told had happened (the budget tests rely on that).
-  const extraArgs = options.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+  // Persistence is explicit: Signalbox refuses a Redis whose crash could lose holds.
+  const extraArgs = persistenceArgs(options.persistence ?? 'everysec');
   let node: RedisNode | undefined;
   try {
     // The free port is only free when we looked: another process may take it before
@@ -162,7 +175,8 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
         await mkdir(nodeDir);
         nodes.push(
           new RedisNode(binaries, port, nodeDir, [
-            '--appendonly', 'no',
+            // AOF like a production cluster: Signalbox checks every master's persistence.
+            ...persistenceArgs('everysec'),
             '--cluster-enabled', 'yes',
             '--cluster-config-file', 'nodes.conf',
             // Short timeout: nodes are local, and a failing test should not wait long for failure detection.
