@@ -49,3 +49,22 @@ export function connectRedis(options: RedisClientOptions): Client {
   }
   return client;
 }
+
+/**
+ * How far this process's clock is ahead of Redis's (negative: behind), in ms: Redis's TIME
+ * against the local clock at the middle of the round trip. For a Cluster, the largest
+ * difference over its masters.
+ */
+export async function serverClockSkewMs(client: Client): Promise<number> {
+  const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
+  let worst = 0;
+  for (const node of nodes) {
+    const sent = Date.now();
+    const [seconds, micros] = await node.time();
+    const received = Date.now();
+    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const skew = Math.round((sent + received) / 2 - redisMs);
+    if (Math.abs(skew) > Math.abs(worst)) worst = skew;
+  }
+  return worst;
+}

@@ -18,7 +18,7 @@ import { SignalboxError, describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RedisKeys } from './keys.js';
 import { CancellationQueue, cancelHold, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
-import { connectRedis, type Client } from './redis-client.js';
+import { connectRedis, serverClockSkewMs, type Client } from './redis-client.js';
 import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
 import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
 import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
@@ -143,23 +143,9 @@ export class RedisStore implements EnforcementStore {
     return store;
   }
 
-  /**
-   * How far this process's clock is ahead of Redis's (negative: behind), in ms: Redis's TIME
-   * against the local clock at the middle of the round trip. For a Cluster, the largest
-   * difference over its masters.
-   */
-  async clockSkewMs(): Promise<number> {
-    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
-    let worst = 0;
-    for (const node of nodes) {
-      const sent = Date.now();
-      const [seconds, micros] = await node.time();
-      const received = Date.now();
-      const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-      const skew = Math.round((sent + received) / 2 - redisMs);
-      if (Math.abs(skew) > Math.abs(worst)) worst = skew;
-    }
-    return worst;
+  /** How far this process's clock is ahead of Redis's, in ms (see {@link serverClockSkewMs}). */
+  clockSkewMs(): Promise<number> {
+    return serverClockSkewMs(this.client);
   }
 
   /** Resolves when the client is connected (tests and start-up checks). */
@@ -436,7 +422,7 @@ export class RedisStore implements EnforcementStore {
       }
       await this.connected().ping();
     } catch (error) {
-      throw unavailable(error);
+      throw this.fail(error);
     }
   }
 
