@@ -38,6 +38,7 @@ import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
 import { Metrics } from '../transport/metrics.js';
 import { AdminGuard } from '../transport/admin-auth.js';
 import { TlsFiles } from '../transport/tls.js';
+import { SpendLedger } from '../ledger/ledger.js';
 
 /**
  * A started server: its bound ports (useful when the config asked for port 0), the parts tests and
@@ -54,6 +55,8 @@ export interface RunningSignalbox {
   readonly enforcer: Enforcer;
   readonly reports: ReportService;
   readonly audit: AuditSink;
+  /** The spend ledger, when `ledger.enabled`. */
+  readonly ledger?: SpendLedger;
   /** What GET /metrics serves from (a worker hands its own registry to the primary to aggregate). */
   readonly metrics: Metrics;
   /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
@@ -266,6 +269,26 @@ export async function createPipeline(
 }
 
 /**
+ * The spend ledger, when enabled. Each process serves its API; only one loads (the only process,
+ * or worker 1, which follows every worker's chain). The embedded database belongs to one process,
+ * so it cannot serve workers: those need `ledger.database: postgres`.
+ */
+async function openLedger(config: SignalboxConfig, logger: Logger, worker: WorkerRole | undefined, env: NodeJS.ProcessEnv): Promise<SpendLedger | undefined> {
+  if (!config.ledger.enabled) return undefined;
+  if (worker && config.ledger.database === 'embedded') {
+    throw new SignalboxError('config_invalid', 'ledger.database: embedded serves one process; with server.workers > 1 use ledger.database: postgres');
+  }
+  return SpendLedger.open(config.ledger, {
+    auditPath: resolve(config.audit.path),
+    holdTtlMs: config.budgets.hold_ttl_ms,
+    expiredHolds: config.budgets.expired_holds,
+    logger,
+    env,
+    load: !worker || worker.id === 1,
+  });
+}
+
+/**
  * Starts the whole service from a validated config: loads the policy, binds gRPC and HTTP, and
  * marks health serving only once both listen. A bind failure closes what was opened and throws.
  */
@@ -324,6 +347,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   });
   const answers = new AnswerPipeline(responses, contentOptions(config), logger);
   let admin: AdminGuard | undefined;
+  let ledger: SpendLedger | undefined;
   let tls: TlsFiles | undefined;
   let grpcServer: grpc.Server | undefined;
   let httpServer: HttpServer | undefined;
@@ -332,8 +356,9 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   try {
     admin = await AdminGuard.open(config.server.admin, logger, options.env ?? process.env);
     tls = config.server.tls ? await TlsFiles.open(config.server.tls, logger) : undefined;
+    ledger = await openLedger(config, logger, worker, options.env ?? process.env);
     grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin, reflection: config.server.grpc_reflection });
-    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin }, undefined, tls);
+    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin, ...(ledger ? { ledger } : {}) }, undefined, tls);
     grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr, tls?.grpcCredentials());
     httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
       throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });
@@ -343,6 +368,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     httpServer?.close();
     await tls?.close();
     await admin?.close();
+    await ledger?.close();
     await policy.close();
     await identity.close();
     await audit.close();
@@ -385,6 +411,9 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       await tls?.close();
       await admin?.close();
       await audit.close();
+      // After the audit file is flushed, so a clean stop loads nothing less; the loader finishes its pass.
+      await ledger?.loadNow().catch(() => undefined);
+      await ledger?.close();
       await shipper?.stop();
       await exporter?.stop();
       await store.close();
@@ -404,6 +433,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     enforcer,
     reports,
     audit,
+    ...(ledger ? { ledger } : {}),
     metrics,
     close,
   };

@@ -19,6 +19,8 @@ import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
 import type { AdminGuard } from './admin-auth.js';
 import { principalOfSocket } from './peer.js';
 import type { TlsFiles } from './tls.js';
+import type { SpendLedger } from '../ledger/ledger.js';
+import { LEDGER_HANDLERS } from './ledger-routes.js';
 
 /** What the HTTP endpoints and doors serve with, shared by every route handler. */
 export interface HttpServerOptions {
@@ -31,6 +33,8 @@ export interface HttpServerOptions {
   readonly metrics?: Metrics;
   /** Who may call the routes marked `admin` (`server.admin`). */
   readonly admin: AdminGuard;
+  /** The spend ledger behind /v1/ledger/* (ledger.enabled); absent, those routes answer 503. */
+  readonly ledger?: SpendLedger;
 }
 
 /** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
@@ -106,6 +110,8 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   },
   { path: '/v1/report', methods: ['POST'], admin: true, handle: (req, res, _url, options) => handleReport(req, res, options) },
   { path: '/v1/spend', methods: ['GET'], admin: true, handle: (_req, res, url, options) => handleSpend(url, res, options) },
+  // The spend ledger: src/transport/ledger-routes.ts.
+  ...Object.entries(LEDGER_HANDLERS).map(([path, handle]): HttpRoute => ({ path, methods: ['GET'], admin: true, handle })),
   { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
   // OPA's REST Data API (generic OPA callers and Kong's OPA plugin): src/transport/doors/opa-rest.ts.
   { path: OPA_DATA_PREFIX, methods: ['POST', 'GET'], handle: (req, res, url, options) => handleOpaData(req, res, url, options) },
