@@ -68,7 +68,6 @@ export class SpendLedger {
   private constructor(
     private readonly db: LedgerDatabase,
     private readonly loader: LedgerLoader,
-    private readonly loading: boolean,
   ) {}
 
   /** Opens the database, migrates it and, unless `options.load` is false, starts loading. */
@@ -89,9 +88,8 @@ export class SpendLedger {
       logger: options.logger,
       ...(options.clock ? { clock: options.clock } : {}),
     });
-    const loading = options.load !== false;
-    if (loading) loader.start();
-    return new SpendLedger(db, loader, loading);
+    if (options.load !== false) loader.start();
+    return new SpendLedger(db, loader);
   }
 
   /** Loads what the audit files gained now, rather than at the next poll (tests, and `?fresh=1`). */
@@ -124,7 +122,8 @@ export class SpendLedger {
   /** Where the ledger stands. */
   async status(): Promise<LedgerStatus> {
     const counts = await rowCounts(this.db);
-    const { files, lag } = this.loading ? await this.loader.files() : { files: [], lag: 0 };
+    // Also on a process that does not load (worker 2..n): the files and cursors are the same ones.
+    const { files, lag } = await this.loader.files();
     return {
       database: this.db.kind,
       rows: counts.rows,
