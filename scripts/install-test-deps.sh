@@ -3,6 +3,8 @@
 #   redis-server (package redis-server) and redis-cli (package redis-tools)
 #   nginx (package nginx; Debian builds it with the auth_request module)
 #   cc (package gcc), which builds the clock shim the Redis clock-skew tests and test-future.sh use
+#   PostgreSQL (package postgresql: initdb and postgres, under /usr/lib/postgresql/<major>/bin),
+#   which the spend ledger's tests start on loopback ports (test/helpers/postgres.ts)
 #   the tz database files (package tzdata), where Go, and so time.format in both OPA and
 #   Signalbox, reads zone abbreviations ("IST") from (test/builtins.test.ts)
 # The Redis tests start real redis-server processes (test/helpers/redis.ts) and the gateway tests
@@ -34,6 +36,13 @@ done
 if [ ! -f /usr/share/zoneinfo/Asia/Kolkata ]; then
   missing+=(tzdata)
 fi
+
+# Debian keeps PostgreSQL's server binaries off PATH, under their major version.
+have_postgres() {
+  command -v initdb >/dev/null 2>&1 && return 0
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_postgres || missing+=(postgresql)
 
 # nginx -V prints its build options on stderr; read them whole (no `| grep -q` under pipefail).
 nginx_has_auth_request() {
@@ -83,4 +92,5 @@ for cmd in "${commands[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still not on PATH after installing ${missing[*]}"
 done
 nginx_has_auth_request || die "$(command -v nginx) is built without the auth_request module"
+have_postgres || die "initdb is still not found after installing ${missing[*]}"
 log "installed: $(versions)"

@@ -46,7 +46,13 @@ const HELP: Readonly<Record<string, string>> = {
   audit: `audit verify FILE|DIR                     verify an audit log's hash chain; exit 1 at the first break`,
   spend: `spend [--url URL] [--scope SCOPE] [--window WINDOW] [--token-file PATH] [--json]
                                             current spend and holds per budget, from a running
-                                            Signalbox (default http://127.0.0.1:8181, or SIGNALBOX_URL)`,
+                                            Signalbox (default http://127.0.0.1:8181, or SIGNALBOX_URL)
+  spend report [--by team|user|model|provider|session] [--since ISO] [--until ISO]
+       [--bucket hour|day] [--format table|csv|json] [--url URL] [--token-file PATH]
+                                            spend from the ledger, grouped (README "Spend ledger")
+  spend reconcile [--format table|json] [--url URL] [--token-file PATH]
+                                            ledger totals against the live budget counters; exit 1
+                                            when any differs`,
   vault: `vault set|list|remove|rotate [--file PATH]
                                             manage the credential vault (signalbox vault --help)`,
   dev: `dev keys DIR [--force]                    DEVELOPMENT ONLY: make an ES256 key pair, its JWKS and a

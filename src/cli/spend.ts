@@ -1,10 +1,10 @@
 /**
- * `signalbox spend`: current spend and holds per budget, from a running Signalbox's /v1/spend.
+ * `signalbox spend`: current spend and holds per budget, from a running Signalbox's /v1/spend;
+ * `spend report` and `spend reconcile` ask its spend ledger (spend-report.ts).
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { SignalboxError, describeCause } from '../core/errors.js';
-import { UsageError, print } from './command.js';
+import { adminGet } from './admin-client.js';
+import { print } from './command.js';
 
 interface SpendRow {
   scope: string;
@@ -30,54 +30,24 @@ function spendTable(rows: readonly SpendRow[]): string {
 }
 
 /**
- * The admin token to send: the first in `--token-file`, else the first in SIGNALBOX_ADMIN_TOKEN
- * (the server's default `server.admin.token_env`); undefined when neither is given.
- */
-function adminToken(tokenFile: string | undefined): string | undefined {
-  let text = process.env.SIGNALBOX_ADMIN_TOKEN ?? '';
-  if (tokenFile) {
-    try {
-      text = readFileSync(tokenFile, 'utf8');
-    } catch (error) {
-      throw new UsageError(`--token-file ${tokenFile} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
-    }
-  }
-  return text.split(/[\s,]+/).find((t) => t.length > 0);
-}
-
-/**
  * `signalbox spend [--url URL] [--scope SCOPE] [--window WINDOW] [--token-file PATH] [--json]`:
  * asks the Signalbox at `--url` (or SIGNALBOX_URL, default http://127.0.0.1:8181), with the admin
  * token from `--token-file` or SIGNALBOX_ADMIN_TOKEN, and prints a table, or its JSON. Returns 1
  * when it answers with an error (401 without a token); an unreachable one throws `budget_store_unavailable`.
  */
 export async function spend(args: string[]): Promise<number> {
+  if (args[0] === 'report' || args[0] === 'reconcile') return (await import('./spend-report.js')).spendLedger(args[0], args.slice(1));
   const { values } = parseArgs({
     args,
     options: { url: { type: 'string' }, scope: { type: 'string' }, window: { type: 'string' }, json: { type: 'boolean' }, 'token-file': { type: 'string' } },
     strict: true,
   });
-  const base = values.url ?? process.env.SIGNALBOX_URL ?? 'http://127.0.0.1:8181';
-  let url: URL;
-  try {
-    url = new URL('/v1/spend', base);
-  } catch (error) {
-    throw new UsageError(`--url ${base} is not a URL`, { cause: error });
-  }
-  if (values.scope) url.searchParams.set('scope', values.scope);
-  if (values.window) url.searchParams.set('window', values.window);
-  const token = adminToken(values['token-file']);
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(10_000), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
-  } catch (error) {
-    throw new SignalboxError('budget_store_unavailable', `cannot reach Signalbox at ${url.origin}: ${describeCause(error)}`, { cause: error });
-  }
-  const body = (await response.json().catch(() => ({}))) as { budgets?: SpendRow[]; error?: { code: string; message: string } };
-  if (!response.ok || !body.budgets) {
-    process.stderr.write(`signalbox: ${body.error?.code ?? 'internal_error'}: ${body.error?.message ?? `HTTP ${response.status}`}\n`);
+  const answer = await adminGet<{ budgets: SpendRow[] }>('/v1/spend', { scope: values.scope, window: values.window }, { url: values.url, tokenFile: values['token-file'], unreachable: 'budget_store_unavailable' });
+  if (!answer.ok || !answer.body.budgets) {
+    process.stderr.write(`signalbox: ${answer.ok ? 'internal_error: no budgets in the answer' : `${answer.code}: ${answer.message}`}\n`);
     return 1;
   }
+  const body = answer.body;
   if (values.json) print(body);
   else process.stdout.write(spendTable(body.budgets));
   return 0;
