@@ -11,6 +11,7 @@ import { openEmbedded, type LedgerDatabase } from '../src/ledger/database.js';
 import { MIGRATIONS, migrate, schemaVersion } from '../src/ledger/migrations.js';
 import { SpendLedger } from '../src/ledger/ledger.js';
 import { capturedLogger } from './helpers/logs.js';
+import { ADMIN_HEADERS, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 
 const T0 = Date.parse('2026-11-20T10:00:00Z');
 let seq = 0;
@@ -196,5 +197,31 @@ describe('spend ledger', () => {
     expect(await schemaVersion(db)).toBe(MIGRATIONS.at(-1)?.version);
     expect(await db.query('SELECT decision_id, instance FROM ledger_entries JOIN (SELECT NULL::text AS instance) i ON true')).toEqual([{ decision_id: 'old', instance: null }]);
     expect((await db.query('SELECT version FROM ledger_migrations ORDER BY version')).map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
+  });
+});
+
+describe('the ledger API', () => {
+  let sb: TestSignalbox | undefined;
+  afterEach(async () => sb?.close());
+
+  it('answers 503 ledger_unavailable when the ledger is not enabled', async () => {
+    sb = await startTestSignalbox(capturedLogger().logger);
+    const res = await fetch(`http://127.0.0.1:${sb.running.httpPort}/v1/ledger/status`, { headers: ADMIN_HEADERS });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: { code: 'ledger_unavailable' } });
+  });
+
+  it('refuses malformed queries with 400 and unknown decisions with 404', async () => {
+    sb = await startTestSignalbox(capturedLogger().logger, { yaml: 'ledger:\n  enabled: true\n  dir: "memory://"\n' });
+    const http = `http://127.0.0.1:${sb.running.httpPort}`;
+    for (const path of ['/v1/ledger/report?by=colour', '/v1/ledger/report?since=yesterday', '/v1/ledger/report?bucket=week', '/v1/ledger/denials?limit=0']) {
+      const res = await fetch(`${http}${path}`, { headers: ADMIN_HEADERS });
+      expect(res.status, path).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { code: 'ledger_query_malformed' } });
+    }
+    const missing = await fetch(`${http}/v1/ledger/decisions/nope`, { headers: ADMIN_HEADERS });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ error: { code: 'ledger_not_found' } });
+    expect(await (await fetch(`${http}/v1/ledger/status`, { headers: ADMIN_HEADERS })).json()).toMatchObject({ database: 'embedded', rows: 0 });
   });
 });

@@ -304,6 +304,11 @@ describe('admin endpoints: deny by default, bearer tokens', () => {
       ['/v1/report', { method: 'POST', body: '{"decision_id":"x"}' }],
       ['/v1/spend', {}],
       ['/v1/litellm/usage', { method: 'POST', body: '[]' }],
+      ['/v1/ledger/report?by=team', {}],
+      ['/v1/ledger/denials', {}],
+      ['/v1/ledger/decisions/x', {}],
+      ['/v1/ledger/status', {}],
+      ['/v1/ledger/reconcile', {}],
     ] as const) {
       const res = await fetch(`${http}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(res.status, path).toBe(401);

@@ -12,7 +12,7 @@ export const ledgerSchema = z
     enabled: z.boolean().default(false),
     /** embedded: PGlite (Postgres in WASM) in `dir`, one process only. postgres: a server every replica shares. */
     database: z.enum(['embedded', 'postgres']).default('embedded'),
-    /** The embedded database's data directory. */
+    /** The embedded database's data directory (`memory://`: in memory, gone on exit; for trials and tests). */
     dir: z.string().min(1).default('ledger'),
     /** The environment variable holding the PostgreSQL URL (database: postgres). */
     postgres_url_env: z.string().min(1).default('SIGNALBOX_LEDGER_POSTGRES_URL'),

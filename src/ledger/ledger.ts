@@ -53,7 +53,7 @@ async function postgresUrl(config: LedgerConfig, env: NodeJS.ProcessEnv): Promis
 
 /** Opens the database `config` names (migrated to the newest schema). */
 export async function openLedgerDatabase(config: LedgerConfig, env: NodeJS.ProcessEnv = process.env): Promise<LedgerDatabase> {
-  const db = config.database === 'postgres' ? await openPostgres(await postgresUrl(config, env)) : await openEmbedded(resolve(config.dir));
+  const db = config.database === 'postgres' ? await openPostgres(await postgresUrl(config, env)) : await openEmbedded(config.dir.startsWith('memory://') ? config.dir : resolve(config.dir));
   try {
     await migrate(db);
   } catch (error) {
