@@ -89,6 +89,17 @@ describe('spend ledger', () => {
     const records = (await ledger.decision('d1')) as { type?: string }[];
     expect(records.map((r) => r.type ?? 'decision')).toEqual(['decision', 'settlement']);
     await expect(ledger.decision('nope')).rejects.toMatchObject({ code: 'ledger_not_found' });
+    expect(await ledger.entry('d1')).toMatchObject({ user: 'alice', team: 'blue', tenant: null, session: 's-alice', model: 'gpt-4o-mini', provider: 'openai', revision: 'rev-1', cost_micro_usd: 221, reserved_micro_usd: 10_000, settled_as: 'reported' });
+  });
+
+  it('marks a hold settled from the answer itself (ext_proc) as usage', async () => {
+    const { ledger, path } = await setup();
+    const response = line({ type: 'response', decision_id: 'd1', timestamp: new Date(T0 + 900).toISOString(), door: 'envoy.ext_proc', status: 200, settlement: 'provider_usage' });
+    // The response record first: records of one decision may come in any order.
+    await writeFile(path, response + decision('d1', T0, { user: 'alice', team: 'blue' }, 0.01) + settlement('d1', T0 + 1000, 0.0004));
+    await ledger.loadNow();
+    expect(await ledger.entry('d1')).toMatchObject({ settled_as: 'usage', cost_micro_usd: 400, door: 'signalbox.v1.grpc' });
+    expect(await ledger.entry('d2')).toBeNull();
   });
 
   it('a settlement loaded before its decision (another replica\'s file) still joins', async () => {
@@ -99,6 +110,7 @@ describe('spend ledger', () => {
     await ledger.loadNow();
     expect(await ledger.report({ by: 'user' })).toEqual([expect.objectContaining({ key: 'carol', cost_micro_usd: 3000, requests: 1 })]);
     expect(await ledger.report({ by: 'model' })).toEqual([expect.objectContaining({ key: 'claude' })]);
+    expect(await ledger.entry('d1')).toMatchObject({ door: 'signalbox.v1.grpc', settled_as: 'reported' });
   });
 
   it('follows the file across rotation and waits for a torn tail to be completed', async () => {
@@ -142,8 +154,10 @@ describe('spend ledger', () => {
     now = T0 + 1500;
     expect((await ledger.loadNow()).expired).toBe(1);
     expect(await ledger.report({ by: 'team' })).toEqual([expect.objectContaining({ key: 'blue', cost_micro_usd: 12_500, requests: 1 })]);
+    expect(await ledger.entry('d1')).toMatchObject({ settled_as: 'expired', cost_micro_usd: 12_500 });
     await appendFile(path, settlement('d1', T0 + 2000, 0.0003, true));
     await ledger.loadNow();
+    expect(await ledger.entry('d1')).toMatchObject({ settled_as: 'late', cost_micro_usd: 300 });
     expect(await ledger.report({ by: 'team' })).toEqual([expect.objectContaining({ key: 'blue', cost_micro_usd: 300 })]);
     // A replay of the decision record does not bring the hold back.
     await ledger.loadNow();

@@ -11,7 +11,7 @@ import type { LedgerConfig } from './config.js';
 import { openEmbedded, openPostgres, type LedgerDatabase } from './database.js';
 import { LedgerLoader, type LoadedFile, type LoadPass } from './loader.js';
 import { migrate } from './migrations.js';
-import { decisionRecords, denials, report, rowCounts, type DenialRow, type ReportQuery, type ReportRow } from './queries.js';
+import { decisionRecords, denials, entry, report, rowCounts, type DenialRow, type EntryRow, type ReportQuery, type ReportRow } from './queries.js';
 import { reconcile, type CounterView, type Reconciliation } from './reconcile.js';
 
 /** Where the ledger loads from and how holds expire (the `audit` and `budgets` sections). */
@@ -112,6 +112,11 @@ export class SpendLedger {
     const records = await decisionRecords(this.db, decisionId);
     if (records.length === 0) throw new SignalboxError('ledger_not_found', 'the ledger keeps no record of this decision');
     return records;
+  }
+
+  /** A decision's ledger row (with how it settled), or null when it has none (a denial, a call without a hold). */
+  async entry(decisionId: string): Promise<EntryRow | null> {
+    return (await entry(this.db, decisionId)) ?? null;
   }
 
   /** The ledger's totals against live counters. */

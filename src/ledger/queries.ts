@@ -136,3 +136,57 @@ export async function rowCounts(db: SqlClient): Promise<{ rows: number; open_hol
   );
   return { rows: Number(r?.rows ?? 0), open_holds: Number(r?.open ?? 0) };
 }
+
+/** A decision's ledger row, as `GET /v1/ledger/decisions/{id}` shows it. */
+export interface EntryRow {
+  readonly decision_id: string;
+  readonly time: string | null;
+  readonly user: string | null;
+  readonly team: string | null;
+  readonly tenant: string | null;
+  readonly session: string | null;
+  readonly actor: string | null;
+  readonly door: string | null;
+  readonly model: string | null;
+  readonly provider: string | null;
+  readonly revision: string | null;
+  readonly input_tokens: number;
+  readonly output_tokens: number;
+  readonly cached_input_tokens: number;
+  readonly cost_usd: number;
+  readonly cost_micro_usd: number;
+  readonly reserved_micro_usd: number;
+  /** `held` (not settled yet), `reported`, `usage` (from the answer itself), `expired` or `late`. */
+  readonly settled_as: 'held' | 'reported' | 'usage' | 'expired' | 'late';
+}
+
+/** How a row settled, from what its records said (in whatever order they came). */
+const SETTLED_AS = `CASE WHEN state = 'held' THEN 'held' WHEN state = 'expired' THEN 'expired' WHEN late THEN 'late' WHEN via_usage THEN 'usage' ELSE 'reported' END`;
+
+/** The ledger row of one decision, or undefined. */
+export async function entry(db: SqlClient, decisionId: string): Promise<EntryRow | undefined> {
+  const [r] = await db.query<Record<string, unknown>>(`SELECT *, ${SETTLED_AS} AS settled_as FROM ledger_entries WHERE decision_id = $1`, [decisionId]);
+  if (!r) return undefined;
+  const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+  const cost = Number(r.cost_micro_usd);
+  return {
+    decision_id: String(r.decision_id),
+    time: r.time === null || r.time === undefined ? null : new Date(r.time as string | Date).toISOString(),
+    user: str(r.user_id),
+    team: str(r.team),
+    tenant: str(r.tenant),
+    session: str(r.session_id),
+    actor: str(r.actor),
+    door: str(r.door),
+    model: str(r.model),
+    provider: str(r.provider),
+    revision: str(r.revision),
+    input_tokens: Number(r.input_tokens),
+    output_tokens: Number(r.output_tokens),
+    cached_input_tokens: Number(r.cached_input_tokens),
+    cost_usd: microToUsd(cost),
+    cost_micro_usd: cost,
+    reserved_micro_usd: Number(r.reserved_micro_usd),
+    settled_as: r.settled_as as EntryRow['settled_as'],
+  };
+}

@@ -3,7 +3,9 @@
  * by decision id and safe to repeat, and records of one decision may arrive in any order (from
  * other replicas' files, through a shared database): a decision record fills in who and what, a
  * settlement record the actual cost, a response record that the cost came from the answer's own
- * usage. A settlement replaces an expiry; an expiry never replaces a settlement.
+ * usage. A settlement replaces an expiry; an expiry never replaces a settlement. The door is the
+ * one the request came through (the decision's), the model the one settled for when a report
+ * named it.
  */
 import { usdToMicro } from '../core/money.js';
 import type { SqlClient } from './database.js';
@@ -96,7 +98,7 @@ export async function applyRecord(db: SqlClient, record: Json): Promise<boolean>
     `INSERT INTO ledger_entries (decision_id, time, user_id, team, tenant, session_id, actor, door, model, provider, revision, reserved_micro_usd)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      ON CONFLICT (decision_id) DO UPDATE SET time = EXCLUDED.time, user_id = EXCLUDED.user_id, team = EXCLUDED.team, tenant = EXCLUDED.tenant,
-       session_id = EXCLUDED.session_id, actor = EXCLUDED.actor, door = COALESCE(ledger_entries.door, EXCLUDED.door),
+       session_id = EXCLUDED.session_id, actor = EXCLUDED.actor, door = COALESCE(EXCLUDED.door, ledger_entries.door),
        model = COALESCE(ledger_entries.model, EXCLUDED.model), provider = COALESCE(ledger_entries.provider, EXCLUDED.provider),
        revision = EXCLUDED.revision, reserved_micro_usd = EXCLUDED.reserved_micro_usd`,
     [id, time, who.user, who.team, who.tenant, text(object(input.session).id), actorName, who.door, text(llm.model), text(llm.provider), revision, micro(enforcement.reserved_usd)],

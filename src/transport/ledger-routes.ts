@@ -58,7 +58,8 @@ const decision: Handler = async (_req, res, url, options) => {
   const ledger = ledgerOf(options);
   const id = decodeURIComponent(url.pathname.slice(`${LEDGER_PREFIX}decisions/`.length));
   if (id.length === 0 || id.length > 128 || id.includes('/')) throw new SignalboxError('ledger_query_malformed', 'the path must be /v1/ledger/decisions/{decision_id}');
-  json(res, { decision_id: id, records: await ledger.decision(id) });
+  const records = await ledger.decision(id);
+  json(res, { decision_id: id, entry: await ledger.entry(id), records });
 };
 
 const status: Handler = async (_req, res, _url, options) => json(res, await ledgerOf(options).status());
