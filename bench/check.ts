@@ -5,6 +5,8 @@
  *   signalbox       the default policy with its limits data emptied: no budgets, no rate limits;
  *   no-audit        signalbox with every audit record dropped: signalbox / no-audit is the audit's cost;
  *   audit-fsync     signalbox with audit.durability fsync: answered only once the record is on disk;
+ *   audit-summary   signalbox with audit.input summary (smaller records): audit-summary / no-audit
+ *                   is the summary audit's cost;
  *   no-content      the same with content scanning switched off (content.enabled: false), so the
  *                   ratio signalbox / no-content is the price of scanning every body;
  *   budgets-memory  the default policy as shipped (4 budgets + a rate limit per request), in-memory store;
@@ -35,7 +37,7 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const USERS = Number(process.env.BENCH_USERS ?? 100);
 const WARMUP_SECONDS = 2;
-const ALL_MODES = ['bare', 'signalbox', 'no-audit', 'audit-fsync', 'no-content', 'budgets-memory', 'budgets-redis', 'reloading'];
+const ALL_MODES = ['bare', 'signalbox', 'no-audit', 'audit-fsync', 'audit-summary', 'no-content', 'budgets-memory', 'budgets-redis', 'reloading'];
 const SWAP_MS = Number(process.env.BENCH_SWAP_MS ?? 250);
 const MODES = (process.env.BENCH_MODES ?? ALL_MODES.join(',')).split(',').filter((m) => ALL_MODES.includes(m));
 
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
       signalbox: { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory' },
       'no-audit': { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory', BENCH_AUDIT: 'off' },
       'audit-fsync': { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory', BENCH_AUDIT: 'fsync' },
+      'audit-summary': { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory', BENCH_AUDIT: 'summary' },
       'no-content': { ...common, BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory', BENCH_CONTENT: 'off' },
       'budgets-memory': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'memory' },
       'budgets-redis': { ...common, BENCH_BUNDLE: budgeted, BENCH_STORE: 'redis', BENCH_REDIS_URL: redis?.url ?? '' },
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
       ['signalbox', 'bare'],
       ['signalbox', 'no-audit'],
       ['audit-fsync', 'signalbox'],
+      ['audit-summary', 'no-audit'],
       ['signalbox', 'no-content'],
       ['budgets-memory', 'signalbox'],
       ['budgets-redis', 'signalbox'],

@@ -36,8 +36,8 @@ export interface Exchange {
 }
 
 /**
- * How a stream ends after its last answer: `reset` (RST_STREAM, as Envoy 1.40 does) or
- * `half-close` (END_STREAM, then the server's OK). Node's HTTP/2 server (nghttp2) allows a burst
+ * How a stream ends after its last answer: `reset` (RST_STREAM, as Envoy 1.40 does without
+ * ext_proc_graceful_grpc_close) or `half-close` (END_STREAM, then the server's OK: Envoy with it). Node's HTTP/2 server (nghttp2) allows a burst
  * of 1000 incoming resets per connection, then 33/s, and beyond that ends the connection with
  * GOAWAY INTERNAL_ERROR: under sustained load `reset` fails the run, as it fails the requests
  * in flight through a real Envoy.

@@ -13,9 +13,10 @@
  *                     completion with a usage block), each answered: four messages each way;
  * with Envoy's side played by bench/ext-proc-envoy.ts. A request's latency runs from opening its
  * stream to the last answer Envoy needs; server CPU is the server process's own. Streams are
- * half-closed after their last answer unless BENCH_EXT_PROC_CLOSE=reset, which is what Envoy
- * 1.40 does but which Node's HTTP/2 limit on incoming resets (1000, then 33/s per connection)
- * answers with GOAWAY under sustained load, failing the run.
+ * half-closed after their last answer, as Envoy 1.40 does with
+ * envoy.reloadable_features.ext_proc_graceful_grpc_close (examples/envoy/envoy-ext-proc.yaml sets
+ * it); BENCH_EXT_PROC_CLOSE=reset plays Envoy without it, which Node's HTTP/2 limit on incoming
+ * resets (1000, then 33/s per connection) answers with GOAWAY under sustained load.
  *
  * Rounds alternate the modes so drift on a noisy machine hits all of them; the median round is
  * reported. Settings: BENCH_SECONDS (default 8), BENCH_WARMUP_SECONDS (default 2),
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
     const checks = tokens.map((token) => checkRequest({ token, body }));
     const env = { BENCH_JWKS_FILE: jwksFile, BENCH_ISSUER: ISSUER, BENCH_AUDIENCE: AUDIENCE, BENCH_AUDIT_PATH: join(dir, 'audit.jsonl'), BENCH_BUNDLE: unlimited, BENCH_STORE: 'memory' };
     process.stdout.write(
-      `Check beside ext_proc over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, chat body ${body.length} bytes, answer ${chatCompletion('gpt-4o-mini').length} bytes, ext_proc streams closed by ${CLOSE}${CLOSE === 'reset' ? '' : ' (Envoy 1.40 resets them: BENCH_EXT_PROC_CLOSE=reset)'}\n`,
+      `Check beside ext_proc over gRPC, concurrency ${CONCURRENCY}, ${SECONDS}s per round after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} rounds, ${USERS} users, chat body ${body.length} bytes, answer ${chatCompletion('gpt-4o-mini').length} bytes, ext_proc streams closed by ${CLOSE}${CLOSE === 'reset' ? ' (Envoy without graceful close)' : ' (Envoy with graceful close, as the example)'}\n`,
     );
     const all: Record<string, Result[]> = Object.fromEntries(MODES.map((m) => [m, []]));
     for (let round = 1; round <= ROUNDS; round++) {

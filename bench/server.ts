@@ -68,7 +68,8 @@ async function main(): Promise<void> {
     handle = await startBare();
   } else {
     // BENCH_CONTENT=off measures the pipeline without content scanning.
-    const yaml = process.env.BENCH_CONTENT === 'off' ? 'content:\n  enabled: false\n' : '';
+    // BENCH_AUDIT=summary keeps summary records (audit.input: summary).
+    const yaml = (process.env.BENCH_CONTENT === 'off' ? 'content:\n  enabled: false\n' : '') + (process.env.BENCH_AUDIT === 'summary' ? 'audit:\n  input: summary\n' : '');
     const config = parseConfig(yaml, {
       SIGNALBOX_GRPC_ADDR: '127.0.0.1:0',
       SIGNALBOX_HTTP_ADDR: '127.0.0.1:0',

@@ -247,6 +247,7 @@ export async function createPipeline(
     audit,
     logger,
     maskHeaders: maskedHeaders(config),
+    auditInput: config.audit.input,
     ...(clock ? { clock } : {}),
     labels: { id: hostname(), service: 'signalbox' },
     enforcer,

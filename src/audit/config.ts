@@ -52,6 +52,14 @@ export const auditSchema = z
      * denied with 503 audit_write_failed instead.
      */
     durability: z.enum(['buffered', 'fsync']).default('buffered'),
+    /**
+     * full: each record carries the whole policy input, masked (headers, parsed body, spend
+     * view...). summary: who, what and what was found (identity, actor, session, door, the LLM
+     * facts, tool names, content findings, destinations, method/path/host and the body's size
+     * and SHA-256), a quarter of the bytes, for deployments where the audit's CPU matters more
+     * than keeping every input in full.
+     */
+    input: z.enum(['full', 'summary']).default('full'),
     durable_timeout_ms: z.number().int().min(10).max(60_000).default(5_000),
     /** Rotate the file once it holds this many bytes (0: never); the chain runs on across files. */
     rotate_bytes: z.number().int().min(0).default(0).refine((n) => n === 0 || n >= 4096, 'must be 0 (no rotation) or at least 4096'),

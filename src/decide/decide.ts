@@ -37,6 +37,8 @@ export interface PipelineOptions {
   readonly audit: AuditSink;
   readonly logger: Logger;
   readonly maskHeaders: ReadonlySet<string>;
+  /** What of the input a record keeps (`audit.input`). */
+  readonly auditInput?: 'full' | 'summary';
   /** Nanoseconds since the epoch; tests freeze it. */
   readonly clock?: () => bigint;
   /** Labels stamped on every audit record (instance id, version). */

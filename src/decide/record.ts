@@ -3,6 +3,7 @@
  * answered, what was decided and enforced, and how long it took. Every decision is recorded,
  * allowed or denied, errors included; a failed append never changes the decision.
  */
+import { createHash } from 'node:crypto';
 import type { AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
 import type { TraceContext } from '../audit/otlp.js';
@@ -18,6 +19,8 @@ export interface RecordOptions {
   readonly audit: AuditSink;
   readonly logger: Logger;
   readonly maskHeaders: ReadonlySet<string>;
+  /** What of the input a record keeps (`audit.input`): all of it, masked, or a summary. */
+  readonly auditInput?: 'full' | 'summary';
   /** Labels stamped on every record (instance id, version). */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -56,6 +59,57 @@ function masked(input: Record<string, unknown>, maskHeaders: ReadonlySet<string>
   }
 }
 
+/** Picks the named members of an object that are present. */
+function pick(value: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const key of keys) if ((value as Record<string, unknown>)[key] !== undefined) out[key] = (value as Record<string, unknown>)[key];
+  return out;
+}
+
+/**
+ * The `summary` form of the input (`audit.input: summary`): who asked, through which door, for
+ * what, and what the inspection found, under the same paths the full input has them, plus the
+ * body's size and SHA-256 so a body kept elsewhere can be matched. Identity claims beyond the
+ * named ones, headers, the parsed body, the spend view and provider states are left out. It
+ * holds no value the detectors flag: tool arguments are reduced to their names, findings are
+ * types, paths and counts.
+ */
+function summarised(input: Record<string, unknown>, body: Buffer): Record<string, unknown> {
+  const attributes = input.attributes as { request?: { http?: Record<string, unknown> } } | undefined;
+  const http = attributes?.request?.http;
+  const toolCalls = Array.isArray(input.tool_calls) ? (input.tool_calls as Array<{ name?: unknown; source?: unknown }>).map((c) => ({ name: c.name, source: c.source })) : undefined;
+  const destinations = Array.isArray(input.destinations)
+    ? (input.destinations as unknown[]).map((d) => pick(d, ['path', 'host', 'port', 'private', 'reason']))
+    : undefined;
+  const summary: Record<string, unknown> = {
+    summary: true,
+    request: {
+      method: typeof http?.method === 'string' ? http.method : null,
+      path: typeof http?.path === 'string' ? http.path.split('?', 1)[0] : null,
+      host: typeof http?.host === 'string' ? http.host : null,
+      body_bytes: body.length,
+      ...(body.length > 0 ? { body_sha256: createHash('sha256').update(body).digest('hex') } : {}),
+    },
+    identity: pick(input.identity, ['verified', 'subject', 'issuer', 'roles', 'team', 'tenant', 'error']),
+    actor: input.actor,
+    door: input.door,
+  };
+  for (const key of ['source_principal', 'session', 'llm', 'content'] as const) if (input[key] !== undefined) summary[key] = input[key];
+  if (toolCalls) summary.tool_calls = toolCalls;
+  if (destinations) summary.destinations = destinations;
+  return summary;
+}
+
+/**
+ * The policy result in a summary record: what it decided and asked to be enforced, without the
+ * HTTP response it shaped (headers, body), which repeats the identity and the reasons.
+ */
+function summarisedResult(result: unknown): unknown {
+  if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
+  return pick(result, ['allowed', 'http_status', 'reasons', 'budgets', 'rate_limits', 'loop', 'cost_usd', 'on_store_error', 'route', 'redact']);
+}
+
 /**
  * Appends the decision's record. Returns when the record is as durable as the audit sink makes
  * it (at once for a buffered sink; on disk in fsync mode); rejects if it never will be. A failed
@@ -83,8 +137,8 @@ export function recordDecision(
       path: decisionPath,
       door: request.door,
       bundles: { signalbox: { revision: decision.revision } },
-      input: masked(input, options.maskHeaders),
-      result: result === undefined ? null : result,
+      input: options.auditInput === 'summary' ? summarised(input, request.body) : masked(input, options.maskHeaders),
+      result: result === undefined ? null : options.auditInput === 'summary' ? summarisedResult(result) : result,
       decision: {
         allowed: decision.allowed,
         http_status: decision.allowed ? 200 : decision.httpStatus,
