@@ -5,7 +5,8 @@
  * some holds left to expire (charged their estimate), one of those settled late, and a few
  * denials. Then `signalbox spend report --by team` equals the reported costs plus the expired
  * estimates to the micro-dollar, and `signalbox spend reconcile` finds no difference from the
- * Redis counters. The same again with the embedded database (PGlite) on one replica.
+ * Redis counters. The same again with the embedded database (PGlite) on one replica, whose
+ * audit records are summaries (`audit.input: summary`): the ledger reads both forms.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
@@ -57,8 +58,8 @@ async function ledgerBundle(): Promise<string> {
   );
 }
 
-function config(bundle: string, store: string, ledger: string): string {
-  return ['policy:', `  bundle: ${bundle}`, '  decision: ledger_test/decision', 'store:', store, 'budgets:', `  hold_ttl_ms: ${HOLD_TTL_MS}`, 'ledger:', '  enabled: true', '  poll_ms: 200', ledger, ''].join('\n');
+function config(bundle: string, store: string, ledger: string, auditInput: string): string {
+  return ['audit:', `  input: ${auditInput}`, 'policy:', `  bundle: ${bundle}`, '  decision: ledger_test/decision', 'store:', store, 'budgets:', `  hold_ttl_ms: ${HOLD_TTL_MS}`, 'ledger:', '  enabled: true', '  poll_ms: 200', ledger, ''].join('\n');
 }
 
 /** Runs `signalbox spend ...` as a user would; resolves its exit code and output. */
@@ -92,11 +93,12 @@ interface Setup {
   readonly name: string;
   readonly replicas: number;
   readonly database: 'postgres' | 'embedded';
+  readonly auditInput: 'full' | 'summary';
 }
 
 describe.each<Setup>([
-  { name: 'three replicas, one Redis, one PostgreSQL', replicas: 3, database: 'postgres' },
-  { name: 'one replica, one Redis, the embedded database', replicas: 1, database: 'embedded' },
+  { name: 'three replicas, one Redis, one PostgreSQL', replicas: 3, database: 'postgres', auditInput: 'full' },
+  { name: 'one replica, one Redis, the embedded database, summary audit records', replicas: 1, database: 'embedded', auditInput: 'summary' },
 ])('spend ledger: $name', (setup) => {
   let redis: RedisServer;
   let postgres: PostgresServer | undefined;
@@ -119,7 +121,7 @@ describe.each<Setup>([
     } else {
       ledger = `  database: embedded\n  dir: ${await mkdtemp(join(tmpdir(), 'signalbox-ledger-db-'))}`;
     }
-    const yaml = config(bundle, `  type: redis\n  redis_url: ${redis.url}`, ledger);
+    const yaml = config(bundle, `  type: redis\n  redis_url: ${redis.url}`, ledger, setup.auditInput);
     replicas = await Promise.all(Array.from({ length: setup.replicas }, () => startReplica(yaml, env)));
   }, 120_000);
 
