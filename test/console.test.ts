@@ -96,7 +96,8 @@ describe('management console', () => {
   beforeAll(async () => {
     key = await signingKey('ES256', 'console');
     jwks = await JwksServer.start([key.publicJwk]);
-    sb = await startTestSignalbox(logs.logger, { jwksUrl: jwks.url, yaml: 'routing:\n  breaker:\n    failure_threshold: 2\n' });
+    const ledgerDir = await mkdtemp(join(tmpdir(), 'signalbox-console-ledger-'));
+    sb = await startTestSignalbox(logs.logger, { jwksUrl: jwks.url, yaml: `routing:\n  breaker:\n    failure_threshold: 2\nledger:\n  enabled: true\n  dir: ${ledgerDir}\n  poll_ms: 100\n` });
     http = `http://127.0.0.1:${sb.running.httpPort}`;
     browser = await launchChromium();
 
@@ -123,6 +124,16 @@ describe('management console', () => {
     for (let i = 0; i < 2; i++) {
       const answer = await chat('frank', 'billing');
       await report({ decision_id: decisionId(answer), outcome: 'failed', provider: 'azure-east', upstream_status: 503 });
+    }
+    // The ledger loads the audit trail in the background: wait until it holds every settlement.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const { rows } = await api<{ rows: Array<{ key: string; cost_micro_usd: number }> }>('/v1/ledger/report?by=team');
+      const denials = await api<{ denials: Array<{ decision_id: string }> }>('/v1/ledger/denials?limit=50');
+      const loaded = [...reported].every(([team, total]) => rows.find((r) => r.key === team)?.cost_micro_usd === total);
+      if (loaded && denials.denials.some((d) => d.decision_id === denied[0])) break;
+      if (Date.now() > deadline) throw new Error(`the ledger did not load the traffic: ${JSON.stringify(rows)}`);
+      await new Promise((done) => setTimeout(done, 100));
     }
   });
 
@@ -230,6 +241,35 @@ describe('management console', () => {
     const audit = await api<{ records: number }>('/v1/audit/status');
     expect(Number(await page.textContent('#audit-records'))).toBe(audit.records);
     expect(audit.records).toBeGreaterThan(8);
+
+    // Spend per team: the page's totals are the ledger's, which are what was reported.
+    const report = await api<{ rows: Array<{ key: string; cost_micro_usd: number; requests: number }> }>('/v1/ledger/report?by=team');
+    const totals = await tableRows(page, '#spend-totals tbody tr');
+    for (const [team, total] of reported) {
+      const shown = totals.find((r) => r.cells[0] === team);
+      expect(shown, team).toBeDefined();
+      expect(microOfText(shown!.cells[1]!)).toBe(report.rows.find((r) => r.key === team)!.cost_micro_usd);
+      expect(microOfText(shown!.cells[1]!)).toBe(total);
+    }
+    // The chart drew: a canvas with painted pixels.
+    const painted = await page.evaluate(`(() => {
+      const canvas = document.querySelector('#spend-chart canvas');
+      if (!canvas || canvas.width === 0) return 0;
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
+      return n;
+    })()`);
+    expect(painted).toBeGreaterThan(100);
+
+    // The denial is listed with its reasons, and its link opens the masked audit record.
+    const denialRows = await tableRows(page, '#denials tbody tr');
+    const listed = denialRows.find((r) => r.cells[1] === denied[0]);
+    expect(listed, 'the denied decision').toBeDefined();
+    expect(listed!.cells[5]).not.toBe('');
+    await page.click(`#denials a.decision-link:text-is("${denied[0]}")`);
+    await page.locator('#record-body', { hasText: denied[0]! }).waitFor();
+    expect(await page.textContent('#record-id')).toBe(denied[0]);
 
     // Nothing secret on the page: not the token (cleared from the field), not the prompt.
     const content = await page.content();

@@ -24,6 +24,7 @@ const ROOMS: Readonly<Record<string, number>> = {
   identity: 1,
   inspect: 1,
   audit: 1,
+  ledger: 1,
   vault: 1,
   policy: 2,
   enforce: 3,

@@ -40,6 +40,7 @@ import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
 import { Metrics } from '../transport/metrics.js';
 import { AdminGuard } from '../transport/admin-auth.js';
 import { TlsFiles } from '../transport/tls.js';
+import { SpendLedger } from '../ledger/ledger.js';
 
 /**
  * A started server: its bound ports (useful when the config asked for port 0), the parts tests and
@@ -56,6 +57,8 @@ export interface RunningSignalbox {
   readonly enforcer: Enforcer;
   readonly reports: ReportService;
   readonly audit: AuditSink;
+  /** The spend ledger, when `ledger.enabled`. */
+  readonly ledger?: SpendLedger;
   /** What GET /metrics serves from (a worker hands its own registry to the primary to aggregate). */
   readonly metrics: Metrics;
   /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
@@ -268,6 +271,26 @@ export async function createPipeline(
 }
 
 /**
+ * The spend ledger, when enabled. Each process serves its API; only one loads (the only process,
+ * or worker 1, which follows every worker's chain). The embedded database belongs to one process,
+ * so it cannot serve workers: those need `ledger.database: postgres`.
+ */
+async function openLedger(config: SignalboxConfig, logger: Logger, worker: WorkerRole | undefined, env: NodeJS.ProcessEnv): Promise<SpendLedger | undefined> {
+  if (!config.ledger.enabled) return undefined;
+  if (worker && config.ledger.database === 'embedded') {
+    throw new SignalboxError('config_invalid', 'ledger.database: embedded serves one process; with server.workers > 1 use ledger.database: postgres');
+  }
+  return SpendLedger.open(config.ledger, {
+    auditPath: resolve(config.audit.path),
+    holdTtlMs: config.budgets.hold_ttl_ms,
+    expiredHolds: config.budgets.expired_holds,
+    logger,
+    env,
+    load: !worker || worker.id === 1,
+  });
+}
+
+/**
  * Starts the whole service from a validated config: loads the policy, binds gRPC and HTTP, and
  * marks health serving only once both listen. A bind failure closes what was opened and throws.
  */
@@ -333,6 +356,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   });
   const answers = new AnswerPipeline(responses, contentOptions(config), logger);
   let admin: AdminGuard | undefined;
+  let ledger: SpendLedger | undefined;
   let tls: TlsFiles | undefined;
   let grpcServer: grpc.Server | undefined;
   let httpServer: HttpServer | undefined;
@@ -341,9 +365,10 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   try {
     admin = await AdminGuard.open(config.server.admin, logger, options.env ?? process.env);
     tls = config.server.tls ? await TlsFiles.open(config.server.tls, logger) : undefined;
+    ledger = await openLedger(config, logger, worker, options.env ?? process.env);
     grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin, reflection: config.server.grpc_reflection });
     const consoleSources = { policy: () => ({ revision: policy.revision, origin: policy.origin, loads: bundleHistory.recent() }), audit: () => auditChain.status() };
-    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin, console: consoleSources }, undefined, tls);
+    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin, console: consoleSources, ...(ledger ? { ledger } : {}) }, undefined, tls);
     grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr, tls?.grpcCredentials());
     httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
       throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });
@@ -353,6 +378,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     httpServer?.close();
     await tls?.close();
     await admin?.close();
+    await ledger?.close();
     await policy.close();
     await identity.close();
     await audit.close();
@@ -395,6 +421,9 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       await tls?.close();
       await admin?.close();
       await audit.close();
+      // After the audit file is flushed, so a clean stop loads nothing less; the loader finishes its pass.
+      await ledger?.loadNow().catch(() => undefined);
+      await ledger?.close();
       await shipper?.stop();
       await exporter?.stop();
       await store.close();
@@ -414,6 +443,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     enforcer,
     reports,
     audit,
+    ...(ledger ? { ledger } : {}),
     metrics,
     close,
   };

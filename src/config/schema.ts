@@ -10,6 +10,7 @@ import { logSchema } from '../core/log-config.js';
 import { routingSchema } from '../decide/config.js';
 import { budgetsSchema, storeSchema } from '../enforce/config.js';
 import { identitySchema } from '../identity/config.js';
+import { ledgerSchema } from '../ledger/config.js';
 import { contentSchema, destinationsSchema, llmSchema } from '../inspect/config.js';
 import { serverSchema } from '../transport/config.js';
 import { vaultSchema } from '../vault/config.js';
@@ -31,6 +32,7 @@ export const configSchema = z
     destinations: destinationsSchema.default(destinationsSchema.parse({})),
     routing: routingSchema.default(routingSchema.parse({})),
     vault: vaultSchema.default(vaultSchema.parse({})),
+    ledger: ledgerSchema.default(ledgerSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
   .strict();

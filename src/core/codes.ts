@@ -168,6 +168,18 @@ export const CODE_CATALOGUE = {
     meaning: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
     client: { http: 404, grpc: 'NOT_FOUND', message: 'no budget hold exists for this decision', ownMessage: true },
   },
+  ledger_unavailable: {
+    meaning: 'The spend ledger\'s database cannot be opened or did not answer (or the ledger is not enabled); ledger endpoints answer 503 and the loader retries at its next poll.',
+    client: { http: 503, grpc: 'UNAVAILABLE', message: 'the spend ledger is not available; retry shortly' },
+  },
+  ledger_query_malformed: {
+    meaning: 'A ledger report or listing was asked with a parameter it does not take (an unknown `by`, a time that is not ISO 8601, a bad `limit`).',
+    client: { http: 400, grpc: 'INVALID_ARGUMENT', message: 'the ledger query is malformed', ownMessage: true },
+  },
+  ledger_not_found: {
+    meaning: 'The ledger keeps no audit record for the decision id asked for (never loaded, pruned, or a decision the ledger does not keep).',
+    client: { http: 404, grpc: 'NOT_FOUND', message: 'the ledger keeps no record of this decision' },
+  },
   admin_unauthenticated: {
     meaning: 'An administrative endpoint (usage reports, spend, LiteLLM\'s usage log) was called without a valid admin credential: no or a wrong bearer token and no allow-listed mTLS identity, or none is configured (server.admin).',
     client: { http: 401, grpc: 'UNAUTHENTICATED', message: 'an admin credential is required', ownMessage: true },

@@ -30,6 +30,8 @@ export interface ConsoleSources {
   /** Whether the audit trail verifies (bounded: src/audit/status.ts). */
   readonly audit: () => Promise<AuditChainStatus>;
 }
+import type { SpendLedger } from '../ledger/ledger.js';
+import { LEDGER_HANDLERS } from './ledger-routes.js';
 
 /** What the HTTP endpoints and doors serve with, shared by every route handler. */
 export interface HttpServerOptions {
@@ -44,6 +46,8 @@ export interface HttpServerOptions {
   readonly admin: AdminGuard;
   /** Serves GET /v1/policy/status and /v1/audit/status; absent, they answer 404. */
   readonly console?: ConsoleSources;
+  /** The spend ledger behind /v1/ledger/* (ledger.enabled); absent, those routes answer 503. */
+  readonly ledger?: SpendLedger;
 }
 
 /** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */
@@ -125,6 +129,8 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   },
   { path: '/v1/report', methods: ['POST'], admin: true, handle: (req, res, _url, options) => handleReport(req, res, options) },
   { path: '/v1/spend', methods: ['GET'], admin: true, handle: (_req, res, url, options) => handleSpend(url, res, options) },
+  // The spend ledger: src/transport/ledger-routes.ts.
+  ...Object.entries(LEDGER_HANDLERS).map(([path, handle]): HttpRoute => ({ path, methods: ['GET'], admin: true, handle })),
   { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
   // The management console: a public shell holding no data (src/transport/console-assets.ts), and the admin state it shows.
   { path: '/console', methods: ['GET', 'HEAD'], handle: (req, res) => redirectToConsole(req, res) },

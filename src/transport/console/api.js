@@ -38,6 +38,7 @@ export async function getJson(path, query = {}) {
   if (res.status === 401 || res.status === 403) throw new AuthError(res.status === 403 ? 'this identity is not an administrator' : 'an admin token is required');
   if (res.status === 404) throw new MissingError(`${path} is not served here`);
   const body = await res.json().catch(() => undefined);
+  if (res.status === 503 && body?.error?.code === 'ledger_unavailable') throw new MissingError(body.error.message);
   if (!res.ok) throw new Error(body?.error?.code ? `${body.error.code}: ${body.error.message}` : `HTTP ${res.status}`);
   return body;
 }

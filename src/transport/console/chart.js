@@ -35,14 +35,17 @@ export function drawSpendChart(container, rows) {
   container.replaceChildren();
   const { times, keys, values } = columns(rows);
   if (times.length === 0) return false;
-  const width = Math.max(320, container.clientWidth || 800);
+  // Drawn while the panels may still be hidden (first load): then size from the window.
+  const width = Math.max(320, container.clientWidth || document.documentElement.clientWidth - 90);
+  // One bucket alone would stretch the time axis over years: show an hour either side.
+  const range = times.length === 1 ? [times[0] - 3600, times[0] + 3600] : null;
   current = new uPlot(
     {
       width,
       height: 260,
       series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true, size: 6 }, value: (_u, v) => (v == null ? '—' : `$${v.toFixed(6)}`) }))],
       axes: [{}, { values: (_u, ticks) => ticks.map((t) => `$${t}`), size: 70 }],
-      scales: { x: { time: true } },
+      scales: { x: range ? { time: true, range } : { time: true } },
     },
     [times, ...values],
     container,
