@@ -7,6 +7,9 @@
 #   which the spend ledger's tests start on loopback ports (test/helpers/postgres.ts)
 #   the tz database files (package tzdata), where Go, and so time.format in both OPA and
 #   Signalbox, reads zone abbreviations ("IST") from (test/builtins.test.ts)
+#   chromium (package chromium), the headless browser test/console.test.ts drives with
+#   playwright-core (which never downloads a browser of its own), and fonts for it to render
+#   text with (package fonts-liberation)
 # The Redis tests start real redis-server processes (test/helpers/redis.ts) and the gateway tests
 # a real nginx (test/helpers/gateways.ts); they never skip, so a machine without them must either
 # get them here or fail loudly. Installing the package does not start an nginx service in a
@@ -23,8 +26,9 @@ declare -A package_for=(
   [redis-cli]=redis-tools
   [nginx]=nginx
   [cc]=gcc
+  [chromium]=chromium
 )
-commands=(redis-server redis-cli nginx cc)
+commands=(redis-server redis-cli nginx cc chromium)
 
 missing=()
 for cmd in "${commands[@]}"; do
@@ -43,6 +47,10 @@ have_postgres() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 have_postgres || missing+=(postgresql)
+# Without recommends Chromium brings no fonts, and the console's screenshots would show boxes.
+if [ ! -d /usr/share/fonts/truetype/liberation ]; then
+  missing+=(fonts-liberation)
+fi
 
 # nginx -V prints its build options on stderr; read them whole (no `| grep -q` under pipefail).
 nginx_has_auth_request() {
@@ -51,7 +59,8 @@ nginx_has_auth_request() {
   [[ "$build" == *"--with-http_auth_request_module"* ]]
 }
 
-versions() { echo "$(redis-server --version); $(redis-cli --version); $(nginx -v 2>&1)"; }
+# Debian's chromium wrapper script prints a shell warning on some kernels; keep only the version line.
+versions() { echo "$(redis-server --version); $(redis-cli --version); $(nginx -v 2>&1); $(chromium --version 2>/dev/null | grep -i chromium)"; }
 
 if [ "${#missing[@]}" -eq 0 ]; then
   nginx_has_auth_request || die "$(command -v nginx) is built without the auth_request module; install Debian's nginx package"

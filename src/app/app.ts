@@ -3,7 +3,7 @@
  */
 import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { FileAuditLog, appendInBackground, type AuditSink } from '../audit/log.js';
@@ -28,6 +28,8 @@ import { CredentialSource } from '../vault/credentials.js';
 import { VAULT_KEY_ENV } from '../vault/keyring.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { PolicySource, type BundleObservation } from '../bundles/source.js';
+import { BundleHistory } from '../bundles/history.js';
+import { AuditChainMonitor } from '../audit/status.js';
 import { bindGrpc, createGrpcServer, HealthState, shutdownGrpc } from '../transport/grpc.js';
 import { AnswerPipeline } from '../decide/answer.js';
 import { ResponsePipeline } from '../decide/response.js';
@@ -324,12 +326,19 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     ...(shipper ? { shipped: () => shipper.counts } : {}),
     ...(worker ? { aggregate: worker.metrics } : {}),
   });
+  // What the console shows beside spend: recent bundle loads, and whether the audit chain verifies
+  // (the directory, so rotated files and other workers' chains are checked with the live file).
+  const bundleHistory = new BundleHistory();
+  const auditChain = new AuditChainMonitor({ target: dirname(resolve(config.audit.path)), logger });
   const { pipeline, policy, enforcer, identity } = await createPipeline(config, logger, audit, {
     keyWatch: {},
     ...options,
     ...(exporter ? { telemetry: exporter } : {}),
     onDecision: metrics.onDecision,
-    onBundle: metrics.onBundle,
+    onBundle: (observation) => {
+      metrics.onBundle(observation);
+      bundleHistory.observe(observation);
+    },
     store,
     ...(credentials ? { credentials } : {}),
   });
@@ -359,7 +368,8 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     tls = config.server.tls ? await TlsFiles.open(config.server.tls, logger) : undefined;
     ledger = await openLedger(config, logger, worker, options.env ?? process.env);
     grpcServer = createGrpcServer({ pipeline, answers, reports, logger, health, maxRequestBytes: config.server.max_request_bytes, admin, reflection: config.server.grpc_reflection });
-    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin, ...(ledger ? { ledger } : {}) }, undefined, tls);
+    const consoleSources = { policy: () => ({ revision: policy.revision, origin: policy.origin, loads: bundleHistory.recent() }), audit: () => auditChain.status() };
+    httpServer = createHttpServer({ health, revision: () => policy.revision, reports, pipeline, logger, metrics, admin, console: consoleSources, ...(ledger ? { ledger } : {}) }, undefined, tls);
     grpcPort = await bindGrpc(grpcServer, config.server.grpc_addr, tls?.grpcCredentials());
     httpPort = await listenHttp(httpServer, config.server.http_addr).catch((error: Error) => {
       throw new SignalboxError('config_invalid', `server.http_addr: cannot listen on ${config.server.http_addr}: ${error.message}`, { cause: error });

@@ -19,6 +19,17 @@ import { METRICS_CONTENT_TYPE, type Metrics } from './metrics.js';
 import type { AdminGuard } from './admin-auth.js';
 import { principalOfSocket } from './peer.js';
 import type { TlsFiles } from './tls.js';
+import type { AuditChainStatus } from '../audit/status.js';
+import type { BundleEvent } from '../bundles/history.js';
+import { CONSOLE_PREFIX, redirectToConsole, serveConsoleAsset } from './console-assets.js';
+
+/** What the console's own admin endpoints report, beyond spend and providers (wired in src/app/app.ts). */
+export interface ConsoleSources {
+  /** The active policy revision, where bundles come from, and the recent loads (newest first). */
+  readonly policy: () => { readonly revision: string; readonly origin: string; readonly loads: readonly BundleEvent[] };
+  /** Whether the audit trail verifies (bounded: src/audit/status.ts). */
+  readonly audit: () => Promise<AuditChainStatus>;
+}
 import type { SpendLedger } from '../ledger/ledger.js';
 import { LEDGER_HANDLERS } from './ledger-routes.js';
 
@@ -33,6 +44,8 @@ export interface HttpServerOptions {
   readonly metrics?: Metrics;
   /** Who may call the routes marked `admin` (`server.admin`). */
   readonly admin: AdminGuard;
+  /** Serves GET /v1/policy/status and /v1/audit/status; absent, they answer 404. */
+  readonly console?: ConsoleSources;
   /** The spend ledger behind /v1/ledger/* (ledger.enabled); absent, those routes answer 503. */
   readonly ledger?: SpendLedger;
 }
@@ -79,13 +92,19 @@ async function handleSpend(url: URL, res: ServerResponse, options: HttpServerOpt
   json(res, 200, { budgets: await options.reports.spend(scope, window) });
 }
 
+async function handleConsole(res: ServerResponse, options: HttpServerOptions, read: (sources: ConsoleSources) => unknown): Promise<void> {
+  if (!options.console) json(res, 404, errorBody('request_malformed', 'not served by this process'));
+  else json(res, 200, await read(options.console));
+}
+
 async function handleProviders(res: ServerResponse, options: HttpServerOptions): Promise<void> {
   json(res, 200, { providers: await options.reports.providers() });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  // Every native answer is data (spend, health, admin state): never kept by a browser or a proxy.
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 }
 
@@ -113,6 +132,11 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   // The spend ledger: src/transport/ledger-routes.ts.
   ...Object.entries(LEDGER_HANDLERS).map(([path, handle]): HttpRoute => ({ path, methods: ['GET'], admin: true, handle })),
   { path: '/v1/providers', methods: ['GET'], handle: (_req, res, _url, options) => handleProviders(res, options) },
+  // The management console: a public shell holding no data (src/transport/console-assets.ts), and the admin state it shows.
+  { path: '/console', methods: ['GET', 'HEAD'], handle: (req, res) => redirectToConsole(req, res) },
+  { path: CONSOLE_PREFIX, methods: ['GET', 'HEAD'], handle: (req, res, url) => serveConsoleAsset(req, res, url) },
+  { path: '/v1/policy/status', methods: ['GET'], admin: true, handle: (_req, res, _url, options) => handleConsole(res, options, (c) => c.policy()) },
+  { path: '/v1/audit/status', methods: ['GET'], admin: true, handle: (_req, res, _url, options) => handleConsole(res, options, (c) => c.audit()) },
   // OPA's REST Data API (generic OPA callers and Kong's OPA plugin): src/transport/doors/opa-rest.ts.
   { path: OPA_DATA_PREFIX, methods: ['POST', 'GET'], handle: (req, res, url, options) => handleOpaData(req, res, url, options) },
   // Prometheus text exposition format 0.0.4: src/transport/metrics.ts.
