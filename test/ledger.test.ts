@@ -102,6 +102,28 @@ describe('spend ledger', () => {
     expect(await ledger.entry('d2')).toBeNull();
   });
 
+  it('counts a call whose policy named no budget once its usage is reported, and nothing for an unknown decision', async () => {
+    const { ledger, path } = await setup();
+    const unheld = (id: string, user: string): string =>
+      line({
+        decision_id: id,
+        timestamp: new Date(T0).toISOString(),
+        door: 'envoy.ext_proc',
+        bundles: { signalbox: { revision: 'rev-1' } },
+        input: { identity: { subject: user, team: 'plain' }, llm: { api: 'openai.chat', model: 'gpt-4o-mini', provider: 'openai' } },
+        decision: { allowed: true, http_status: 200, reasons: ['allowed'] },
+      });
+    const unheldSettlement = (id: string, costUsd: number): string =>
+      line({ type: 'settlement', decision_id: id, timestamp: new Date(T0 + 500).toISOString(), door: 'envoy.ext_proc', hold: 'none', usage: { input_tokens: 10, output_tokens: 5, cached_input_tokens: 0 }, model: 'gpt-4o-mini', cost_usd: costUsd, held_usd: 0, late: false });
+    await writeFile(path, unheld('u1', 'ann') + unheldSettlement('u1', 0.000012) + unheld('u2', 'ben') + unheldSettlement('ghost', 0.5));
+    await ledger.loadNow();
+    expect(await ledger.report({ by: 'team' })).toEqual([{ key: 'plain', cost_usd: 0.000012, cost_micro_usd: 12, input_tokens: 10, output_tokens: 5, cached_input_tokens: 0, requests: 1 }]);
+    expect(await ledger.entry('u1')).toMatchObject({ user: 'ann', settled_as: 'reported', cost_micro_usd: 12 });
+    // Reserved nothing, reported nothing: a row, but no spend and no hold to expire.
+    expect(await ledger.entry('u2')).toMatchObject({ user: 'ben', settled_as: 'unreported', cost_micro_usd: 0 });
+    expect(await ledger.status()).toMatchObject({ open_holds: 0 });
+  });
+
   it('a settlement loaded before its decision (another replica\'s file) still joins', async () => {
     const { ledger, path } = await setup();
     await writeFile(path, settlement('d1', T0 + 1000, 0.003));

@@ -162,6 +162,19 @@ describe('ReportService: the report contract', () => {
     await expect(reports.report('test', { decision_id: 'never-reserved', provider: 'anthropic', upstream_status: 400, cost_usd: 0.1 })).rejects.toMatchObject({ code: 'hold_not_found' });
   });
 
+  it('records the usage of a decision that holds nothing for the spend ledger, and still answers hold_not_found', async () => {
+    const { reports, audit } = setUp();
+    await expect(reports.report('test', { decision_id: 'no-budget', model: 'gpt-4o-mini', usage: { input_tokens: 1000, output_tokens: 100 } })).rejects.toMatchObject({ code: 'hold_not_found' });
+    await expect(reports.report('test', { decision_id: 'priced-by-gateway', cost_usd: 0.25 })).rejects.toMatchObject({ code: 'hold_not_found' });
+    await expect(reports.report('test', { decision_id: 'no-usage', outcome: 'not_sent' })).rejects.toMatchObject({ code: 'hold_not_found' });
+    await new Promise((resolve) => setImmediate(resolve));
+    const recorded = audit.records.filter((r) => r.type === 'settlement' && r.hold === 'none');
+    expect(recorded.map((r) => [r.decision_id, r.cost_usd])).toEqual([
+      ['no-budget', Number(PriceTable.default().costMicroUsd('gpt-4o-mini', { input_tokens: 1000, output_tokens: 100, cached_input_tokens: 0 })) / 1e6],
+      ['priced-by-gateway', 0.25],
+    ]);
+  });
+
   it('records nothing for a refused report or a repeated one', async () => {
     const { reports, enforcer, hold } = setUp();
     const id = await hold();

@@ -165,7 +165,7 @@ export const CODE_CATALOGUE = {
     client: { http: 400, grpc: 'INVALID_ARGUMENT', message: 'the usage report or spend query is malformed', ownMessage: true },
   },
   hold_not_found: {
-    meaning: 'A usage report names a decision with no budget hold (never reserved, or past its retention).',
+    meaning: 'A usage report names a decision with no budget hold (never reserved, or past its retention); its usage is still recorded for the spend ledger.',
     client: { http: 404, grpc: 'NOT_FOUND', message: 'no budget hold exists for this decision', ownMessage: true },
   },
   ledger_unavailable: {

@@ -160,21 +160,27 @@ export class ResponsePipeline {
 
   /**
    * Settles the request's hold from what the answer reported (a provider usage block, or usage
-   * counted from what was delivered). Never throws: a settlement that fails is logged, and the
-   * hold then expires as it would without a report.
+   * counted from what was delivered); for a request that holds nothing, records that usage for
+   * the spend ledger. Never throws: a settlement that fails is logged, and the hold then expires
+   * as it would without a report. True when settled or recorded.
    */
   async settle(context: ResponseContext, report: { usage: Record<string, unknown>; model?: string | null; outcome: 'completed' | 'failed'; upstreamStatus: number }): Promise<boolean> {
-    if (!context.held) return false;
+    // Without a hold (the policy named no budget) the report still records what the call cost,
+    // priced for the model the request was estimated for, so the ledger counts it.
+    const llm = context.input.llm as { price_model?: unknown; model?: unknown } | undefined;
+    const model = report.model ?? (context.held ? null : typeof llm?.price_model === 'string' ? llm.price_model : typeof llm?.model === 'string' ? llm.model : null);
     try {
       await this.options.reports.report(context.door, {
         decision_id: context.decisionId,
         usage: report.usage,
-        ...(report.model ? { model: report.model } : {}),
+        ...(model ? { model } : {}),
         outcome: report.outcome,
       });
       return true;
     } catch (error) {
       const code = error instanceof SignalboxError ? error.code : 'internal_error';
+      // No hold to settle: the report service recorded the usage for the ledger instead.
+      if (!context.held && code === 'hold_not_found') return true;
       this.options.logger.warn({ decision_id: context.decisionId, door: context.door, code, cause: describeCause(error) }, 'the answer did not settle its hold');
       return false;
     }

@@ -322,6 +322,17 @@ export class Enforcer {
     return spend;
   }
 
+  /**
+   * The cost of a report for a decision that reserved nothing (its policy named no budget), for
+   * the record only: the gateway's `cost_usd`, else usage × the price of the model it names;
+   * undefined when neither is known. Nothing is charged anywhere.
+   */
+  unheldCostMicroUsd(report: UsageReport): number | undefined {
+    if (report.costUsd !== undefined) return usdToMicro(report.costUsd, 'up');
+    if (!report.usage || report.model === undefined) return undefined;
+    return this.options.prices.costMicroUsd(report.model, report.usage);
+  }
+
   private price(report: UsageReport, meta: Readonly<Record<string, string | number | null>>): number {
     if (report.costUsd !== undefined) return usdToMicro(report.costUsd, 'up');
     if (report.outcome === 'not_sent' && !report.usage) return 0;

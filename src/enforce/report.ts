@@ -16,6 +16,7 @@ import { budgetView, type BudgetView, type Enforcer, type ReportOutcome, type Us
 import type { ProviderHealth, ProviderHealthChange, ProviderOutcome } from './store.js';
 import { WINDOW_PATTERN, windowSlot } from './windows.js';
 import { SignalboxError, describeCause } from '../core/errors.js';
+import { microToUsd } from '../core/money.js';
 import type { TokenUsage } from '../inspect/prices.js';
 import type { Logger } from '../core/log.js';
 
@@ -228,7 +229,13 @@ export class ReportService {
         return { decision_id: r.decision_id, outcome: 'health_only', hold: 'not_found', provider_state: await this.recordHealth(door, r, health, nowMs) };
       }
       const code = error instanceof SignalboxError ? error.code : 'internal_error';
-      this.options.logger.warn({ decision_id: r.decision_id, door, code, cause: describeCause(error) }, 'usage report not settled');
+      if (code === 'hold_not_found' && (report.usage !== undefined || report.costUsd !== undefined)) {
+        // The common case without budgets: nothing to settle, the usage recorded for the ledger.
+        this.recordUnheld(door, r, report, nowMs);
+        this.options.logger.debug({ decision_id: r.decision_id, door, code }, 'usage recorded for a decision that holds nothing');
+      } else {
+        this.options.logger.warn({ decision_id: r.decision_id, door, code, cause: describeCause(error) }, 'usage report not settled');
+      }
       throw error instanceof SignalboxError ? error : new SignalboxError('internal_error', 'settlement failed', { cause: error });
     }
     if (outcome.outcome === 'settled') {
@@ -258,6 +265,31 @@ export class ReportService {
       providerState = null;
     }
     return { decision_id: r.decision_id, ...outcome, provider_state: providerState };
+  }
+
+  /**
+   * A report for a decision that holds nothing (its policy named no budget, or the id is not
+   * one of ours) still says what a call cost: it is audited as a `settlement` with `hold: none`,
+   * so the spend ledger counts teams without budgets too. The ledger keeps it only for a decision
+   * it has a record of, so a report for an unknown id adds no spend.
+   */
+  private recordUnheld(door: string, r: z.output<typeof reportSchema>, report: UsageReport, nowMs: number): void {
+    const cost = this.options.enforcer.unheldCostMicroUsd(report);
+    appendInBackground(this.options.audit, {
+      type: 'settlement',
+      decision_id: r.decision_id,
+      timestamp: new Date(nowMs).toISOString(),
+      door,
+      hold: 'none',
+      usage: report.usage ?? null,
+      model: report.model ?? null,
+      report_outcome: report.outcome ?? 'completed',
+      cost_usd: cost === undefined ? null : microToUsd(cost),
+      held_usd: 0,
+      late: false,
+      ...(r.provider !== undefined ? { provider: r.provider } : {}),
+      ...(r.upstream_status !== undefined ? { upstream_status: r.upstream_status } : {}),
+    });
   }
 
   /** Records a provider outcome; audits and logs a change of breaker state. Throws store errors. */

@@ -63,7 +63,7 @@ export async function report(db: SqlClient, query: ReportQuery): Promise<ReportR
        sum(cost_micro_usd)::float8 AS cost, sum(input_tokens)::float8 AS input, sum(output_tokens)::float8 AS output,
        sum(cached_input_tokens)::float8 AS cached, count(*)::float8 AS requests
      FROM ledger_entries
-     WHERE state IN ('settled', 'expired')
+     WHERE state IN ('settled', 'expired') AND time IS NOT NULL
        AND ($1::timestamptz IS NULL OR COALESCE(time, settled_at) >= $1) AND ($2::timestamptz IS NULL OR COALESCE(time, settled_at) < $2)
      GROUP BY 1, 2 ORDER BY ${query.bucket ? '2, 3 DESC, 1' : '3 DESC, 1'}`,
     [query.since?.toISOString() ?? null, query.until?.toISOString() ?? null, NO_KEY],
@@ -156,12 +156,12 @@ export interface EntryRow {
   readonly cost_usd: number;
   readonly cost_micro_usd: number;
   readonly reserved_micro_usd: number;
-  /** `held` (not settled yet), `reported`, `usage` (from the answer itself), `expired` or `late`. */
-  readonly settled_as: 'held' | 'reported' | 'usage' | 'expired' | 'late';
+  /** `held` (not settled yet), `unreported` (nothing held, nothing reported), `reported`, `usage` (from the answer itself), `expired` or `late`. */
+  readonly settled_as: 'held' | 'unreported' | 'reported' | 'usage' | 'expired' | 'late';
 }
 
 /** How a row settled, from what its records said (in whatever order they came). */
-const SETTLED_AS = `CASE WHEN state = 'held' THEN 'held' WHEN state = 'expired' THEN 'expired' WHEN late THEN 'late' WHEN via_usage THEN 'usage' ELSE 'reported' END`;
+const SETTLED_AS = `CASE WHEN state = 'held' THEN 'held' WHEN state = 'unheld' THEN 'unreported' WHEN state = 'expired' THEN 'expired' WHEN late THEN 'late' WHEN via_usage THEN 'usage' ELSE 'reported' END`;
 
 /** The ledger row of one decision, or undefined. */
 export async function entry(db: SqlClient, decisionId: string): Promise<EntryRow | undefined> {

@@ -37,7 +37,9 @@ export function ledgerRelevant(record: Json): boolean {
   if (record.type === 'settlement' || record.type === 'response') return true;
   if (record.type !== undefined) return false;
   const decision = object(record.decision);
-  return decision.allowed === false || object(record.enforcement).outcome === 'reserved';
+  if (decision.allowed === false || object(record.enforcement).outcome === 'reserved') return true;
+  // An allowed LLM call that reserved nothing (no budget named) may still be reported on.
+  return decision.allowed === true && object(object(record.input).llm).api !== undefined;
 }
 
 /** Applies one audit record to the ledger through `db`. Returns true when it changed (or re-stated) something. */
@@ -92,16 +94,19 @@ export async function applyRecord(db: SqlClient, record: Json): Promise<boolean>
     return true;
   }
   const enforcement = object(record.enforcement);
-  if (enforcement.outcome !== 'reserved') return false;
+  const reserved = enforcement.outcome === 'reserved';
+  if (!reserved && object(input.llm).api === undefined) return false;
   const actorName = text(actor.principal) ?? text(actor.subject) ?? text(actor.client_id) ?? text(actor.id);
+  // A decision that reserved nothing is `unheld`: no hold to expire, and no spend until a report
+  // for it (a settlement with hold: none) arrives, which it then becomes.
   await db.query(
-    `INSERT INTO ledger_entries (decision_id, time, user_id, team, tenant, session_id, actor, door, model, provider, revision, reserved_micro_usd)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    `INSERT INTO ledger_entries (decision_id, time, user_id, team, tenant, session_id, actor, door, model, provider, revision, reserved_micro_usd, state)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT (decision_id) DO UPDATE SET time = EXCLUDED.time, user_id = EXCLUDED.user_id, team = EXCLUDED.team, tenant = EXCLUDED.tenant,
        session_id = EXCLUDED.session_id, actor = EXCLUDED.actor, door = COALESCE(EXCLUDED.door, ledger_entries.door),
        model = COALESCE(ledger_entries.model, EXCLUDED.model), provider = COALESCE(ledger_entries.provider, EXCLUDED.provider),
        revision = EXCLUDED.revision, reserved_micro_usd = EXCLUDED.reserved_micro_usd`,
-    [id, time, who.user, who.team, who.tenant, text(object(input.session).id), actorName, who.door, text(llm.model), text(llm.provider), revision, micro(enforcement.reserved_usd)],
+    [id, time, who.user, who.team, who.tenant, text(object(input.session).id), actorName, who.door, text(llm.model), text(llm.provider), revision, micro(enforcement.reserved_usd), reserved ? 'held' : 'unheld'],
   );
   const budgets = Array.isArray(enforcement.budgets) ? enforcement.budgets.map(object) : [];
   for (const budget of budgets) {
