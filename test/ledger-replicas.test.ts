@@ -6,7 +6,8 @@
  * denials. Then `signalbox spend report --by team` equals the reported costs plus the expired
  * estimates to the micro-dollar, and `signalbox spend reconcile` finds no difference from the
  * Redis counters. The same again with the embedded database (PGlite) on one replica, whose
- * audit records are summaries (`audit.input: summary`): the ledger reads both forms.
+ * audit records are summaries (`audit.input: summary`): the ledger reads both forms; and on one
+ * replica of two workers, where the primary owns the embedded database.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
@@ -94,11 +95,16 @@ interface Setup {
   readonly replicas: number;
   readonly database: 'postgres' | 'embedded';
   readonly auditInput: 'full' | 'summary';
+  /** `server.workers` of each replica (1 when absent). */
+  readonly workers?: number;
 }
 
 describe.each<Setup>([
   { name: 'three replicas, one Redis, one PostgreSQL', replicas: 3, database: 'postgres', auditInput: 'full' },
   { name: 'one replica, one Redis, the embedded database, summary audit records', replicas: 1, database: 'embedded', auditInput: 'summary' },
+  // The embedded database belongs to the primary, which loads both workers' chains; the workers
+  // answer the ledger's API by asking it.
+  { name: 'one replica of two workers, the embedded database in the primary', replicas: 1, database: 'embedded', auditInput: 'full', workers: 2 },
 ])('spend ledger: $name', (setup) => {
   let redis: RedisServer;
   let postgres: PostgresServer | undefined;
@@ -122,7 +128,7 @@ describe.each<Setup>([
       ledger = `  database: embedded\n  dir: ${await mkdtemp(join(tmpdir(), 'signalbox-ledger-db-'))}`;
     }
     const yaml = config(bundle, `  type: redis\n  redis_url: ${redis.url}`, ledger, setup.auditInput);
-    replicas = await Promise.all(Array.from({ length: setup.replicas }, () => startReplica(yaml, env)));
+    replicas = await Promise.all(Array.from({ length: setup.replicas }, () => startReplica(yaml, env, setup.workers ? { workers: setup.workers, connections: 4 } : {})));
   }, 120_000);
 
   afterAll(async () => {

@@ -40,7 +40,8 @@ import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
 import { Metrics } from '../transport/metrics.js';
 import { AdminGuard } from '../transport/admin-auth.js';
 import { TlsFiles } from '../transport/tls.js';
-import { SpendLedger } from '../ledger/ledger.js';
+import type { LedgerView } from '../ledger/ledger.js';
+import { openSpendLedger } from './ledger-ipc.js';
 
 /**
  * A started server: its bound ports (useful when the config asked for port 0), the parts tests and
@@ -58,7 +59,7 @@ export interface RunningSignalbox {
   readonly reports: ReportService;
   readonly audit: AuditSink;
   /** The spend ledger, when `ledger.enabled`. */
-  readonly ledger?: SpendLedger;
+  readonly ledger?: LedgerView;
   /** What GET /metrics serves from (a worker hands its own registry to the primary to aggregate). */
   readonly metrics: Metrics;
   /** Drains in-flight calls (up to the configured grace), flushes the audit log, closes listeners. */
@@ -99,6 +100,8 @@ export interface WorkerRole {
   readonly workers: number;
   /** Every worker's metrics, aggregated by the primary. */
   readonly metrics: () => Promise<string>;
+  /** The primary's embedded ledger, asked over IPC (`ledger.database: embedded`, src/app/ledger-ipc.ts). */
+  readonly ledger?: LedgerView & { close(): Promise<void> };
 }
 
 /** What {@link startSignalbox} lets a caller replace: the pipeline's dependencies, and the audit log it would otherwise open at `audit.path`. */
@@ -272,23 +275,18 @@ export async function createPipeline(
 }
 
 /**
- * The spend ledger, when enabled. Each process serves its API; only one loads (the only process,
- * or worker 1, which follows every worker's chain). The embedded database belongs to one process,
- * so it cannot serve workers: those need `ledger.database: postgres`.
+ * The spend ledger, when enabled. Each process serves its API; only one loads. With PostgreSQL
+ * that is the only process, or worker 1, which follows every worker's chain; the embedded
+ * database belongs to one process, so with workers the primary opens and loads it and each
+ * worker asks it over IPC (src/app/ledger-ipc.ts).
  */
-async function openLedger(config: SignalboxConfig, logger: Logger, worker: WorkerRole | undefined, env: NodeJS.ProcessEnv): Promise<SpendLedger | undefined> {
+async function openLedger(config: SignalboxConfig, logger: Logger, worker: WorkerRole | undefined, env: NodeJS.ProcessEnv): Promise<(LedgerView & { close(): Promise<void> }) | undefined> {
   if (!config.ledger.enabled) return undefined;
   if (worker && config.ledger.database === 'embedded') {
-    throw new SignalboxError('config_invalid', 'ledger.database: embedded serves one process; with server.workers > 1 use ledger.database: postgres');
+    if (!worker.ledger) throw new SignalboxError('internal_error', 'the primary did not hand this worker its embedded ledger');
+    return worker.ledger;
   }
-  return SpendLedger.open(config.ledger, {
-    auditPath: resolve(config.audit.path),
-    holdTtlMs: config.budgets.hold_ttl_ms,
-    expiredHolds: config.budgets.expired_holds,
-    logger,
-    env,
-    load: !worker || worker.id === 1,
-  });
+  return openSpendLedger(config, logger, env, !worker || worker.id === 1);
 }
 
 /**
@@ -357,7 +355,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
   });
   const answers = new AnswerPipeline(responses, contentOptions(config), logger);
   let admin: AdminGuard | undefined;
-  let ledger: SpendLedger | undefined;
+  let ledger: (LedgerView & { close(): Promise<void> }) | undefined;
   let tls: TlsFiles | undefined;
   let grpcServer: grpc.Server | undefined;
   let httpServer: HttpServer | undefined;

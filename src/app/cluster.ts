@@ -24,6 +24,8 @@ import { SignalboxError, describeCause } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { IpcStoreClient, answerStoreRequests, isStoreChanged, isStoreReplies, isStoreRequests, type StoreChanged, type StoreReplies, type StoreRequests } from '../enforce/ipc-store.js';
 import { MemoryStore } from '../enforce/memory-store.js';
+import type { SpendLedger } from '../ledger/ledger.js';
+import { IpcLedgerClient, answerLedgerCall, isLedgerCall, isLedgerReply, openSpendLedger, type LedgerCall, type LedgerReply } from './ledger-ipc.js';
 import { PolicySource, type ActiveBundle } from '../bundles/source.js';
 import { Metrics, aggregateSnapshots, type MetricsSnapshot } from '../transport/metrics.js';
 import { resolveBundlePath } from '../core/paths.js';
@@ -50,7 +52,8 @@ type ToWorker =
   | { readonly type: 'signalbox:metrics-collect'; readonly request: number }
   | { readonly type: 'signalbox:metrics-reply'; readonly request: number; readonly text?: string; readonly error?: string }
   | StoreReplies
-  | StoreChanged;
+  | StoreChanged
+  | LedgerReply;
 
 /** Worker → primary. */
 type ToPrimary =
@@ -58,7 +61,8 @@ type ToPrimary =
   | { readonly type: 'signalbox:ready'; readonly grpcPort: number; readonly httpPort: number }
   | { readonly type: 'signalbox:metrics'; readonly request: number }
   | { readonly type: 'signalbox:metrics-snapshot'; readonly request: number; readonly snapshot: MetricsSnapshot }
-  | StoreRequests;
+  | StoreRequests
+  | LedgerCall;
 
 /** A GET /metrics being answered: whose numbers are still awaited. */
 interface Gathering {
@@ -98,6 +102,15 @@ export async function runPrimary(config: SignalboxConfig, logger: Logger, worker
     await store?.close();
     throw error;
   }
+  // The embedded ledger's database belongs to one process: this one, loading every worker's chain.
+  let ledger: SpendLedger | undefined;
+  try {
+    if (config.ledger.enabled && config.ledger.database === 'embedded') ledger = await openSpendLedger(config, logger, process.env, true);
+  } catch (error) {
+    await policy.close();
+    await store?.close();
+    throw error;
+  }
 
   let phase: 'starting' | 'serving' | 'stopping' = 'starting';
   let exitCode = 0;
@@ -112,6 +125,9 @@ export async function runPrimary(config: SignalboxConfig, logger: Logger, worker
     if (forceTimer) clearTimeout(forceTimer);
     await policy.close();
     await store?.close();
+    // The workers' audit files are flushed: load what they gained, then close the database.
+    await ledger?.loadNow().catch(() => undefined);
+    await ledger?.close();
     logger.info({ exit_code: exitCode }, 'signalbox stopped');
     finish(exitCode);
   };
@@ -167,6 +183,10 @@ export async function runPrimary(config: SignalboxConfig, logger: Logger, worker
   };
 
   const onMessage = (id: number, worker: Worker, message: ToPrimary): void => {
+    if (isLedgerCall(message)) {
+      void answerLedgerCall(ledger, message).then((reply) => send(worker, reply));
+      return;
+    }
     if (isStoreRequests(message)) {
       answerStoreRequests(store, message).then(({ replies, changed }) => {
         // Every worker drops its stale copies before the sender hears the answer (channel order).
@@ -279,6 +299,7 @@ function asBundle(bundle: ActiveBundle): ActiveBundle {
  */
 export async function runWorker(): Promise<never> {
   let store: IpcStoreClient | undefined;
+  let ledger: IpcLedgerClient | undefined;
   let policy: PolicySource | undefined;
   let running: RunningSignalbox | undefined;
   let latest: ActiveBundle | undefined;
@@ -294,6 +315,10 @@ export async function runWorker(): Promise<never> {
     }
     if (isStoreChanged(message)) {
       store?.changed(message);
+      return;
+    }
+    if (isLedgerReply(message)) {
+      ledger?.receive(message);
       return;
     }
     switch (message.type) {
@@ -319,13 +344,17 @@ export async function runWorker(): Promise<never> {
       }
     }
   });
-  process.on('disconnect', () => store?.disconnected());
+  process.on('disconnect', () => {
+    store?.disconnected();
+    ledger?.disconnected();
+  });
   toPrimary({ type: 'signalbox:hello' });
 
   const { id, workers, config, bundle } = await start;
   const logger = createLogger(config.log.level).child({ worker: id });
   try {
     if (config.store.type === 'memory') store = new IpcStoreClient(toPrimary);
+    if (config.ledger.enabled && config.ledger.database === 'embedded') ledger = new IpcLedgerClient(toPrimary);
     const first = asBundle(bundle);
     policy = await PolicySource.follow({ config: config.policy, bundlePath: resolveBundlePath(config.policy.bundle), logger }, first);
     // A bundle the primary activated while this one was loading.
@@ -338,7 +367,7 @@ export async function runWorker(): Promise<never> {
       });
     // Loaded by workers only: the primary serves no request and never needs the pipeline.
     const { startSignalbox } = await import('./app.js');
-    running = await startSignalbox(config, logger, { policy, worker: { id, workers, metrics: askPrimary }, ...(store ? { store } : {}) });
+    running = await startSignalbox(config, logger, { policy, worker: { id, workers, metrics: askPrimary, ...(ledger ? { ledger } : {}) }, ...(store ? { store } : {}) });
   } catch (error) {
     const code = error instanceof SignalboxError ? error.code : 'internal_error';
     logger.fatal({ code, cause: describeCause(error) }, 'worker cannot start');

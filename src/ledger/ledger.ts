@@ -63,6 +63,12 @@ export async function openLedgerDatabase(config: LedgerConfig, env: NodeJS.Proce
   return db;
 }
 
+/**
+ * What the ledger answers, wherever it runs: the process's own {@link SpendLedger}, or (a worker
+ * over the embedded database, which only the primary opens) a client that asks the primary.
+ */
+export type LedgerView = Pick<SpendLedger, 'loadNow' | 'report' | 'denials' | 'decision' | 'entry' | 'reconcile' | 'status'>;
+
 /** The running ledger. */
 export class SpendLedger {
   private constructor(

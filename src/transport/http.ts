@@ -30,7 +30,7 @@ export interface ConsoleSources {
   /** Whether the audit trail verifies (bounded: src/audit/status.ts). */
   readonly audit: () => Promise<AuditChainStatus>;
 }
-import type { SpendLedger } from '../ledger/ledger.js';
+import type { LedgerView } from '../ledger/ledger.js';
 import { LEDGER_HANDLERS } from './ledger-routes.js';
 
 /** What the HTTP endpoints and doors serve with, shared by every route handler. */
@@ -47,7 +47,7 @@ export interface HttpServerOptions {
   /** Serves GET /v1/policy/status and /v1/audit/status; absent, they answer 404. */
   readonly console?: ConsoleSources;
   /** The spend ledger behind /v1/ledger/* (ledger.enabled); absent, those routes answer 503. */
-  readonly ledger?: SpendLedger;
+  readonly ledger?: LedgerView;
 }
 
 /** One HTTP endpoint: how a path is matched, which methods it takes, and its handler. */

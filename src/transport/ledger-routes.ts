@@ -6,20 +6,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SignalboxError } from '../core/errors.js';
-import type { SpendLedger } from '../ledger/ledger.js';
+import type { LedgerView } from '../ledger/ledger.js';
 import { parseReportQuery } from '../ledger/queries.js';
 import type { ReportService } from '../enforce/report.js';
 
 /** What the ledger's routes serve with (a narrow view of the HTTP server's options). */
 export interface LedgerRouteOptions {
-  readonly ledger?: SpendLedger;
+  readonly ledger?: LedgerView;
   readonly reports: Pick<ReportService, 'spend'>;
 }
 
 /** Where the ledger's routes live; `/v1/ledger/decisions/{id}` is a prefix route. */
 export const LEDGER_PREFIX = '/v1/ledger/';
 
-function ledgerOf(options: LedgerRouteOptions): SpendLedger {
+function ledgerOf(options: LedgerRouteOptions): LedgerView {
   if (!options.ledger) throw new SignalboxError('ledger_unavailable', 'the spend ledger is not enabled (ledger.enabled)');
   return options.ledger;
 }
@@ -31,7 +31,7 @@ function json(res: ServerResponse, body: unknown): void {
 }
 
 /** `?fresh=1` loads what the audit files gained before answering (scripts and tests that just sent traffic). */
-async function maybeLoad(url: URL, ledger: SpendLedger): Promise<void> {
+async function maybeLoad(url: URL, ledger: LedgerView): Promise<void> {
   if (url.searchParams.get('fresh') === '1') await ledger.loadNow();
 }
 
