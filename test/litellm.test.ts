@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,22 +19,13 @@ import { FakeLlm } from './helpers/fake-llm.js';
 import { JwksServer, mint, signingKey, type SigningKey } from './helpers/keys.js';
 import { capturedLogger } from './helpers/logs.js';
 import { ADMIN_HEADERS, ADMIN_TOKEN, checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
+import { freePort } from './helpers/gateways.js';
 
 const LITELLM = join(projectRoot(), '.tools', 'litellm', 'bin', 'litellm');
 const EXAMPLE = join(projectRoot(), 'examples', 'litellm', 'config.yaml');
 const USAGE = { prompt_tokens: 1234, completion_tokens: 567 };
 const MASTER_KEY = `sk-${randomBytes(32).toString('hex')}`;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** The LiteLLM proxy as a child process group, with the tail of its output for failure messages. */
 class LiteLlmProxy {

@@ -7,12 +7,12 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { section } from './helpers/readme.js';
+import { freePort } from './helpers/gateways.js';
 
 const root = join(import.meta.dirname, '..');
 const readme = await readFile(join(root, 'README.md'), 'utf8');
@@ -29,16 +29,6 @@ function commands(name: string): string[] {
     .filter((line) => line.trim() !== '' && !line.trim().startsWith('#'));
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** dist/**.js files and their modification times. */
 async function outputs(dir: string): Promise<Map<string, number>> {
