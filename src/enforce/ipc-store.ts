@@ -54,7 +54,8 @@ export type StoreOperation =
   | { readonly op: 'balances'; readonly partition: string; readonly keys: readonly BudgetKey[]; readonly nowMs: number }
   | { readonly op: 'listBudgets'; readonly nowMs: number }
   | { readonly op: 'recordProviderOutcome'; readonly provider: string; readonly outcome: ProviderOutcome; readonly nowMs: number; readonly settings: ProviderBreakerSettings }
-  | { readonly op: 'breakers' };
+  | { readonly op: 'breakers' }
+  | { readonly op: 'cancel'; readonly holdId: string; readonly nowMs: number };
 
 /** A `balances` answer: the balances, and until when each stays so without an operation. */
 export interface CachedBalances {
@@ -117,7 +118,7 @@ export async function answerStoreRequests(store: MemoryStore | undefined, messag
       if (!store) throw new SignalboxError('budget_store_unavailable', 'the primary holds no in-memory store');
       // Named before applying: a settlement is what changes them, whatever it answers.
       if (operation.op === 'reserve') for (const key of operation.reservation.budgets) budgets.add(budgetIdentity(key));
-      if (operation.op === 'settle') for (const key of store.holdBudgets(operation.holdId)) budgets.add(key);
+      if (operation.op === 'settle' || operation.op === 'cancel') for (const key of store.holdBudgets(operation.holdId)) budgets.add(key);
       if (operation.op === 'recordProviderOutcome') providers = true;
       replies.push({ id, value: await apply(store, operation) });
     } catch (error) {
@@ -147,6 +148,8 @@ async function apply(store: MemoryStore, operation: StoreOperation): Promise<unk
       return store.recordProviderOutcome(operation.provider, operation.outcome, operation.nowMs, operation.settings);
     case 'breakers':
       return store.storedBreakers();
+    case 'cancel':
+      return store.cancel(operation.holdId, operation.nowMs);
   }
 }
 
@@ -181,14 +184,33 @@ export class IpcStoreClient implements EnforcementStore {
   /** One timer for every operation's deadline, rather than one per operation. */
   private readonly deadlines: NodeJS.Timeout;
 
-  /** @param send hands a message to the primary; it throws when the channel is closed. */
-  constructor(private readonly send: (message: StoreRequests) => void) {
-    this.deadlines = setInterval(() => this.expire(Date.now()), Math.min(1_000, IPC_STORE_TIMEOUT_MS));
+  /**
+   * @param send hands a message to the primary; it throws when the channel is closed.
+   * @param timeoutMs how long an operation waits for the primary (tests shorten it).
+   */
+  constructor(
+    private readonly send: (message: StoreRequests) => void,
+    private readonly timeoutMs = IPC_STORE_TIMEOUT_MS,
+  ) {
+    this.deadlines = setInterval(() => this.expire(Date.now()), Math.min(1_000, timeoutMs));
     this.deadlines.unref();
   }
 
-  reserve(reservation: Reservation): Promise<ReserveResult> {
-    return this.call({ op: 'reserve', reservation }) as Promise<ReserveResult>;
+  /**
+   * Reserves in the primary's store. A reservation this worker gave up waiting for (a hung
+   * primary) may still run there when the primary catches up; it is refused here (503), so the
+   * primary is asked to cancel it, after the reservation on the same ordered channel: a refused
+   * request holds no budget, rate slot or loop entry.
+   */
+  async reserve(reservation: Reservation): Promise<ReserveResult> {
+    try {
+      return (await this.call({ op: 'reserve', reservation })) as ReserveResult;
+    } catch (error) {
+      if (!this.gone && error instanceof SignalboxError && error.code === 'budget_store_unavailable') {
+        this.call({ op: 'cancel', holdId: reservation.holdId, nowMs: Date.now() }).catch(() => undefined);
+      }
+      throw error;
+    }
   }
 
   async settle(s: Settlement): Promise<SettleResult> {
@@ -277,7 +299,7 @@ export class IpcStoreClient implements EnforcementStore {
     if (this.gone) return Promise.reject(unavailable('the primary process is gone'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline: Date.now() + IPC_STORE_TIMEOUT_MS });
+      this.pending.set(id, { resolve, reject, deadline: Date.now() + this.timeoutMs });
       this.batch.push({ id, operation });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -292,7 +314,7 @@ export class IpcStoreClient implements EnforcementStore {
     for (const [id, waiting] of this.pending) {
       if (waiting.deadline > nowMs) continue;
       this.pending.delete(id);
-      waiting.reject(unavailable(`the primary did not answer within ${IPC_STORE_TIMEOUT_MS} ms`));
+      waiting.reject(unavailable(`the primary did not answer within ${this.timeoutMs} ms`));
     }
   }
 

@@ -101,6 +101,10 @@ interface HoldRecord {
   budgets: string[];
   /** Token buckets charged: [key, weight, per minute]. */
   tokenRates: [string, number, number][];
+  /** Every rate bucket charged, requests too: [key, weight, per minute] (given back by {@link MemoryStore.cancel}). */
+  charged: [string, number, number][];
+  /** The call the loop check remembered for it, if any. */
+  loopCall?: { readonly session: string; readonly callHash: string };
   meta: Readonly<Record<string, string | number | null>>;
   expireAtMs: number;
 }
@@ -183,10 +187,12 @@ export class MemoryStore implements EnforcementStore {
       state.expireAtMs = Math.max(state.expireAtMs, b.expireAtMs, holdExpiresAt + r.retentionMs);
     }
     const tokenRates: [string, number, number][] = [];
+    const charged: [string, number, number][] = [];
     for (const [j, rate] of r.rates.entries()) {
       const key = rateKey(rate.scope, rate.unit);
       const bucket = newBuckets[j] as Bucket;
       this.rates.set(key, { ...bucket, expireAtMs: bucketExpiry(bucket, rate.perMinute) });
+      charged.push([key, rate.weight, rate.perMinute]);
       if (rate.unit === 'tokens') tokenRates.push([key, rate.weight, rate.perMinute]);
     }
     if (r.loop) {
@@ -199,6 +205,8 @@ export class MemoryStore implements EnforcementStore {
       settledAmount: 0,
       budgets: r.budgets.map(budgetIdentity),
       tokenRates,
+      charged,
+      ...(r.loop ? { loopCall: { session: r.loop.session, callHash: r.loop.callHash } } : {}),
       meta: r.meta,
       expireAtMs: holdExpiresAt + r.retentionMs,
     });
@@ -241,6 +249,37 @@ export class MemoryStore implements EnforcementStore {
     hold.settledAmount = amount;
     hold.expireAtMs = now + s.retentionMs;
     return { outcome: 'settled', amount, held: hold.amount, late, meta: hold.meta };
+  }
+
+  /**
+   * Undoes a reservation whose caller was told it failed (a worker that gave up waiting for this
+   * process): the hold leaves every budget, the rate buckets get their units back and the loop
+   * check forgets the call, so a refused request consumes nothing. A hold already settled is
+   * left alone. Returns the budget counters it changed.
+   */
+  cancel(holdId: string, nowMs: number): { readonly outcome: 'cancelled' | 'not_found'; readonly budgets: readonly string[] } {
+    const hold = this.liveHold(holdId, nowMs);
+    if (!hold || hold.state !== 'held') return { outcome: 'not_found', budgets: [] };
+    for (const key of hold.budgets) {
+      const state = this.budgets.get(key);
+      const held = state?.holds.get(holdId);
+      if (!state || !held) continue; // expired and swept, or the window is gone
+      state.holds.delete(holdId);
+      state.held -= held[0];
+    }
+    for (const [key, weight, perMinute] of hold.charged) {
+      const entry = this.rates.get(key);
+      if (!entry || entry.expireAtMs <= nowMs) continue;
+      const drained = drain(entry, nowMs, perMinute);
+      this.rates.set(key, { level: Math.max(0, drained.level - weight), atMs: drained.atMs, expireAtMs: entry.expireAtMs });
+    }
+    const loop = hold.loopCall ? this.liveLoop(hold.loopCall.session, nowMs) : undefined;
+    if (loop && hold.loopCall) {
+      const at = loop.calls.indexOf(hold.loopCall.callHash);
+      if (at >= 0) loop.calls.splice(at, 1);
+    }
+    this.holds.delete(holdId);
+    return { outcome: 'cancelled', budgets: hold.budgets };
   }
 
   /**
