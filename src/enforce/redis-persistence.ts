@@ -112,3 +112,55 @@ export async function assessPersistence(nodes: readonly Redis[], mode: 'refuse' 
   logger.error({ code: 'store_persistence_unsafe' }, refusal.message);
   return { refusal };
 }
+
+/**
+ * Whether the connected servers may take reservations: judged again on every connection (a
+ * restarted server may come back with other settings, or empty), and every reservation waits for
+ * the current judgement, so none reaches a server before it is judged.
+ */
+export class PersistenceGate {
+  /** Set while the connected servers' persistence is unsafe and the setting is `refuse`. */
+  private refusal: SignalboxError | undefined;
+  /** The judgement of the current connection. */
+  private judged: Promise<void> = Promise.resolve();
+
+  /**
+   * @param nodes the servers connected now (a Cluster's masters)
+   * @param interrupted logs a check cut short by a dropped connection (the next one judges again)
+   */
+  constructor(
+    private readonly nodes: () => Redis[],
+    private readonly mode: 'refuse' | 'warn',
+    private readonly logger: Logger,
+    private readonly interrupted: (error: unknown) => void,
+  ) {}
+
+  /** Judges the servers of a new connection. */
+  recheck(): void {
+    this.judged = this.judge();
+  }
+
+  /** Waits for the current judgement; throws `store_persistence_unsafe` when it refuses. */
+  async settled(): Promise<void> {
+    await this.judged;
+    if (this.refusal) throw this.refusal;
+  }
+
+  /** Waits for the current judgement; throws `budget_store_unavailable` when it refuses. */
+  async admit(): Promise<void> {
+    await this.judged;
+    if (this.refusal) throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) is refused', { cause: this.refusal });
+  }
+
+  private async judge(): Promise<void> {
+    let verdict: PersistenceVerdict;
+    try {
+      verdict = await assessPersistence(this.nodes(), this.mode, this.logger);
+    } catch (error) {
+      this.interrupted(error);
+      return;
+    }
+    if (!verdict.refusal && this.refusal) this.logger.info('budget store persistence is safe again; reservations resume');
+    this.refusal = verdict.refusal;
+  }
+}

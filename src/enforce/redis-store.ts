@@ -20,7 +20,7 @@ import { RedisKeys } from './keys.js';
 import { CancellationQueue, cancelHold, type CancelOutcome, type PendingCancel } from './redis-cancellations.js';
 import { connectRedis, serverClockSkewMs, type Client } from './redis-client.js';
 import { clientCause, maskSecrets, secretsOf } from './redis-errors.js';
-import { assessPersistence, type PersistenceVerdict } from './redis-persistence.js';
+import { PersistenceGate } from './redis-persistence.js';
 import { BALANCES_SCRIPT, CANCEL_SCRIPT, PROVIDER_SCRIPT, RESERVE_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js';
 import { counted, luaList, storedBreaker, type RawBalance, type RawBreaker } from './redis-wire.js';
 import {
@@ -95,10 +95,8 @@ export class RedisStore implements EnforcementStore {
   private readonly keys: RedisKeys;
   private readonly secrets: string[];
   private readonly cancellations: CancellationQueue;
-  /** Set while the connected server's persistence is unsafe and the setting is `refuse`. */
-  private refusal: SignalboxError | undefined;
-  /** The persistence check of the current connection (started on every `ready`). */
-  private persistenceChecked: Promise<void> = Promise.resolve();
+  /** Whether the connected servers' persistence lets them take reservations (judged on every `ready`). */
+  private readonly persistence: PersistenceGate;
 
   private constructor(
     private readonly client: Client,
@@ -108,6 +106,13 @@ export class RedisStore implements EnforcementStore {
     this.keys = new RedisKeys(options.keyPrefix);
     this.secrets = secretsOf(options);
     this.cancellations = new CancellationQueue((cancel) => this.cancel(cancel), logger);
+    this.persistence = new PersistenceGate(
+      () => (client instanceof Cluster ? client.nodes('master') : [client]),
+      options.unsafePersistence ?? 'refuse',
+      logger,
+      // The connection dropped mid-check; the next 'ready' checks again.
+      (error) => logger.debug({ code: 'budget_store_unavailable', cause: this.mask(clientCause(error)) }, 'persistence check interrupted'),
+    );
   }
 
   /** Connects in the background; the store answers budget_store_unavailable until Redis is up. */
@@ -128,7 +133,7 @@ export class RedisStore implements EnforcementStore {
       if (down) logger.info('budget store connection restored');
       down = false;
       // A restarted server may come back with other settings (or empty): judge it every time.
-      store.persistenceChecked = store.checkPersistence();
+      store.persistence.recheck();
       store.cancellations.flush();
       store.clockSkewMs().then(
         (skewMs) => {
@@ -176,28 +181,12 @@ export class RedisStore implements EnforcementStore {
       this.logger.warn({ code: 'budget_store_unavailable', cause: describeCause(error) }, 'budget store not reachable at start-up; its persistence is checked when it connects');
       return;
     }
-    await this.persistenceChecked;
-    if (this.refusal) throw this.refusal;
+    await this.persistence.settled();
   }
 
   /** Resolves true once every refused reservation has been given back, false after `timeoutMs`. */
   cancellationsDone(timeoutMs: number): Promise<boolean> {
     return this.cancellations.idle(timeoutMs);
-  }
-
-  /** Judges the connected servers' persistence; logs, and sets or clears the refusal. */
-  private async checkPersistence(): Promise<void> {
-    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
-    let verdict: PersistenceVerdict;
-    try {
-      verdict = await assessPersistence(nodes, this.options.unsafePersistence ?? 'refuse', this.logger);
-    } catch (error) {
-      // The connection dropped mid-check; the next 'ready' checks again.
-      this.logger.debug({ code: 'budget_store_unavailable', cause: this.mask(clientCause(error)) }, 'persistence check interrupted');
-      return;
-    }
-    if (!verdict.refusal && this.refusal) this.logger.info('budget store persistence is safe again; reservations resume');
-    this.refusal = verdict.refusal;
   }
 
   /** Replaces every password the store knows by *** (error text bound for a log). */
@@ -227,8 +216,7 @@ export class RedisStore implements EnforcementStore {
     const client = this.connected();
     // Wait for the current connection's persistence check (settled at once but just after a
     // reconnection), so no reservation reaches a server before it is judged.
-    await this.persistenceChecked;
-    if (this.refusal) throw new SignalboxError('budget_store_unavailable', 'the budget store (Redis) is refused', { cause: this.refusal });
+    await this.persistence.admit();
     const keys = [this.keys.hold(r.partition, r.holdId)];
     for (const b of r.budgets) keys.push(this.keys.budget(r.partition, b), this.keys.budgetHolds(r.partition, b));
     for (const rate of r.rates) keys.push(this.keys.rate(r.partition, rate.unit, rate.scope));
