@@ -22,6 +22,19 @@ local function sweep(bk, zk, now, charge)
     redis.call('ZREM', zk, id)
   end
 end
+-- Takes a hold that has not expired off one budget counter (settle and cancel): true when it
+-- did, false when the hold expired (the caller applies the expired-hold policy), nil when the
+-- counter itself is gone.
+local function release_live_hold(bk, zk, id, now)
+  if redis.call('EXISTS', bk) ~= 1 then return nil end
+  local score = redis.call('ZSCORE', zk, id)
+  if not (score and tonumber(score) > now) then return false end
+  local amount = tonumber(redis.call('HGET', bk, 'h:' .. id) or '0')
+  redis.call('HDEL', bk, 'h:' .. id)
+  redis.call('ZREM', zk, id)
+  redis.call('HINCRBY', bk, 'held', int(-amount))
+  return true
+end
 -- Lifetimes are set relative to the caller's "now", never as an absolute time: an absolute
 -- PEXPIREAT would be judged by Redis's own clock, so a replica whose clock is behind Redis's
 -- (or a test's frozen clock) would write counters that are already expired, and a budget would
@@ -201,21 +214,15 @@ local budgets = cjson.decode(rec[3])
 local late = false
 for i = 1, #budgets do
   local bk, zk = budgets[i][1], budgets[i][2]
-  if redis.call('EXISTS', bk) == 1 then
-    local score = redis.call('ZSCORE', zk, p.id)
-    if score and tonumber(score) > now then
-      local amount = tonumber(redis.call('HGET', bk, 'h:' .. p.id) or '0')
-      redis.call('HDEL', bk, 'h:' .. p.id)
-      redis.call('ZREM', zk, p.id)
-      redis.call('HINCRBY', bk, 'held', int(-amount))
-      redis.call('HINCRBY', bk, 'spent', int(p.amount))
-    else
-      sweep(bk, zk, now, p.charge)
-      late = true
-      local charged = 0
-      if p.charge then charged = held end
-      redis.call('HINCRBY', bk, 'spent', int(p.amount - charged))
-    end
+  local released = release_live_hold(bk, zk, p.id, now)
+  if released then
+    redis.call('HINCRBY', bk, 'spent', int(p.amount))
+  elseif released == false then
+    sweep(bk, zk, now, p.charge)
+    late = true
+    local charged = 0
+    if p.charge then charged = held end
+    redis.call('HINCRBY', bk, 'spent', int(p.amount - charged))
   end
 end
 if p.tokens >= 0 then
@@ -270,17 +277,9 @@ if loop[1] then named = named + 1 end
 if named ~= p.keys then return cjson.encode({ outcome = 'stale' }) end
 for i = 1, #budgets do
   local bk, zk = budgets[i][1], budgets[i][2]
-  if redis.call('EXISTS', bk) == 1 then
-    local score = redis.call('ZSCORE', zk, p.id)
-    if score and tonumber(score) > now then
-      local amount = tonumber(redis.call('HGET', bk, 'h:' .. p.id) or '0')
-      redis.call('HDEL', bk, 'h:' .. p.id)
-      redis.call('ZREM', zk, p.id)
-      redis.call('HINCRBY', bk, 'held', int(-amount))
-    else
-      sweep(bk, zk, now, p.charge)
-      if p.charge then redis.call('HINCRBY', bk, 'spent', int(-held)) end
-    end
+  if release_live_hold(bk, zk, p.id, now) == false then
+    sweep(bk, zk, now, p.charge)
+    if p.charge then redis.call('HINCRBY', bk, 'spent', int(-held)) end
   end
 end
 for j = 1, #rates do
