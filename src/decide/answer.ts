@@ -10,8 +10,7 @@ import type { Logger } from '../core/log.js';
 import { contentFacts, type ContentOptions } from '../inspect/content/facts.js';
 import { redactBody } from '../inspect/content/redact.js';
 import type { Finding } from '../inspect/content/scan.js';
-import { countTextTokens } from '../inspect/llm/tokenizer.js';
-import { encodingForModel } from '../inspect/llm/tokenizer.js';
+import { countTextTokens, encodingForModel } from '../inspect/llm/tokenizer.js';
 import { bufferedResponseFacts, mcpMessageFacts, removeTools, type ResponseApi } from '../inspect/response/buffered.js';
 import { StreamGuard } from '../inspect/response/stream-guard.js';
 import type { ProviderUsage } from '../inspect/response/usage.js';
@@ -97,6 +96,10 @@ class Answer implements AnswerStream {
   private done = false;
   private readonly reasons = new Set<string>();
   private redactions = 0;
+  /** What the response rule last said to mask in a stream (judged again as findings appear). */
+  private redact: ResponseVerdict['redact'];
+  /** MCP tools an event-stream tools/list may not offer. */
+  private readonly toolsRemoved = new Set<string>();
 
   constructor(
     private readonly responses: ResponsePipeline,
@@ -236,8 +239,6 @@ class Answer implements AnswerStream {
     return { kind: 'pass', body };
   }
 
-  private readonly toolsRemoved = new Set<string>();
-  private redact: ResponseVerdict['redact'];
 
   private judge(content: { scanned: boolean; truncated: boolean; findings: Finding[] }): ResponseVerdict {
     const verdict = this.responses.judge(this.context, { status: this.status, api: this.api ?? null, stream: this.stream, content });
@@ -257,9 +258,8 @@ class Answer implements AnswerStream {
     if (member === undefined || typeof parsed !== 'object' || parsed === null) return undefined;
     const output = (parsed as Record<string, unknown>)[member];
     if (output === undefined) return undefined;
-    const llm = this.context.input.llm as { input_tokens?: unknown } | undefined;
     return {
-      input_tokens: typeof llm?.input_tokens === 'number' ? llm.input_tokens : 0,
+      input_tokens: this.estimatedInput(),
       // The member's JSON (an upper bound of its text: quotes and names count too).
       output_tokens: countTextTokens(JSON.stringify(output), encodingForModel(this.model())),
     };
