@@ -4,12 +4,18 @@
  * database (keyed by the file's first line, so rotation keeps it) and commits each batch of
  * records with its cursor in one transaction, so it resumes exactly where it stopped; a record
  * applied twice (a crash between the two, a replay, another replica) changes nothing.
+ *
+ * Replicas sharing a PostgreSQL server load at the same moments, and the records of one decision
+ * sit in several replicas' files (the decision on one, its settlement on another), so two batches
+ * would lock the same rows in crossing orders, which PostgreSQL ends as a deadlock. Every ledger
+ * write therefore takes one advisory lock for its transaction: writers take turns, readers never
+ * wait, and loading is off the hot path.
  */
 import { hostname } from 'node:os';
 import { describeCause } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { auditFiles, fileHead, linesAfter, readLines } from './audit-files.js';
-import type { LedgerDatabase } from './database.js';
+import type { LedgerDatabase, SqlClient } from './database.js';
 import { applyRecord, expireHolds, ledgerRelevant } from './records.js';
 
 /** What a loader needs. */
@@ -25,6 +31,9 @@ export interface LoaderOptions {
   readonly logger: Logger;
   readonly clock?: () => number;
 }
+
+/** The advisory lock every ledger write holds for its transaction (any constant no other code uses). */
+const LEDGER_WRITE_LOCK = 7263012;
 
 /** One followed file, as `/v1/ledger/status` shows it. */
 export interface LoadedFile {
@@ -99,7 +108,7 @@ export class LedgerLoader {
       for (;;) {
         const read = await readLines(file.path, offset);
         if (read.next === offset) break;
-        const result = await db.transaction(async (tx) => {
+        const result = await this.write(async (tx) => {
           let changed = 0;
           let bad = 0;
           for (const line of read.lines) {
@@ -129,19 +138,22 @@ export class LedgerLoader {
       }
     }
     const now = this.clock();
-    const expired = await expireHolds(db, now, this.options.holdTtlMs, this.options.expiredHolds);
     const days = this.options.retentionDays ?? 0;
-    if (days > 0) await this.prune(now - days * 86_400_000);
+    const expired = await this.write(async (tx) => {
+      const count = await expireHolds(tx, now, this.options.holdTtlMs, this.options.expiredHolds);
+      if (days > 0) await prune(tx, now - days * 86_400_000);
+      return count;
+    });
     this.lastLoadedAt = new Date(now);
     return { records, applied, expired, unreadable };
   }
 
-  private async prune(beforeMs: number): Promise<void> {
-    const before = new Date(beforeMs).toISOString();
-    await this.options.db.query('DELETE FROM ledger_budgets WHERE decision_id IN (SELECT decision_id FROM ledger_entries WHERE time < $1)', [before]);
-    await this.options.db.query('DELETE FROM ledger_records WHERE decision_id IN (SELECT decision_id FROM ledger_entries WHERE time < $1 UNION SELECT decision_id FROM ledger_denials WHERE time < $1)', [before]);
-    await this.options.db.query('DELETE FROM ledger_entries WHERE time < $1', [before]);
-    await this.options.db.query('DELETE FROM ledger_denials WHERE time < $1', [before]);
+  /** Runs `work` in one transaction holding the ledger's write lock (see the file's comment). */
+  private write<T>(work: (tx: SqlClient) => Promise<T>): Promise<T> {
+    return this.options.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [LEDGER_WRITE_LOCK]);
+      return work(tx);
+    });
   }
 
   /** The files this loader follows, where it stands in each, and how many whole lines it has yet to read. */
@@ -157,4 +169,13 @@ export class LedgerLoader {
     }
     return { files, lag };
   }
+}
+
+/** Deletes what the retention window no longer keeps: rows and records of decisions before `beforeMs`. */
+async function prune(tx: SqlClient, beforeMs: number): Promise<void> {
+  const before = new Date(beforeMs).toISOString();
+  await tx.query('DELETE FROM ledger_budgets WHERE decision_id IN (SELECT decision_id FROM ledger_entries WHERE time < $1)', [before]);
+  await tx.query('DELETE FROM ledger_records WHERE decision_id IN (SELECT decision_id FROM ledger_entries WHERE time < $1 UNION SELECT decision_id FROM ledger_denials WHERE time < $1)', [before]);
+  await tx.query('DELETE FROM ledger_entries WHERE time < $1', [before]);
+  await tx.query('DELETE FROM ledger_denials WHERE time < $1', [before]);
 }
