@@ -3,7 +3,8 @@
  *
  *   Signalbox          `signalbox serve --config signalbox.yaml` (the built CLI, dist/), audit on
  *                      (buffered, the default), the in-memory store, default log level;
- *                      BENCH_WORKERS=N adds `server.workers: N`.
+ *                      BENCH_WORKERS=N adds `server.workers: N`; BENCH_PROFILE=dir writes a
+ *                      V8 CPU profile of each of its processes there (workers inherit the flags).
  *   opa-envoy-plugin   `opa-envoy-plugin run --server --config-file opa.yaml POLICY DATA` with the
  *                      envoy_ext_authz_grpc plugin and no decision_logs section, so decision logs
  *                      are off (its default), default log level.
@@ -112,7 +113,8 @@ export async function startSignalbox(setup: SignalboxSetup, dir: string, cpu?: n
   const http = await freePort();
   const config = join(work, 'signalbox.yaml');
   await writeFile(config, signalboxConfig(setup, { grpc, http }, join(work, 'audit', 'decisions.jsonl')));
-  const group = startGroup('signalbox', process.execPath, [signalboxCli(), 'serve', '--config', config], { cwd: work, ...(cpu === undefined ? {} : { cpu }) });
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const group = startGroup('signalbox', process.execPath, [...profile, signalboxCli(), 'serve', '--config', config], { cwd: work, ...(cpu === undefined ? {} : { cpu }) });
   return whenListening(running('signalbox', grpc, group, work));
 }
 
