@@ -7,6 +7,7 @@
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ENVOY_DOOR, fromCheckRequest, toCheckResponse } from './doors/envoy-grpc.js';
+import { encodeCheckResponse, type CheckResponseMessage } from './doors/check-response-wire.js';
 import { serveProcessStream, type ProcessStream } from './doors/envoy-ext-proc.js';
 import type { AnswerPipeline } from '../decide/answer.js';
 import {
@@ -154,7 +155,9 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     };
   };
 
-  server.addService(services.authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false) });
+  // Check's answers are written by check-response-wire.ts (the same bytes, without protobufjs's per-field garbage).
+  const authorization = { ...services.authorization, Check: { ...services.authorization.Check!, responseSerialize: (message: CheckResponseMessage) => encodeCheckResponse(message) } };
+  server.addService(authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false) });
   server.addService(services.processor, {
     Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
       serveProcessStream(call as unknown as ProcessStream, {

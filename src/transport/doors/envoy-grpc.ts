@@ -8,6 +8,7 @@
  */
 import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import type { HeaderEntry } from '../../policy/result.js';
+import type { CheckResponseMessage, HeaderOptionMessage } from './check-response-wire.js';
 import { fromStruct, toStruct, type Struct } from './struct.js';
 
 /** This door's name in `input.door.name`, the audit trail and metrics. */
@@ -83,18 +84,18 @@ export function fromCheckRequest(message: { attributes?: DecodedAttributes }): D
 }
 
 /** Header entries as Envoy HeaderValueOptions: the first value of a name overwrites, the rest append. */
-function headerOptions(entries: readonly HeaderEntry[]): object[] {
+function headerOptions(entries: readonly HeaderEntry[]): HeaderOptionMessage[] {
   const seen = new Set<string>();
   return entries.map((entry) => {
     const name = entry.key.toLowerCase();
-    const appendAction = seen.has(name) ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD';
+    const appendAction = seen.has(name) ? ('APPEND_IF_EXISTS_OR_ADD' as const) : ('OVERWRITE_IF_EXISTS_OR_ADD' as const);
     seen.add(name);
     return { header: { key: entry.key, value: entry.value }, appendAction };
   });
 }
 
-/** Maps a decision to the CheckResponse object proto-loader serialises. */
-export function toCheckResponse(decision: Decision): object {
+/** Maps a decision to the CheckResponse the server writes (check-response-wire.ts). */
+export function toCheckResponse(decision: Decision): CheckResponseMessage {
   const dynamicMetadata = toStruct(decision.dynamicMetadata);
   if (decision.allowed) {
     return {
