@@ -29,6 +29,7 @@ import { loadServices } from './protos.js';
 import type { AdminGuard } from './admin-auth.js';
 import { principalOfPeer, withPeerPrincipal } from './peer.js';
 import { addReflection } from './reflection.js';
+import { serveUnaryDirectly, type DirectUnaryMethod } from './grpc-unary.js';
 
 /** What grpc.health.v1 reports: serving while both listeners are bound and nothing the service needs is missing. */
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
@@ -127,37 +128,77 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     'grpc.enable_channelz': 0,
   });
 
-  const decide = <Req, Res>(
+  /** A decision call's answer; never rejects, and any failure is answered as a deny. */
+  const answerWith = <Req, Res>(
     door: string,
     toRequest: (message: Req) => DecisionRequest,
     toResponse: (decision: Decision) => Res,
     /** The connection's identity is the client's own (the native API), not a gateway's. */
     peerIsSource: boolean,
-  ): grpc.handleUnaryCall<Req, Res> => {
-    return (call, callback) => {
+  ): ((message: Req, peerPrincipal: string | undefined) => Promise<Res>) => {
+    return (message, peerPrincipal) => {
       let request: DecisionRequest;
       try {
-        request = withPeerPrincipal(toRequest(call.request), callPrincipal(call), peerIsSource);
+        request = withPeerPrincipal(toRequest(message), peerPrincipal, peerIsSource);
       } catch (error) {
         options.logger.warn({ code: 'request_malformed', door, cause: describeCause(error) }, 'cannot map request');
-        callback(null, toResponse(options.pipeline.rejectUnreadable(door, error)));
-        return;
+        return Promise.resolve(toResponse(options.pipeline.rejectUnreadable(door, error)));
       }
-      options.pipeline.decide(request).then(
-        (decision) => callback(null, toResponse(decision)),
-        (error: unknown) => {
-          // decide() never rejects by contract. If it ever does, answer with a deny: a gRPC error
-          // would let Envoy's failure_mode_allow turn it into an allow.
-          options.logger.error({ code: 'internal_error', door, cause: describeCause(error) }, 'pipeline rejected');
-          callback(null, toResponse(options.pipeline.rejectUnreadable(door, new SignalboxError('internal_error', 'pipeline failure', { cause: error }))));
-        },
-      );
+      return options.pipeline.decide(request).then(toResponse, (error: unknown) => {
+        // decide() never rejects by contract. If it ever does, answer with a deny: a gRPC error
+        // would let Envoy's failure_mode_allow turn it into an allow.
+        options.logger.error({ code: 'internal_error', door, cause: describeCause(error) }, 'pipeline rejected');
+        return toResponse(options.pipeline.rejectUnreadable(door, new SignalboxError('internal_error', 'pipeline failure', { cause: error })));
+      });
+    };
+  };
+  const decide = <Req, Res>(answer: (message: Req, peerPrincipal: string | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      void answer(call.request, callPrincipal(call)).then((response) => callback(null, response));
     };
   };
 
+  /**
+   * A decision method on the lean path (grpc-unary.ts): its request decoded, answered, and its
+   * answer encoded here; a request that cannot be decoded is answered as a deny, like one that
+   * cannot be mapped.
+   */
+  const direct = <Req, Res>(
+    method: grpc.MethodDefinition<Req, Res>,
+    door: string,
+    answer: (message: Req, peerPrincipal: string | undefined) => Promise<Res>,
+    toResponse: (decision: Decision) => Res,
+    encode: (response: Res) => Buffer,
+  ): DirectUnaryMethod => ({
+    path: method.path,
+    answer: (bytes, peerPrincipal) => {
+      let message: Req;
+      try {
+        message = method.requestDeserialize(bytes);
+      } catch (error) {
+        options.logger.warn({ code: 'request_malformed', door, cause: describeCause(error) }, 'cannot decode request');
+        return Promise.resolve(encode(toResponse(options.pipeline.rejectUnreadable(door, error))));
+      }
+      return answer(message, peerPrincipal).then(encode);
+    },
+  });
+
+  const check = services.authorization.Check as grpc.MethodDefinition<Parameters<typeof fromCheckRequest>[0], CheckResponseMessage>;
+  const answerCheck = answerWith(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false);
   // Check's answers are written by check-response-wire.ts (the same bytes, without protobufjs's per-field garbage).
-  const authorization = { ...services.authorization, Check: { ...services.authorization.Check!, responseSerialize: (message: CheckResponseMessage) => encodeCheckResponse(message) } };
-  server.addService(authorization, { Check: decide(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false) });
+  server.addService({ ...services.authorization, Check: { ...check, responseSerialize: encodeCheckResponse } }, { Check: decide(answerCheck) });
+  const decideMethod = services.decision.Decide as grpc.MethodDefinition<Parameters<typeof fromDecideRequest>[0], ReturnType<typeof toDecideResponse>>;
+  const answerDecide = answerWith(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true);
+  // The calls a gateway makes for every request are read and answered on the lean path; the
+  // grpc-js handlers registered for them serve what that path leaves to grpc-js.
+  serveUnaryDirectly(
+    server,
+    [
+      direct(check, ENVOY_DOOR, answerCheck, toCheckResponse, encodeCheckResponse),
+      direct(decideMethod, SIGNALBOX_DOOR, answerDecide, toDecideResponse, (response) => decideMethod.responseSerialize(response)),
+    ],
+    options.maxRequestBytes,
+  );
   server.addService(services.processor, {
     Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
       serveProcessStream(call as unknown as ProcessStream, {
@@ -186,7 +227,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   };
 
   server.addService(services.decision, {
-    Decide: decide(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true),
+    Decide: decide(answerDecide),
     Report: native('Report', (request: ReportMessage) => options.reports.report(SIGNALBOX_DOOR, fromReportMessage(request)).then(toReportResponse)),
     GetSpend: native('GetSpend', async (request: { scope?: string; window?: string }) =>
       toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
