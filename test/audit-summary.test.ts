@@ -56,6 +56,8 @@ describe('audit.input', () => {
     const request = checkRequest({ token, body });
     await full.check(request);
     await summary.check(request);
+    await full.running.audit.flush();
+    await summary.running.audit.flush();
     const [fullRecord] = (await records(full.auditPath)).filter((r) => r.decision_id);
     const [summaryRecord] = (await records(summary.auditPath)).filter((r) => r.decision_id);
     expect(fullRecord!.decision).toEqual(summaryRecord!.decision);
@@ -86,6 +88,7 @@ describe('audit.input', () => {
 
   it('records a denial the same way, and the file verifies', async () => {
     await summary.check(checkRequest({ body }));
+    await summary.running.audit.flush();
     const all = (await records(summary.auditPath)).filter((r) => r.decision_id);
     const denied = all.find((r) => !r.decision.allowed)!;
     expect(denied.input.identity).toMatchObject({ verified: false, error: { code: 'token_missing' } });

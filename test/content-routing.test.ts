@@ -91,6 +91,7 @@ describe('content safety, destinations, routing and credentials through the defa
   }
 
   async function auditRecords(): Promise<Array<Record<string, unknown>>> {
+    await sb.running.audit.flush();
     const text = await readFile(sb.auditPath, 'utf8');
     return text
       .trim()

@@ -40,6 +40,7 @@ describe('dry-run', () => {
   });
 
   async function auditFor(decisionId: string): Promise<AuditRecord> {
+    await sb.running.audit.flush();
     const records = (await readFile(sb.auditPath, 'utf8'))
       .trim()
       .split('\n')

@@ -102,6 +102,7 @@ describe('Envoy ext_authz over gRPC (examples/envoy/envoy.yaml, the real Envoy)'
     expect(upstream.seen.length).toBe(before);
     const metadata = await metadataOf(outcome.headers['x-signalbox-decision-id']!);
     expect(metadata?.policy_revision).toEqual(expect.any(String));
+    await sb.running.audit.flush();
     const audit = (await readFile(sb.auditPath, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { decision_id: string; door: string });
     expect(audit.find((r) => r.decision_id === outcome.headers['x-signalbox-decision-id'])?.door).toBe('envoy.ext_authz.grpc');
   });

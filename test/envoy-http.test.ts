@@ -138,6 +138,7 @@ describe('Envoy ext_authz in HTTP mode (examples/envoy/envoy-http.yaml, the real
   }
 
   async function auditRecords(): Promise<AuditRecord[]> {
+    await sb.running.audit.flush();
     return (await readFile(sb.auditPath, 'utf8'))
       .split('\n')
       .filter(Boolean)

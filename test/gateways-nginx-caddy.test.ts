@@ -139,6 +139,7 @@ describe.each(['nginx', 'caddy'] as const)('%s in front of Signalbox', (name) =>
     // The provider key reaches the upstream only: not the client, the logs or the audit trail.
     expect(JSON.stringify(headersOf(response))).not.toContain(OPENAI_KEY);
     expect(logs.text()).not.toContain(OPENAI_KEY);
+    await sb.running.audit.flush();
     expect(await readFile(sb.auditPath, 'utf8')).not.toContain(OPENAI_KEY);
   });
 

@@ -310,6 +310,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
     options.audit ??
     (await FileAuditLog.open(auditPath, logger, {
       durability: config.audit.durability,
+      flushMs: config.audit.flush_ms,
       rotation: { maxBytes: config.audit.rotate_bytes, keepFiles: config.audit.keep_files },
       ...(shipper || exporter ? { onLine } : {}),
     }));

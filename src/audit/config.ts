@@ -53,6 +53,13 @@ export const auditSchema = z
      */
     durability: z.enum(['buffered', 'fsync']).default('buffered'),
     /**
+     * buffered: how long the first queued record waits for others before they are written
+     * together (0: as soon as the previous write finished). Each write is a thread-pool round
+     * trip and a system call; under load, waiting a few milliseconds makes it one per batch. A
+     * crash can lose this much more of the trail. fsync mode never waits.
+     */
+    flush_ms: z.number().int().min(0).max(1000).default(10),
+    /**
      * full: each record carries the whole policy input, masked (headers, parsed body, spend
      * view...). summary: who, what and what was found (identity, actor, session, door, the LLM
      * facts, tool names, content findings, destinations, method/path/host and the body's size

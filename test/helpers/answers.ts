@@ -42,6 +42,7 @@ export function usdOf(model: string, usage: { input_tokens: number; output_token
 
 /** Every record of the audit trail so far. */
 export async function auditRecords(sb: TestSignalbox): Promise<Array<Record<string, unknown>>> {
+  await sb.running.audit.flush();
   return (await readFile(sb.auditPath, 'utf8'))
     .split('\n')
     .filter(Boolean)
