@@ -117,6 +117,24 @@ describe('the lean unary gRPC path', () => {
     }
   });
 
+  it('drops the answers of callers that reset their call while it was decided, and keeps serving', async () => {
+    const request = frame(services.authorization.Check!.requestSerialize(checkRequest({})));
+    const session = http2.connect(`http://127.0.0.1:${sb.running.grpcPort}`);
+    try {
+      await Promise.all(
+        Array.from({ length: 20 }, () => {
+          const stream = session.request({ ':method': 'POST', ':path': CHECK, 'content-type': 'application/grpc', te: 'trailers' });
+          stream.on('error', () => undefined);
+          stream.end(request, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+          return new Promise((resolve) => stream.on('close', resolve));
+        }),
+      );
+    } finally {
+      session.close();
+    }
+    expect((await sb.check(checkRequest({}))).status.code).toBe(7);
+  });
+
   it('still answers Check after all of that', async () => {
     const response = await sb.check(checkRequest({}));
     expect(response.status.code).toBe(7);

@@ -54,22 +54,43 @@ interface GrpcServerInternals {
   onStreamOpened?: (stream: ServerHttp2Stream) => void;
 }
 
+/**
+ * Writes to a stream the caller may have left (a deadline, a reset, the connection gone) while
+ * the answer was being made: a stream that can no longer take it is left alone, and a write that
+ * throws all the same is dropped, never let out of the promise chain to end the process.
+ */
+function writeTo(stream: ServerHttp2Stream, write: () => void): void {
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
+  try {
+    write();
+  } catch {
+    stream.destroy();
+  }
+}
+
 /** Answers a stream with a status and no message (a trailers-only response), as grpc-js does. */
 function answerStatus(stream: ServerHttp2Stream, code: number, details: string): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true });
+  writeTo(stream, () =>
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true }),
+  );
 }
 
 function answerMessage(stream: ServerHttp2Stream, message: Buffer): void {
-  // The caller may have gone (deadline, reset) while the answer was being made.
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  const frame = Buffer.allocUnsafe(5 + message.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-  stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-  stream.end(frame);
+  writeTo(stream, () => {
+    const frame = Buffer.allocUnsafe(5 + message.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once('wantTrailers', () => {
+      try {
+        stream.sendTrailers(OK_TRAILERS);
+      } catch {
+        stream.destroy();
+      }
+    });
+    stream.end(frame);
+  });
 }
 
 function peerPrincipal(stream: ServerHttp2Stream): string | undefined {
