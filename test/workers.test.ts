@@ -255,6 +255,8 @@ describe('a primary that dies', () => {
   it('takes its workers with it', async () => {
     const bundle = await buildTestBundle(MARKER_REGO, { data: { marker: { id: 'm' } } });
     const replica = await startReplica(policyYaml([`bundle: ${bundle}`]), {}, { workers: WORKERS });
+    // The port listens once the first worker serves; the others may log a moment later.
+    await until(() => workerPids(replica.output()).size === WORKERS, 'every worker to log that it serves');
     const pids = [...workerPids(replica.output()).values()];
     expect(pids).toHaveLength(WORKERS);
     expect(pids.every(alive)).toBe(true);
