@@ -158,45 +158,31 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     };
   };
 
+  const check = services.authorization.Check as grpc.MethodDefinition<Parameters<typeof fromCheckRequest>[0], CheckResponseMessage>;
+  const decideMethod = services.decision.Decide as grpc.MethodDefinition<Parameters<typeof fromDecideRequest>[0], ReturnType<typeof toDecideResponse>>;
   /**
-   * A decision method on the lean path (grpc-unary.ts): its request decoded, answered, and its
-   * answer encoded here; a request that cannot be decoded is answered as a deny, like one that
-   * cannot be mapped.
+   * A decision method on the lean path (grpc-unary.ts): the same answer from the request's
+   * bytes, so a request that cannot be decoded is answered as a deny, like one that cannot be mapped.
    */
   const direct = <Req, Res>(
     method: grpc.MethodDefinition<Req, Res>,
     door: string,
-    answer: (message: Req, peerPrincipal: string | undefined) => Promise<Res>,
+    toRequest: (message: Req) => DecisionRequest,
     toResponse: (decision: Decision) => Res,
-    encode: (response: Res) => Buffer,
+    peerIsSource: boolean,
   ): DirectUnaryMethod => ({
     path: method.path,
-    answer: (bytes, peerPrincipal) => {
-      let message: Req;
-      try {
-        message = method.requestDeserialize(bytes);
-      } catch (error) {
-        options.logger.warn({ code: 'request_malformed', door, cause: describeCause(error) }, 'cannot decode request');
-        return Promise.resolve(encode(toResponse(options.pipeline.rejectUnreadable(door, error))));
-      }
-      return answer(message, peerPrincipal).then(encode);
-    },
+    answer: answerWith(door, (bytes: Buffer) => toRequest(method.requestDeserialize(bytes)), (decision) => method.responseSerialize(toResponse(decision)), peerIsSource),
   });
 
-  const check = services.authorization.Check as grpc.MethodDefinition<Parameters<typeof fromCheckRequest>[0], CheckResponseMessage>;
-  const answerCheck = answerWith(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false);
   // Check's answers are written by check-response-wire.ts (the same bytes, without protobufjs's per-field garbage).
-  server.addService({ ...services.authorization, Check: { ...check, responseSerialize: encodeCheckResponse } }, { Check: decide(answerCheck) });
-  const decideMethod = services.decision.Decide as grpc.MethodDefinition<Parameters<typeof fromDecideRequest>[0], ReturnType<typeof toDecideResponse>>;
-  const answerDecide = answerWith(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true);
+  const checkWire = { ...check, responseSerialize: encodeCheckResponse };
+  server.addService({ ...services.authorization, Check: checkWire }, { Check: decide(answerWith(ENVOY_DOOR, fromCheckRequest, toCheckResponse, false)) });
   // The calls a gateway makes for every request are read and answered on the lean path; the
   // grpc-js handlers registered for them serve what that path leaves to grpc-js.
   serveUnaryDirectly(
     server,
-    [
-      direct(check, ENVOY_DOOR, answerCheck, toCheckResponse, encodeCheckResponse),
-      direct(decideMethod, SIGNALBOX_DOOR, answerDecide, toDecideResponse, (response) => decideMethod.responseSerialize(response)),
-    ],
+    [direct(checkWire, ENVOY_DOOR, fromCheckRequest, toCheckResponse, false), direct(decideMethod, SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true)],
     options.maxRequestBytes,
   );
   server.addService(services.processor, {
@@ -227,7 +213,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   };
 
   server.addService(services.decision, {
-    Decide: decide(answerDecide),
+    Decide: decide(answerWith(SIGNALBOX_DOOR, fromDecideRequest, toDecideResponse, true)),
     Report: native('Report', (request: ReportMessage) => options.reports.report(SIGNALBOX_DOOR, fromReportMessage(request)).then(toReportResponse)),
     GetSpend: native('GetSpend', async (request: { scope?: string; window?: string }) =>
       toSpendResponse(await options.reports.spend(request.scope || undefined, request.window || undefined)),
