@@ -3,7 +3,8 @@
  * p50/p99 latency and server CPU µs per decision for, in the same run:
  *   bare            a grpc-js server answering OK without work (the floor);
  *   signalbox       the default policy with its limits data emptied: no budgets, no rate limits;
- *   no-audit        signalbox with every audit record dropped: signalbox / no-audit is the audit's cost;
+ *   no-audit        signalbox with no audit record masked, built or written: signalbox / no-audit is
+ *                   the audit's whole cost;
  *   audit-fsync     signalbox with audit.durability fsync: answered only once the record is on disk;
  *   audit-summary   signalbox with audit.input summary (smaller records): audit-summary / no-audit
  *                   is the summary audit's cost;

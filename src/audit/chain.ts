@@ -10,11 +10,13 @@
  * Records written before this form hashed the canonical JSON of the record (keys sorted); verify
  * accepts a line that matches either, so older files still verify and the chain runs on across.
  */
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalJson } from '../core/canonical-json.js';
+import { JsonText } from '../core/json-text.js';
+import { LineChunks } from './line-chunks.js';
 
 /** The `prev_hash` of the first record of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -26,8 +28,9 @@ export interface ChainFields {
   hash: string;
 }
 
-function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+/** One-shot SHA-256 (no Hash object per record). */
+function sha256Hex(data: string | Buffer): string {
+  return digest('sha256', data, 'hex');
 }
 
 /** The end of every line this writer writes: the hash, last. */
@@ -49,24 +52,61 @@ export function lineHashMatches(line: string, record: Readonly<Record<string, un
 }
 
 /**
- * The record's JSON text with `seq` and `prev_hash` appended, the same text as stringifying a copy
- * with them added, without copying the record (it is on every decision's path).
+ * The record's JSON text with `seq` and `prev_hash` appended, in pieces to be written one after
+ * another: the same JSON as stringifying a copy with them added, without copying the record or
+ * joining the text (it is on every decision's path). Members already written as JSON
+ * ({@link JsonText}: the masked policy input) are spliced in as they are, after the others.
  */
-function linkedText(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): string {
-  if ('seq' in record || 'prev_hash' in record || 'hash' in record) return JSON.stringify({ ...record, seq, prev_hash: prevHash });
-  const own = JSON.stringify(record);
+function linkedPieces(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): string[] {
+  if ('seq' in record || 'prev_hash' in record || 'hash' in record) return [JSON.stringify({ ...record, seq, prev_hash: prevHash })];
+  let plain: Readonly<Record<string, unknown>> = record;
+  const written: string[] = [];
+  for (const key in record) {
+    const value = record[key];
+    if (!(value instanceof JsonText)) continue;
+    if (plain === record) plain = withoutJsonText(record);
+    written.push(`${JSON.stringify(key)}:`, value.text, ',');
+  }
+  const own = JSON.stringify(plain);
   const link = `"seq":${seq},"prev_hash":${JSON.stringify(prevHash)}}`;
-  return own.length === 2 ? `{${link}` : `${own.slice(0, -1)},${link}`;
+  return own.length === 2 ? ['{', ...written, link] : [own.slice(0, -1), ',', ...written, link];
+}
+
+/** The record's own members that are not already JSON text. */
+function withoutJsonText(record: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const plain: Record<string, unknown> = {};
+  for (const key in record) if (!(record[key] instanceof JsonText)) plain[key] = record[key];
+  return plain;
+}
+
+/** What the line adds after the hashed text, in place of its closing brace: `,"hash":"<64 hex>"}\n`. */
+const HASH_SUFFIX_BYTES = ',"hash":"'.length + 64 + '"}\n'.length;
+
+/** A record linked into the chain: its line as UTF-8 bytes, and its hash. */
+export interface ChainedLine {
+  readonly bytes: Buffer;
+  readonly hash: string;
 }
 
 /**
- * Links a record into the chain and returns its JSON line: the record's JSON text with `seq` and
- * `prev_hash`, then `hash`, the SHA-256 of that text, as the last field.
+ * Links a record into the chain and encodes its line into `chunks`: the record's JSON text with
+ * `seq` and `prev_hash`, then `hash`, the SHA-256 of that text, as the last member. The text is
+ * encoded once; the hash is taken over those bytes and the line is written from them. Throws
+ * what `JSON.stringify` throws, before anything is encoded.
  */
+export function chainRecordInto(chunks: LineChunks, record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): ChainedLine {
+  const { buffer, start, end } = chunks.encode(linkedPieces(record, seq, prevHash), HASH_SUFFIX_BYTES);
+  const hash = sha256Hex(buffer.subarray(start, end));
+  // The text ends with the record's closing brace; the hash member takes its place, then closes it.
+  const closing = end - 1;
+  const suffix = buffer.write(`,"hash":"${hash}"}\n`, closing, 'latin1');
+  return { bytes: buffer.subarray(start, closing + suffix), hash };
+}
+
+/** {@link chainRecordInto} for one record, as a string (rotation and tests). */
 export function chainRecord(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): { line: string; hash: string } {
-  const text = linkedText(record, seq, prevHash);
-  const hash = sha256Hex(text);
-  return { line: `${text.slice(0, -1)},"hash":"${hash}"}\n`, hash };
+  const chained = chainRecordInto(new LineChunks(0), record, seq, prevHash);
+  return { line: chained.bytes.toString('utf8'), hash: chained.hash };
 }
 
 /**

@@ -93,6 +93,12 @@ function maskPath(path: unknown, isCredential: CredentialTest): unknown {
 }
 
 /**
+ * The members of a decision input {@link maskInput} may replace; the copy shares every other
+ * member with the input, so their serialised text can be reused (core/json-text.ts).
+ */
+export const MASKED_MEMBERS: readonly string[] = ['attributes', 'parsed_body', 'tool_calls', 'parsed_query'];
+
+/**
  * Returns a masked copy of a decision input; the original is not touched. Only the branches that
  * change are copied (the rest is shared), because this runs for every decision.
  */

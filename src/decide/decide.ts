@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SignalboxError, describeCause } from '../core/errors.js';
+import type { MemberwiseJson } from '../core/json-text.js';
 import type { Logger } from '../core/log.js';
 import type { AuditSink } from '../audit/log.js';
 import { traceContext, type DecisionSpan, type StageSpan, type TraceContext } from '../audit/otlp.js';
@@ -22,7 +23,7 @@ import type { LlmOptions } from '../inspect/llm.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { interpretResult } from '../policy/result.js';
 import type { Decision, DecisionRequest } from './decision.js';
-import { buildInput } from './input.js';
+import { buildInput, serialiseInput } from './input.js';
 import { recordDecision } from './record.js';
 import { lookUp, requestFacts } from './request.js';
 import { dryRunPass, enforced, failClosed, finish } from './respond.js';
@@ -166,6 +167,7 @@ export class DecisionPipeline {
     const stages = trace ? new StageClock(nowNs, started) : undefined;
     const engine = options.engine();
     let input: Record<string, unknown> = { attributes: request.attributes };
+    let inputJson: MemberwiseJson | undefined;
     let result: unknown = null;
     let evalNs = 0;
     let decision: Decision;
@@ -186,7 +188,8 @@ export class DecisionPipeline {
       const looked = await lookUp(caller, gathered, nowMs, decisionId, options);
       input = buildInput(request, facts, caller, gathered, looked, options.credentials);
       stages?.end('inspect');
-      const evaluation = engine.evaluate(input, nowNs);
+      inputJson = serialiseInput(input);
+      const evaluation = engine.evaluate(inputJson, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
       if (evaluation.builtinErrors.length > 0) {
@@ -220,7 +223,7 @@ export class DecisionPipeline {
     // Only the policy's own denials pass in dry-run: an error or an enforcement denial (which
     // follows a policy allow) never does.
     const dryRunPasses = options.dryRun === true && policyDenied && !decision.allowed && decision.error === undefined;
-    const written = recordDecision(options, request, engine.entrypoint, input, result, decision, nowNs, enforcement, {
+    const written = recordDecision(options, request, engine.entrypoint, { value: input, json: inputJson }, result, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: handlerNs,
     }, dryRunPasses, trace);
@@ -252,7 +255,7 @@ export class DecisionPipeline {
     const decision = failClosed(cause, randomUUID(), engine.revision, this.options.logger);
     const request: DecisionRequest = { door, attributes: {}, path: '', headers: {}, body: Buffer.alloc(0) };
     // Already a deny: waiting for its record could not make the answer any safer.
-    recordDecision(this.options, request, engine.entrypoint, {}, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 }).catch(() => undefined);
+    recordDecision(this.options, request, engine.entrypoint, { value: {} }, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 }).catch(() => undefined);
     this.observe({ door, decision, enforcement: undefined, durationS: 0 });
     return decision;
   }

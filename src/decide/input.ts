@@ -3,6 +3,9 @@
  * parsed_body, truncated_body, version) plus Signalbox's own facts. Its schema is
  * src/policy/schema/input.schema.json.
  */
+import { SignalboxError, describeCause } from '../core/errors.js';
+import { MemberwiseJson } from '../core/json-text.js';
+import { MASKED_MEMBERS } from '../audit/mask.js';
 import type { VerifiedCaller } from '../identity/verifier.js';
 import type { HttpFacts } from '../inspect/http.js';
 import type { DecisionRequest } from './decision.js';
@@ -45,4 +48,18 @@ export function buildInput(
       ...(request.peerPrincipal ? { peer_principal: request.peerPrincipal } : {}),
     },
   };
+}
+
+/**
+ * The input's JSON text, written once: the engine evaluates it, and the audit record reuses the
+ * text of the members masking leaves alone (written as one group, apart from those it may
+ * replace). An input JSON cannot write (a body nested past the stack) fails the evaluation, as
+ * it would inside the engine.
+ */
+export function serialiseInput(input: Readonly<Record<string, unknown>>): MemberwiseJson {
+  try {
+    return MemberwiseJson.of(input, MASKED_MEMBERS);
+  } catch (error) {
+    throw new SignalboxError('policy_eval_failed', `policy evaluation failed: the input cannot be written as JSON: ${describeCause(error)}`, { cause: error });
+  }
 }

@@ -4,11 +4,12 @@
  * allowed or denied, errors included; a failed append never changes the decision.
  */
 import { createHash } from 'node:crypto';
-import type { AuditSink } from '../audit/log.js';
+import { noopAuditSink, type AuditSink } from '../audit/log.js';
 import { maskInput } from '../audit/mask.js';
 import type { TraceContext } from '../audit/otlp.js';
 import { containsSecret } from '../inspect/content/detectors.js';
 import { describeCause } from '../core/errors.js';
+import { JsonText, type MemberwiseJson } from '../core/json-text.js';
 import type { Logger } from '../core/log.js';
 import { microToUsd } from '../core/money.js';
 import type { EnforcementOutcome } from '../enforce/enforcer.js';
@@ -50,13 +51,27 @@ function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown
   }
 }
 
-/** The masked input; should masking ever fail, the record says why instead of being lost. */
-function masked(input: Record<string, unknown>, maskHeaders: ReadonlySet<string>): unknown {
+/** The policy input of a decision, and its JSON text when it was written for the engine. */
+export interface RecordedInput {
+  readonly value: Record<string, unknown>;
+  readonly json?: MemberwiseJson | undefined;
+}
+
+/**
+ * The masked input. With the engine's text of the input, it is JSON text written when the audit
+ * log serialises the record (off the decision's path), reusing the text of every member masking
+ * left alone; should that fail, the log records why in its place. Should masking itself ever
+ * fail, the record says why instead of being lost.
+ */
+function masked(input: RecordedInput, maskHeaders: ReadonlySet<string>): unknown {
+  let copy: Record<string, unknown>;
   try {
-    return maskInput(input, maskHeaders, containsSecret);
+    copy = maskInput(input.value, maskHeaders, containsSecret);
   } catch (error) {
     return { omitted: `the input could not be masked: ${describeCause(error)}` };
   }
+  const json = input.json;
+  return json ? new JsonText(() => json.textOf(copy)) : copy;
 }
 
 /** Picks the named members of an object that are present. */
@@ -119,7 +134,7 @@ export function recordDecision(
   options: RecordOptions,
   request: DecisionRequest,
   decisionPath: string,
-  input: Record<string, unknown>,
+  input: RecordedInput,
   result: unknown,
   decision: Decision,
   nowNs: bigint,
@@ -130,6 +145,9 @@ export function recordDecision(
   /** The decision's trace, when spans are exported: the record names it. */
   trace?: TraceContext,
 ): Promise<void> {
+  // A sink that drops everything (`signalbox eval`, tests, the benchmark's audit-off baseline)
+  // needs no record: none is masked, built or written.
+  if (options.audit === noopAuditSink) return Promise.resolve();
   try {
     const written = options.audit.append({
       decision_id: decision.decisionId,
@@ -137,7 +155,7 @@ export function recordDecision(
       path: decisionPath,
       door: request.door,
       bundles: { signalbox: { revision: decision.revision } },
-      input: options.auditInput === 'summary' ? summarised(input, request.body) : masked(input, options.maskHeaders),
+      input: options.auditInput === 'summary' ? summarised(input.value, request.body) : masked(input, options.maskHeaders),
       result: result === undefined ? null : options.auditInput === 'summary' ? summarisedResult(result) : result,
       decision: {
         allowed: decision.allowed,
