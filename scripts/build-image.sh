@@ -6,7 +6,7 @@
 #
 # 1. podman, buildah and debootstrap come from the distribution's packages when missing.
 # 2. The base, localhost/signalbox-base:trixie, is a minimal Debian trixie made by debootstrap
-#    with nodejs (Debian's 20.19; Signalbox needs 20.10+) and ca-certificates, imported as an
+#    with nodejs (Debian's 20.19; Signalbox needs 20.12+) and ca-certificates, imported as an
 #    image. It is built once and reused; `podman rmi localhost/signalbox-base:trixie` rebuilds it.
 #    With registry access, skip this and build on the official Node image (the Containerfile's
 #    default BASE_IMAGE): podman build -f deploy/Containerfile -t signalbox .
