@@ -65,7 +65,7 @@ function linkedPieces(record: Readonly<Record<string, unknown>>, seq: number, pr
     const value = record[key];
     if (!(value instanceof JsonText)) continue;
     if (plain === record) plain = withoutJsonText(record);
-    written.push(`${JSON.stringify(key)}:`, value.text, ',');
+    written.push(`${JSON.stringify(key)}:`, ...value.pieces, ',');
   }
   const own = JSON.stringify(plain);
   const link = `"seq":${seq},"prev_hash":${JSON.stringify(prevHash)}}`;

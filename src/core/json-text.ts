@@ -5,27 +5,36 @@
  * spliced into both.
  */
 
+/** JSON text in pieces that are written one after another: splicing texts never copies them. */
+type Pieces = readonly string[];
+
 /**
  * A value written as JSON, now or when first needed. Writers that know it (the policy engine,
- * the audit chain) use `text` as it is; anything else that stringifies it gets the same JSON
- * through `toJSON`.
+ * the audit chain) write its `pieces` as they are; anything else that stringifies it gets the
+ * same JSON through `toJSON`.
  */
 export class JsonText {
-  #text: string | undefined;
-  #write: (() => string) | undefined;
+  #pieces: Pieces | undefined;
+  #write: (() => Pieces) | undefined;
 
-  /** `text`, or a function that writes it on first use (and may throw then, as JSON.stringify does). */
-  constructor(text: string | (() => string)) {
-    if (typeof text === 'string') this.#text = text;
-    else this.#write = text;
+  /** The text (or its pieces), or a function that writes them on first use (and may throw then, as JSON.stringify does). */
+  constructor(text: string | Pieces | (() => Pieces)) {
+    if (typeof text === 'function') this.#write = text;
+    else this.#pieces = typeof text === 'string' ? [text] : text;
   }
 
-  get text(): string {
-    if (this.#text === undefined) {
-      this.#text = (this.#write as () => string)();
+  /** The text in pieces, to be written one after another. */
+  get pieces(): Pieces {
+    if (this.#pieces === undefined) {
+      this.#pieces = (this.#write as () => Pieces)();
       this.#write = undefined;
     }
-    return this.#text;
+    return this.#pieces;
+  }
+
+  /** The text, joined. */
+  get text(): string {
+    return this.pieces.join('');
   }
 
   /** The value again, for a serialiser that does not know this class (slow, but the same JSON). */
@@ -34,11 +43,11 @@ export class JsonText {
   }
 }
 
-/** `{…a's members…,…b's members…}` from the JSON texts of two objects. */
-function merged(a: string, b: string): string {
-  if (a.length === 2) return b;
-  if (b.length === 2) return a;
-  return `${a.slice(0, -1)},${b.slice(1)}`;
+/** `{…a's members…,…b's members…}` from the JSON texts of two objects, in pieces. */
+function merged(a: string, b: string): Pieces {
+  if (a.length === 2) return [b];
+  if (b.length === 2) return [a];
+  return [a.slice(0, -1), ',', b.slice(1)];
 }
 
 /**
@@ -53,9 +62,9 @@ export class MemberwiseJson extends JsonText {
     /** The members not apart, as serialised. */
     private readonly rest: Readonly<Record<string, unknown>>,
     private readonly restText: string,
-    text: string,
+    pieces: Pieces,
   ) {
-    super(text);
+    super(pieces);
   }
 
   /** Serialises `value`; throws what `JSON.stringify` throws (a cycle, a BigInt, nesting past the stack). */
@@ -75,7 +84,7 @@ export class MemberwiseJson extends JsonText {
    * (a copy with those replaced), the rest's text is reused; otherwise it is serialised whole.
    * Throws what `JSON.stringify` throws.
    */
-  textOf(variant: Readonly<Record<string, unknown>>): string {
+  textOf(variant: Readonly<Record<string, unknown>>): Pieces {
     const named: Record<string, unknown> = {};
     let restSeen = 0;
     for (const key of Object.keys(variant)) {
@@ -83,10 +92,10 @@ export class MemberwiseJson extends JsonText {
         named[key] = variant[key];
         continue;
       }
-      if (this.rest[key] !== variant[key] || !Object.prototype.hasOwnProperty.call(this.rest, key)) return JSON.stringify(variant);
+      if (this.rest[key] !== variant[key] || !Object.prototype.hasOwnProperty.call(this.rest, key)) return [JSON.stringify(variant)];
       restSeen += 1;
     }
-    if (restSeen !== Object.keys(this.rest).length) return JSON.stringify(variant);
+    if (restSeen !== Object.keys(this.rest).length) return [JSON.stringify(variant)];
     return merged(JSON.stringify(named), this.restText);
   }
 }

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SignalboxError, describeCause } from '../core/errors.js';
-import type { MemberwiseJson } from '../core/json-text.js';
+import type { JsonText, MemberwiseJson } from '../core/json-text.js';
 import type { Logger } from '../core/log.js';
 import type { AuditSink } from '../audit/log.js';
 import { traceContext, type DecisionSpan, type StageSpan, type TraceContext } from '../audit/otlp.js';
@@ -169,6 +169,7 @@ export class DecisionPipeline {
     let input: Record<string, unknown> = { attributes: request.attributes };
     let inputJson: MemberwiseJson | undefined;
     let result: unknown = null;
+    let resultJson: JsonText | undefined;
     let evalNs = 0;
     let decision: Decision;
     let enforcement: EnforcementOutcome | undefined;
@@ -192,6 +193,7 @@ export class DecisionPipeline {
       const evaluation = engine.evaluate(inputJson, nowNs);
       evalNs = evaluation.evalNs;
       result = evaluation.result;
+      resultJson = evaluation.resultJson;
       if (evaluation.builtinErrors.length > 0) {
         options.logger.debug({ decision_id: decisionId, builtin_errors: evaluation.builtinErrors }, 'builtin errors during evaluation');
       }
@@ -223,7 +225,7 @@ export class DecisionPipeline {
     // Only the policy's own denials pass in dry-run: an error or an enforcement denial (which
     // follows a policy allow) never does.
     const dryRunPasses = options.dryRun === true && policyDenied && !decision.allowed && decision.error === undefined;
-    const written = recordDecision(options, request, engine.entrypoint, { value: input, json: inputJson }, result, decision, nowNs, enforcement, {
+    const written = recordDecision(options, request, engine.entrypoint, { input, inputJson, result, resultJson }, decision, nowNs, enforcement, {
       timer_rego_query_eval_ns: evalNs,
       timer_server_handler_ns: handlerNs,
     }, dryRunPasses, trace);
@@ -255,7 +257,7 @@ export class DecisionPipeline {
     const decision = failClosed(cause, randomUUID(), engine.revision, this.options.logger);
     const request: DecisionRequest = { door, attributes: {}, path: '', headers: {}, body: Buffer.alloc(0) };
     // Already a deny: waiting for its record could not make the answer any safer.
-    recordDecision(this.options, request, engine.entrypoint, { value: {} }, null, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 }).catch(() => undefined);
+    recordDecision(this.options, request, engine.entrypoint, { input: {}, result: null }, decision, nowNs, undefined, { timer_rego_query_eval_ns: 0, timer_server_handler_ns: 0 }).catch(() => undefined);
     this.observe({ door, decision, enforcement: undefined, durationS: 0 });
     return decision;
   }

@@ -51,10 +51,15 @@ function auditedEnforcement(outcome: EnforcementOutcome): Record<string, unknown
   }
 }
 
-/** The policy input of a decision, and its JSON text when it was written for the engine. */
-export interface RecordedInput {
-  readonly value: Record<string, unknown>;
-  readonly json?: MemberwiseJson | undefined;
+/**
+ * What the policy was asked and answered: the input, its raw result (undefined when it never
+ * ran), and the JSON text of each as the engine had it, when it did (the record reuses it).
+ */
+export interface PolicyExchange {
+  readonly input: Record<string, unknown>;
+  readonly inputJson?: MemberwiseJson | undefined;
+  readonly result: unknown;
+  readonly resultJson?: JsonText | undefined;
 }
 
 /**
@@ -63,14 +68,14 @@ export interface RecordedInput {
  * left alone; should that fail, the log records why in its place. Should masking itself ever
  * fail, the record says why instead of being lost.
  */
-function masked(input: RecordedInput, maskHeaders: ReadonlySet<string>): unknown {
+function masked(exchange: PolicyExchange, maskHeaders: ReadonlySet<string>): unknown {
   let copy: Record<string, unknown>;
   try {
-    copy = maskInput(input.value, maskHeaders, containsSecret);
+    copy = maskInput(exchange.input, maskHeaders, containsSecret);
   } catch (error) {
     return { omitted: `the input could not be masked: ${describeCause(error)}` };
   }
-  const json = input.json;
+  const json = exchange.inputJson;
   return json ? new JsonText(() => json.textOf(copy)) : copy;
 }
 
@@ -134,8 +139,7 @@ export function recordDecision(
   options: RecordOptions,
   request: DecisionRequest,
   decisionPath: string,
-  input: RecordedInput,
-  result: unknown,
+  policy: PolicyExchange,
   decision: Decision,
   nowNs: bigint,
   enforcement: EnforcementOutcome | undefined,
@@ -155,8 +159,8 @@ export function recordDecision(
       path: decisionPath,
       door: request.door,
       bundles: { signalbox: { revision: decision.revision } },
-      input: options.auditInput === 'summary' ? summarised(input.value, request.body) : masked(input, options.maskHeaders),
-      result: result === undefined ? null : options.auditInput === 'summary' ? summarisedResult(result) : result,
+      input: options.auditInput === 'summary' ? summarised(policy.input, request.body) : masked(policy, options.maskHeaders),
+      result: policy.result === undefined ? null : options.auditInput === 'summary' ? summarisedResult(policy.result) : (policy.resultJson ?? policy.result),
       decision: {
         allowed: decision.allowed,
         http_status: decision.allowed ? 200 : decision.httpStatus,

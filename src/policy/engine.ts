@@ -7,6 +7,7 @@
  */
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import { SignalboxError, describeCause } from '../core/errors.js';
+import { JsonText } from '../core/json-text.js';
 import type { PolicyBundle } from './compiled.js';
 import { createHostBuiltins } from './builtins.js';
 import { limitViolation } from './result-schema.js';
@@ -29,6 +30,8 @@ export interface Evaluation {
   /** False when the decision rule is undefined for this input. */
   readonly defined: boolean;
   readonly result: unknown;
+  /** The result's JSON text as the module wrote it, when the evaluation took the fast path (the audit record reuses it). */
+  readonly resultJson?: JsonText | undefined;
   /** Wall time spent inside the WASM evaluation, in nanoseconds. */
   readonly evalNs: number;
   /** Errors host builtins swallowed (they made a call undefined, as OPA's non-strict mode). */
@@ -130,8 +133,14 @@ export class PolicyEngine {
     this.current = { nowNs, builtinErrors: [] };
     const started = process.hrtime.bigint();
     let resultSet: unknown;
+    let resultSetText: string | undefined;
     try {
-      resultSet = fastId !== undefined ? fastEvaluate(this.policy, fastId, input) : this.policy.evaluate(input, entrypoint);
+      if (fastId !== undefined) {
+        resultSetText = fastEvaluate(this.policy, fastId, input);
+        resultSet = JSON.parse(resultSetText);
+      } else {
+        resultSet = this.policy.evaluate(input, entrypoint);
+      }
     } catch (error) {
       throw new SignalboxError('policy_eval_failed', `policy evaluation failed: ${describeCause(error)}`, { cause: error });
     }
@@ -145,6 +154,19 @@ export class PolicyEngine {
       throw new SignalboxError('policy_eval_failed', `policy evaluation returned ${resultSet.length} results; a decision rule must be complete`);
     }
     const first = resultSet[0] as { result?: unknown };
-    return { defined: first.result !== undefined, result: first.result, evalNs, builtinErrors };
+    const resultJson = resultSetText === undefined ? undefined : resultText(resultSetText, first);
+    return { defined: first.result !== undefined, result: first.result, ...(resultJson ? { resultJson } : {}), evalNs, builtinErrors };
   }
+}
+
+/** What the module writes around a one-result set: `[{"result":` … `}]`. */
+const RESULT_SET_OPENING = '[{"result":';
+
+/**
+ * The text of the result inside a result set's text, when the set is written compactly with
+ * `result` as the only member of its one element (as opa-wasm writes it); else undefined.
+ */
+function resultText(setText: string, first: object): JsonText | undefined {
+  if (!setText.startsWith(RESULT_SET_OPENING) || !setText.endsWith('}]') || Object.keys(first).length !== 1) return undefined;
+  return new JsonText(setText.slice(RESULT_SET_OPENING.length, -2));
 }

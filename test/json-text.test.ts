@@ -1,0 +1,100 @@
+/**
+ * JSON text written once and reused (src/core/json-text.ts): the policy input is serialised for
+ * the engine in two parts and the audit record's masked copy reuses the part masking leaves
+ * alone; the engine's result text is reused as the record's `result`. Reuse must never change
+ * what is written: every text here must parse to exactly the value it stands for.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { maskInput, MASKED_MEMBERS } from '../src/audit/mask.js';
+import { readBundle } from '../src/bundles/bundle.js';
+import { JsonText, MemberwiseJson } from '../src/core/json-text.js';
+import { projectRoot } from '../src/core/paths.js';
+import { PolicyEngine } from '../src/policy/engine.js';
+
+const input = {
+  attributes: { request: { http: { method: 'POST', path: '/v1/chat?key=abc', headers: { authorization: 'Bearer x', 'content-type': 'application/json' }, body: '{"model":"m"}' } } },
+  parsed_body: { model: 'm', messages: [{ role: 'user', content: 'hi "there"\n' }] },
+  parsed_query: { key: ['abc'] },
+  identity: { subject: 'ada', roles: ['a', 'b'], claims: { 'ü': 1.5, big: 1e21 } },
+  skipped: undefined,
+  spend: { 'user:ada': { day: { spent_usd: 0.25 } } },
+};
+
+describe('MemberwiseJson', () => {
+  it('writes the same JSON as JSON.stringify, the apart members first', () => {
+    const json = MemberwiseJson.of(input, MASKED_MEMBERS);
+    expect(JSON.parse(json.text)).toEqual(JSON.parse(JSON.stringify(input)));
+    expect(Object.keys(JSON.parse(json.text))).toEqual(['attributes', 'parsed_body', 'parsed_query', 'identity', 'spend']);
+    expect(MemberwiseJson.of({}, MASKED_MEMBERS).text).toBe('{}');
+    expect(MemberwiseJson.of({ parsed_body: 1 }, MASKED_MEMBERS).text).toBe('{"parsed_body":1}');
+    expect(MemberwiseJson.of({ spend: 1 }, MASKED_MEMBERS).text).toBe('{"spend":1}');
+  });
+
+  it("writes a masked copy as that copy's JSON, reusing the rest's text", () => {
+    const json = MemberwiseJson.of(input, MASKED_MEMBERS);
+    const copy = maskInput(input, new Set(['authorization']));
+    const pieces = json.textOf(copy);
+    expect(JSON.parse(pieces.join(''))).toEqual(JSON.parse(JSON.stringify(copy)));
+    expect(pieces.join('')).not.toContain('Bearer x');
+    expect(pieces.join('')).not.toContain('hi \\"there\\"');
+  });
+
+  it('writes a variant that changed a member outside the apart ones, or added or removed one, whole', () => {
+    const json = MemberwiseJson.of(input, MASKED_MEMBERS);
+    for (const variant of [
+      { ...input, identity: { subject: 'eve' } },
+      { ...input, extra: true },
+      (({ spend: _spend, ...rest }) => rest)(input),
+    ]) {
+      expect(JSON.parse(json.textOf(variant).join(''))).toEqual(JSON.parse(JSON.stringify(variant)));
+    }
+  });
+
+  it('throws what JSON.stringify throws', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(() => MemberwiseJson.of({ identity: cyclic }, MASKED_MEMBERS)).toThrow(TypeError);
+    expect(() => MemberwiseJson.of({ parsed_body: 1n }, MASKED_MEMBERS)).toThrow(TypeError);
+  });
+});
+
+describe('JsonText', () => {
+  it('is written when first needed, once, and stringifies as its value elsewhere', () => {
+    let writes = 0;
+    const text = new JsonText(() => {
+      writes += 1;
+      return ['{"a":', '[1,2]', '}'];
+    });
+    expect(writes).toBe(0);
+    expect(text.text).toBe('{"a":[1,2]}');
+    expect(text.pieces).toEqual(['{"a":', '[1,2]', '}']);
+    expect(writes).toBe(1);
+    expect(JSON.stringify({ value: text })).toBe('{"value":{"a":[1,2]}}');
+  });
+
+  it('rethrows on every use when it cannot be written', () => {
+    const text = new JsonText(() => {
+      throw new RangeError('too deep');
+    });
+    expect(() => text.pieces).toThrow('too deep');
+    expect(() => JSON.stringify(text)).toThrow('too deep');
+  });
+});
+
+describe("the engine's result text", () => {
+  it('is the result the engine parsed, for allowed and denied requests', async () => {
+    const bundle = await readBundle(join(projectRoot(), 'bundles', 'signalbox.tar.gz'));
+    const engine = await PolicyEngine.create(bundle, { entrypoint: 'signalbox/authz/decision' });
+    const inputs: unknown[] = [
+      {},
+      new JsonText('{"attributes":{"request":{"http":{"method":"GET","path":"/v1/models","headers":{}}}}}'),
+      MemberwiseJson.of(input, MASKED_MEMBERS),
+    ];
+    for (const each of inputs) {
+      const evaluation = engine.evaluate(each, 1_700_000_000_000_000_000n);
+      expect(evaluation.resultJson, 'the fast path writes the result text').toBeDefined();
+      expect(JSON.parse(evaluation.resultJson!.text)).toEqual(evaluation.result);
+    }
+  });
+});
