@@ -17,6 +17,15 @@ export class LineChunks {
   constructor(private readonly chunkBytes = CHUNK_BYTES) {}
 
   /**
+   * Starts over at the beginning of the current chunk: the caller holds no line encoded so far
+   * (they are written). Reusing one chunk keeps it in the CPU's cache and spares allocating,
+   * faulting in and collecting a new one every few hundred records.
+   */
+  reuse(): void {
+    this.used = 0;
+  }
+
+  /**
    * Encodes `pieces` one after another as UTF-8 and returns the bytes, a view of a chunk that
    * stays valid (no later line overwrites it). `spareBytes` more are reserved after them, for
    * the caller to fill in place.

@@ -94,16 +94,18 @@ const QUEUED: Promise<void> = Promise.resolve();
  */
 function contiguous(lines: readonly Buffer[]): Buffer[] {
   const ranges: Buffer[] = [];
-  let open: Buffer | undefined;
+  let first: Buffer | undefined;
+  let length = 0;
   for (const line of lines) {
-    if (open && open.buffer === line.buffer && open.byteOffset + open.length === line.byteOffset) {
-      open = Buffer.from(open.buffer, open.byteOffset, open.length + line.length);
-      ranges[ranges.length - 1] = open;
-    } else {
-      open = line;
-      ranges.push(line);
+    if (first && first.buffer === line.buffer && first.byteOffset + length === line.byteOffset) {
+      length += line.length;
+      continue;
     }
+    if (first) ranges.push(Buffer.from(first.buffer, first.byteOffset, length));
+    first = line;
+    length = line.length;
   }
+  if (first) ranges.push(Buffer.from(first.buffer, first.byteOffset, length));
   return ranges;
 }
 
@@ -313,6 +315,8 @@ export class FileAuditLog implements AuditSink {
    */
   private async drain(): Promise<void> {
     for (;;) {
+      // Between writes nothing queued holds chunk bytes (they are written): encode over them.
+      if (this.queue.length === 0) this.chunks.reuse();
       this.chainPending();
       const head = this.queue[0];
       if (head === undefined) return;

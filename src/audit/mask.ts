@@ -93,17 +93,18 @@ function maskPath(path: unknown, isCredential: CredentialTest): unknown {
 }
 
 /**
- * The members of a decision input {@link maskInput} may replace; the copy shares every other
- * member with the input, so their serialised text can be reused (core/json-text.ts).
+ * The members of a decision input {@link maskedMembers} may replace; the masked copy shares every
+ * other member with the input, so their serialised text can be reused (core/json-text.ts).
  */
 export const MASKED_MEMBERS: readonly string[] = ['attributes', 'parsed_body', 'tool_calls', 'parsed_query'];
 
 /**
- * Returns a masked copy of a decision input; the original is not touched. Only the branches that
- * change are copied (the rest is shared), because this runs for every decision.
+ * The masked versions of the input's members that masking changes (some of
+ * {@link MASKED_MEMBERS}); the input is not touched. Only the branches that change are copied
+ * (the rest is shared), because this runs for every decision.
  */
-export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>, isCredential: CredentialTest = NEVER): Record<string, unknown> {
-  const copy: Record<string, unknown> = { ...input };
+export function maskedMembers(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>, isCredential: CredentialTest = NEVER): Record<string, unknown> {
+  const replaced: Record<string, unknown> = {};
   const attributes = input.attributes as { request?: { http?: Record<string, unknown> } } | undefined;
   const http = attributes?.request?.http;
   if (attributes && http) {
@@ -122,15 +123,15 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
     if (http.body !== undefined) masked.body = maskBody(http.body);
     if (http.rawBody !== undefined) masked.rawBody = maskBody(http.rawBody);
     if (typeof http.query === 'string') masked.query = maskQueryString(http.query, isCredential);
-    copy.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
+    replaced.attributes = { ...attributes, request: { ...attributes.request, http: masked } };
   }
   if (input.parsed_body !== undefined && input.parsed_body !== null) {
     // The parsed body's size is the raw body's, when the door forwarded it: no need to walk it.
-    copy.parsed_body = typeof http?.body === 'string' ? maskBody(http.body) : maskBody(input.parsed_body);
+    replaced.parsed_body = typeof http?.body === 'string' ? maskBody(http.body) : maskBody(input.parsed_body);
   }
   // Tool-call arguments are request content (a prompt by another name): size only.
   if (Array.isArray(input.tool_calls)) {
-    copy.tool_calls = input.tool_calls.map((call: unknown) =>
+    replaced.tool_calls = input.tool_calls.map((call: unknown) =>
       call && typeof call === 'object' && 'arguments' in call ? { ...call, arguments: maskBody((call as { arguments: unknown }).arguments) } : call,
     );
   }
@@ -138,7 +139,12 @@ export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders:
   if (query && typeof query === 'object') {
     const secret = (key: string, value: unknown): boolean =>
       SENSITIVE_QUERY_KEY.test(key) || (Array.isArray(value) && value.some((v) => typeof v === 'string' && isCredential(v)));
-    copy.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, secret(key, value) ? [MASK] : value]));
+    replaced.parsed_query = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, secret(key, value) ? [MASK] : value]));
   }
-  return copy;
+  return replaced;
+}
+
+/** A masked copy of a decision input: the input with {@link maskedMembers} in place; the input is not touched. */
+export function maskInput(input: Readonly<Record<string, unknown>>, maskHeaders: ReadonlySet<string>, isCredential: CredentialTest = NEVER): Record<string, unknown> {
+  return { ...input, ...maskedMembers(input, maskHeaders, isCredential) };
 }

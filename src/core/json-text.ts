@@ -9,27 +9,16 @@
 type Pieces = readonly string[];
 
 /**
- * A value written as JSON, now or when first needed. Writers that know it (the policy engine,
- * the audit chain) write its `pieces` as they are; anything else that stringifies it gets the
- * same JSON through `toJSON`.
+ * A value already written as JSON. Writers that know it (the policy engine, the audit chain)
+ * write its `pieces` as they are; anything else that stringifies it gets the same JSON through
+ * `toJSON`.
  */
 export class JsonText {
-  #pieces: Pieces | undefined;
-  #write: (() => Pieces) | undefined;
+  readonly pieces: Pieces;
 
-  /** The text (or its pieces), or a function that writes them on first use (and may throw then, as JSON.stringify does). */
-  constructor(text: string | Pieces | (() => Pieces)) {
-    if (typeof text === 'function') this.#write = text;
-    else this.#pieces = typeof text === 'string' ? [text] : text;
-  }
-
-  /** The text in pieces, to be written one after another. */
-  get pieces(): Pieces {
-    if (this.#pieces === undefined) {
-      this.#pieces = (this.#write as () => Pieces)();
-      this.#write = undefined;
-    }
-    return this.#pieces;
+  /** The text, or its pieces. */
+  constructor(text: string | Pieces) {
+    this.pieces = typeof text === 'string' ? [text] : text;
   }
 
   /** The text, joined. */
@@ -52,15 +41,14 @@ function merged(a: string, b: string): Pieces {
 
 /**
  * An object serialised in two parts, the members named `apart` and the rest, one
- * `JSON.stringify` each: its text is the object's JSON (the apart members first), and a variant
- * of it that replaces only apart members (a masked copy) is written by serialising those and
- * reusing the rest's text.
+ * `JSON.stringify` each: its text is the object's JSON (the apart members first), and the text
+ * of a copy with some apart members replaced (a masked copy) is written by serialising the apart
+ * members again and reusing the rest's text.
  */
 export class MemberwiseJson extends JsonText {
   private constructor(
-    private readonly apart: readonly string[],
-    /** The members not apart, as serialised. */
-    private readonly rest: Readonly<Record<string, unknown>>,
+    /** The apart members the object has, as serialised. */
+    private readonly named: Readonly<Record<string, unknown>>,
     private readonly restText: string,
     pieces: Pieces,
   ) {
@@ -76,26 +64,19 @@ export class MemberwiseJson extends JsonText {
       else rest[key] = value[key];
     }
     const restText = JSON.stringify(rest);
-    return new MemberwiseJson(apart, rest, restText, merged(JSON.stringify(named), restText));
+    return new MemberwiseJson(named, restText, merged(JSON.stringify(named), restText));
   }
 
   /**
-   * The JSON text of `variant`: when it differs from the serialised object only in apart members
-   * (a copy with those replaced), the rest's text is reused; otherwise it is serialised whole.
-   * Throws what `JSON.stringify` throws.
+   * The text of the object with the members in `replacements` replaced, each of them one the
+   * object has apart. Throws for any other member, and what `JSON.stringify` throws.
    */
-  textOf(variant: Readonly<Record<string, unknown>>): Pieces {
-    const named: Record<string, unknown> = {};
-    let restSeen = 0;
-    for (const key of Object.keys(variant)) {
-      if (this.apart.includes(key)) {
-        named[key] = variant[key];
-        continue;
-      }
-      if (this.rest[key] !== variant[key] || !Object.prototype.hasOwnProperty.call(this.rest, key)) return [JSON.stringify(variant)];
-      restSeen += 1;
+  textWith(replacements: Readonly<Record<string, unknown>>): Pieces {
+    const named: Record<string, unknown> = { ...this.named };
+    for (const key of Object.keys(replacements)) {
+      if (!Object.prototype.hasOwnProperty.call(this.named, key)) throw new Error(`member ${JSON.stringify(key)} was not serialised apart`);
+      named[key] = replacements[key];
     }
-    if (restSeen !== Object.keys(this.rest).length) return [JSON.stringify(variant)];
     return merged(JSON.stringify(named), this.restText);
   }
 }

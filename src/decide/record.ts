@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { noopAuditSink, type AuditSink } from '../audit/log.js';
-import { maskInput } from '../audit/mask.js';
+import { maskedMembers } from '../audit/mask.js';
 import type { TraceContext } from '../audit/otlp.js';
 import { containsSecret } from '../inspect/content/detectors.js';
 import { describeCause } from '../core/errors.js';
@@ -63,20 +63,25 @@ export interface PolicyExchange {
 }
 
 /**
- * The masked input. With the engine's text of the input, it is JSON text written when the audit
- * log serialises the record (off the decision's path), reusing the text of every member masking
- * left alone; should that fail, the log records why in its place. Should masking itself ever
- * fail, the record says why instead of being lost.
+ * The masked input: with the engine's text of the input, JSON text that reuses the text of every
+ * member masking leaves alone; else (or should that fail) the masked copy, which the audit log
+ * writes whole. Should masking itself ever fail, the record says why instead of being lost.
  */
 function masked(exchange: PolicyExchange, maskHeaders: ReadonlySet<string>): unknown {
-  let copy: Record<string, unknown>;
+  let replaced: Record<string, unknown>;
   try {
-    copy = maskInput(exchange.input, maskHeaders, containsSecret);
+    replaced = maskedMembers(exchange.input, maskHeaders, containsSecret);
   } catch (error) {
     return { omitted: `the input could not be masked: ${describeCause(error)}` };
   }
-  const json = exchange.inputJson;
-  return json ? new JsonText(() => json.textOf(copy)) : copy;
+  if (exchange.inputJson) {
+    try {
+      return new JsonText(exchange.inputJson.textWith(replaced));
+    } catch {
+      // A masked member JSON cannot write: the log records what it can of the copy.
+    }
+  }
+  return { ...exchange.input, ...replaced };
 }
 
 /** Picks the named members of an object that are present. */
