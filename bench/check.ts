@@ -120,7 +120,7 @@ async function main(): Promise<void> {
       ['budgets-redis', 'signalbox'],
       ['reloading', 'signalbox'],
     ] as const;
-    process.stdout.write(`\nmedian of rounds:\n${medianTable(all, MODES, ratios)}`);
+    process.stdout.write(`\nmedian of rounds (ratios: the median of the rounds' ratios):\n${medianTable(all, MODES, ratios)}`);
     if (all.reloading) {
       const swaps = all.reloading.flatMap((r) => r.swapsMs);
       process.stdout.write(

@@ -111,8 +111,20 @@ export function roundLine(round: number, result: Result, unit = 'decision', extr
 }
 
 /**
+ * The median of a figure's ratio `a / b` round by round. Rounds alternate the modes, so a round
+ * of `a` and the same round of `b` ran minutes apart at most: pairing them cancels most of a
+ * shared machine's drift, which a ratio of the two medians keeps.
+ */
+function pairedRatio(a: readonly Result[], b: readonly Result[], key: keyof Result): number {
+  const rounds = Math.min(a.length, b.length);
+  const ratios = Array.from({ length: rounds }, (_, i) => (a[i]![key] as number) / (b[i]![key] as number)).sort((x, y) => x - y);
+  return ratios.length % 2 === 1 ? ratios[(ratios.length - 1) / 2]! : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2;
+}
+
+/**
  * The median-of-rounds table (one row per mode, then `a / b` ratio rows for the pairs whose
- * modes both ran), as markdown. `unit` names what is counted: a decision (Check) or a request.
+ * modes both ran: the median of the rounds' ratios), as markdown. `unit` names what is counted:
+ * a decision (Check) or a request.
  */
 export function medianTable(all: Readonly<Record<string, readonly Result[]>>, modes: readonly string[], ratios: readonly (readonly [string, string])[], unit = 'decision'): string {
   const row = (mode: string): string => {
@@ -120,7 +132,7 @@ export function medianTable(all: Readonly<Record<string, readonly Result[]>>, mo
     return `| ${mode} | ${median(r, 'perSecond').toFixed(0)} | ${median(r, 'p50Ms').toFixed(2)} | ${median(r, 'p99Ms').toFixed(2)} | ${median(r, 'cpuMicrosPerDecision').toFixed(0)} |`;
   };
   const ratio = (a: string, b: string): string => {
-    const of = (key: keyof Result): string => (median(all[a]!, key) / median(all[b]!, key)).toFixed(2);
+    const of = (key: keyof Result): string => pairedRatio(all[a]!, all[b]!, key).toFixed(2);
     return `| ${a} / ${b} | ${of('perSecond')}x | ${of('p50Ms')}x | ${of('p99Ms')}x | ${of('cpuMicrosPerDecision')}x |`;
   };
   const lines = [`| server | ${unit}s/s | p50 ms | p99 ms | server CPU µs/${unit} |`, '|---|---|---|---|---|'];
