@@ -233,6 +233,38 @@ describe('bounded serialisation', () => {
     expect(record).toMatchObject({ decision_id: 'd', result: { omitted: expect.stringMatching(/call stack/) }, amount: { omitted: expect.stringMatching(/BigInt/) }, decision: { allowed: false }, audit_omitted: ['result', 'amount'] });
     expect(() => JSON.stringify(record)).not.toThrow();
   });
+
+  it('the writer records a failure in place of a record it cannot write at all, and a throwing shipper stops nothing', async () => {
+    const path = join(await mkdtemp(join(tmpdir(), 'signalbox-audit-')), 'audit.jsonl');
+    const logs = capturedLogger();
+    const shipped: string[] = [];
+    const log = await FileAuditLog.open(path, logs.logger, {
+      onLine: (line) => {
+        shipped.push(line);
+        throw new Error('shipper broke its contract');
+      },
+    });
+    // Serialises only when writableRecord checks it: the writer's two attempts both fail.
+    let calls = 0;
+    const treacherous = {
+      toJSON(): unknown {
+        calls += 1;
+        if (calls === 2) return 'fine';
+        throw new Error('not this time');
+      },
+    };
+    log.append({ decision_id: 'before' });
+    log.append({ decision_id: 'unlucky', result: treacherous });
+    log.append({ decision_id: 'after' });
+    await log.flush();
+    const records = (await lines(path)).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(records.map((r) => r.decision_id)).toEqual(['before', 'unlucky', 'after']);
+    expect(records[1]).toMatchObject({ type: 'unwritable', reason: expect.stringContaining('not this time') });
+    expect(shipped).toHaveLength(3);
+    expect(logs.lines().some((l) => l.code === 'audit_write_failed')).toBe(true);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, records: 3 });
+    await log.close();
+  });
 });
 
 describe('input masking', () => {

@@ -246,8 +246,8 @@ export class FileAuditLog implements AuditSink {
   /**
    * Chains the appended records, in order, into queued lines. This is the writer's work, done
    * per batch rather than per decision: serialising, hashing and encoding a batch back to back
-   * costs less CPU than the same work spread between decisions, and none of it delays an answer
-   * in buffered mode. A rotation point goes in wherever the live file fills.
+   * measured less CPU than the same work spread between decisions, and none of it delays an
+   * answer in buffered mode. A rotation point goes in wherever the live file fills.
    */
   private chainPending(): void {
     const pending = this.pending;
@@ -261,15 +261,25 @@ export class FileAuditLog implements AuditSink {
         const opening = rotationRecord(rotatedPath(this.path, this.seq), this.seq, this.lastHash, new Date());
         this.enqueue(this.chain(opening), undefined, opening);
       }
-      let chained: ChainedLine;
+      this.enqueue(this.chainWritable(record), waiter, record);
+    }
+  }
+
+  /**
+   * Chains a record whatever it holds: the fields that cannot be written are replaced by why
+   * (writableRecord), never the whole record dropped; should even that fail, a record of the
+   * failure takes its place (with the decision id), so the decision still has its line.
+   */
+  private chainWritable(record: Readonly<Record<string, unknown>>): ChainedLine {
+    try {
+      return this.chain(record);
+    } catch {
       try {
-        chained = this.chain(record);
-      } catch {
-        // Whatever a request carried, its decision is recorded: the fields that cannot be
-        // written are replaced by why (writableRecord), never the whole record dropped.
-        chained = this.chain(writableRecord(record));
+        return this.chain(writableRecord(record));
+      } catch (error) {
+        this.logger.error({ code: 'audit_write_failed', cause: describeCause(error) }, 'audit record could not be written; recorded the failure in its place');
+        return this.chain({ type: 'unwritable', decision_id: typeof record.decision_id === 'string' ? record.decision_id : null, reason: describeCause(error) });
       }
-      this.enqueue(chained, waiter, record);
     }
   }
 
@@ -285,7 +295,14 @@ export class FileAuditLog implements AuditSink {
     this.fileBytes += chained.bytes.length;
     this.queue.push(waiter ? { bytes: chained.bytes, waiter } : { bytes: chained.bytes });
     // Shipping wants the line as text; decoded only when something ships it.
-    if (this.onLine) this.onLine(chained.bytes.toString('utf8'), record);
+    if (this.onLine) {
+      try {
+        this.onLine(chained.bytes.toString('utf8'), record);
+      } catch (error) {
+        // A shipper that breaks its contract must not stop the writer.
+        this.logger.error({ code: 'internal_error', cause: describeCause(error) }, 'shipping an audit record failed');
+      }
+    }
   }
 
   /** Starts the writer now, or once flushMs has passed unless the batch is already large. */
