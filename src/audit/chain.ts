@@ -54,8 +54,9 @@ export function lineHashMatches(line: string, record: Readonly<Record<string, un
 /**
  * The record's JSON text with `seq` and `prev_hash` appended, in pieces to be written one after
  * another: the same JSON as stringifying a copy with them added, without copying the record or
- * joining the text (it is on every decision's path). Members already written as JSON
- * ({@link JsonText}: the masked policy input) are spliced in as they are, after the others.
+ * joining the text (it runs for every record). Members already written as JSON
+ * ({@link JsonText}: the masked policy input, the policy's result) are spliced in as they are,
+ * after the others.
  */
 function linkedPieces(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): string[] {
   if ('seq' in record || 'prev_hash' in record || 'hash' in record) return [JSON.stringify({ ...record, seq, prev_hash: prevHash })];

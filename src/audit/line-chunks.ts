@@ -8,7 +8,10 @@
 /** Bytes per chunk: many lines each, so a batch is usually one or two contiguous ranges. */
 const CHUNK_BYTES = 256 * 1024;
 
-/** Successive byte chunks that lines are encoded into; a full chunk is left to the lines that hold it. */
+/**
+ * Byte chunks that lines are encoded into, one after another: a full chunk is left to the lines
+ * that hold it, and the current one is encoded over again once they are all written.
+ */
 export class LineChunks {
   private chunk: Buffer = Buffer.alloc(0);
   private used = 0;
@@ -26,9 +29,9 @@ export class LineChunks {
   }
 
   /**
-   * Encodes `pieces` one after another as UTF-8 and returns the bytes, a view of a chunk that
-   * stays valid (no later line overwrites it). `spareBytes` more are reserved after them, for
-   * the caller to fill in place.
+   * Encodes `pieces` one after another as UTF-8 and returns where the bytes are: a range of a
+   * chunk that no later line overwrites until {@link reuse}. `spareBytes` more are reserved after
+   * them, for the caller to fill in place.
    */
   encode(pieces: readonly string[], spareBytes: number): { readonly buffer: Buffer; readonly start: number; readonly end: number } {
     let most = spareBytes;
