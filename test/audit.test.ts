@@ -94,12 +94,13 @@ describe('audit hash chain', () => {
   it('reports a record whose seq was rewritten to hide a swap (prev_hash still breaks)', async () => {
     const path = await writeLog(4);
     const records = (await lines(path)).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const { chainRecord } = await import('../src/audit/chain.js');
+    const { chainRecordInto } = await import('../src/audit/chain.js');
+    const { LineChunks } = await import('../src/audit/line-chunks.js');
     // Swap records 2 and 3 and recompute their seq and own hash, as a careful forger would
     // (keeping each one's prev_hash, which the forger cannot fix without rewriting the rest).
     const forged = (r: Record<string, unknown>, seq: number): string => {
       const { seq: _s, prev_hash: prev, hash: _h, ...rest } = r;
-      return chainRecord(rest, seq, prev as string).line.trimEnd();
+      return chainRecordInto(new LineChunks(), rest, seq, prev as string).bytes.toString('utf8').trimEnd();
     };
     const swapped = [JSON.stringify(records[0]), forged(records[2]!, 2), forged(records[1]!, 3), JSON.stringify(records[3])];
     await writeFile(path, `${swapped.join('\n')}\n`);

@@ -16,7 +16,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalJson } from '../core/canonical-json.js';
 import { JsonText } from '../core/json-text.js';
-import { LineChunks } from './line-chunks.js';
+import type { LineChunks } from './line-chunks.js';
 
 /** The `prev_hash` of the first record of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -115,12 +115,6 @@ export function chainRecordInto(chunks: LineChunks, record: Readonly<Record<stri
   const closing = end - 1;
   const suffix = buffer.write(`,"hash":"${hash}"}\n`, closing, 'latin1');
   return { bytes: buffer.subarray(start, closing + suffix), hash };
-}
-
-/** {@link chainRecordInto} for one record, as a string (rotation and tests). */
-export function chainRecord(record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): { line: string; hash: string } {
-  const chained = chainRecordInto(new LineChunks(0), record, seq, prevHash);
-  return { line: chained.bytes.toString('utf8'), hash: chained.hash };
 }
 
 /**

@@ -16,9 +16,6 @@ export class LineChunks {
   private chunk: Buffer = Buffer.alloc(0);
   private used = 0;
 
-  /** `chunkBytes`: the size of each chunk (a line larger than that gets a chunk of its own). */
-  constructor(private readonly chunkBytes = CHUNK_BYTES) {}
-
   /**
    * Starts over at the beginning of the current chunk: the caller holds no line encoded so far
    * (they are written). Reusing one chunk keeps it in the CPU's cache and spares allocating,
@@ -38,7 +35,8 @@ export class LineChunks {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     for (const piece of pieces) most += piece.length * 3;
     if (this.used + most > this.chunk.length) {
-      this.chunk = Buffer.allocUnsafeSlow(Math.max(this.chunkBytes, most));
+      // A line larger than a chunk gets a chunk of its own.
+      this.chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, most));
       this.used = 0;
     }
     const start = this.used;
