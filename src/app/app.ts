@@ -315,7 +315,7 @@ export async function startSignalbox(config: SignalboxConfig, logger: Logger, op
       ...(shipper || exporter ? { onLine } : {}),
     }));
   if (worker) appendInBackground(audit, workersRecord(resolve(config.audit.path), worker.id, worker.workers, new Date()));
-  // Load the tokenizer encodings now, not on the first request (about half a second).
+  // Load the default tokenizer encoding now, not on the first request (about 100 ms).
   warmUpTokenizers();
   const store = options.store ?? (await createStore(config, logger));
   const vault = options.credentials ? undefined : await openCredentials(config, logger);
