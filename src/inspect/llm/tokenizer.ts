@@ -52,6 +52,11 @@ export function warmUpTokenizers(): void {
   counter(encodingForModel(null));
 }
 
+/** The encodings this process has loaded so far (each stays loaded). */
+export function loadedEncodings(): EncodingName[] {
+  return [...counters.keys()];
+}
+
 /**
  * The encoding for a model: `cl100k_base` for gpt-4 / gpt-3.5 / text-embedding-3 and -ada-002,
  * `o200k_base` for gpt-4o, gpt-4.1, gpt-4.5, gpt-5, the o-series and everything else.
