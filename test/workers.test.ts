@@ -172,6 +172,17 @@ describe('metrics, audit and supervision with 2 workers', () => {
     }
   }, 60_000);
 
+  it('starts each worker with the bounded memory settings (server.worker_memory: bounded, the default)', async () => {
+    const pids = [...workerPids(replica.output()).values()];
+    expect(pids).toHaveLength(WORKERS);
+    for (const pid of pids) {
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      expect(argv, `worker pid ${pid}`).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--heap-growing-percent=50']));
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+      expect(environ, `worker pid ${pid}`).toContain('MALLOC_MMAP_THRESHOLD_=131072');
+    }
+  });
+
   it('keeps one chain per worker, fsynced, that audit verify checks as a set', async () => {
     const cli = (dir: string) =>
       promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'audit', 'verify', dir], { cwd: process.cwd() }).then(

@@ -30,6 +30,7 @@ import { PolicySource, type ActiveBundle } from '../bundles/source.js';
 import { Metrics, aggregateSnapshots, type MetricsSnapshot } from '../transport/metrics.js';
 import { resolveBundlePath } from '../core/paths.js';
 import type { RunningSignalbox } from './app.js';
+import { workerProcessSettings } from './worker-memory.js';
 
 /** How many processes `serve` runs for this config: `server.workers`, auto being the machine's available parallelism. */
 export function workerCount(config: SignalboxConfig): number {
@@ -79,7 +80,8 @@ interface Gathering {
  */
 export async function runPrimary(config: SignalboxConfig, logger: Logger, workers: number): Promise<number> {
   // Structured clone on the IPC channel: bundle bytes travel as bytes, not as JSON arrays.
-  cluster.setupPrimary({ serialization: 'advanced' });
+  const workerProcess = workerProcessSettings(config.server.worker_memory, process.execArgv, process.env);
+  cluster.setupPrimary({ serialization: 'advanced', execArgv: workerProcess.execArgv });
   const live = new Map<number, Worker>();
   const ready = new Set<number>();
   const send = (worker: Worker, message: ToWorker): void => {
@@ -257,7 +259,7 @@ export async function runPrimary(config: SignalboxConfig, logger: Logger, worker
   };
 
   const fork = (id: number): void => {
-    const worker = cluster.fork({ SIGNALBOX_WORKER_ID: String(id) });
+    const worker = cluster.fork({ ...workerProcess.env, SIGNALBOX_WORKER_ID: String(id) });
     live.set(id, worker);
     worker.on('message', (message: ToPrimary) => onMessage(id, worker, message));
     worker.on('exit', (code: number | null, signal: string | null) => onExit(id, worker, code, signal));

@@ -69,6 +69,13 @@ export const serverSchema = z
     workers: z
       .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int(WORKERS).min(1, WORKERS).max(256, WORKERS)], { error: WORKERS }))
       .default('auto'),
+    /**
+     * What workers keep resident under load (src/app/worker-memory.ts; README, "Memory"):
+     * `bounded` starts each worker with a smaller V8 young generation, earlier full collections
+     * and glibc's fixed mmap threshold; `node` leaves Node's defaults. Settings the operator makes
+     * through NODE_OPTIONS or the environment win either way.
+     */
+    worker_memory: z.enum(['bounded', 'node']).default('bounded'),
     /** How often readiness re-checks the JWKS and the budget store (src/app/readiness.ts); probes read the last result. */
     ready_check_ms: z.number().int().min(100).max(60_000).default(2_000),
     /**
