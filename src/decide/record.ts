@@ -3,7 +3,7 @@
  * answered, what was decided and enforced, and how long it took. Every decision is recorded,
  * allowed or denied, errors included; a failed append never changes the decision.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { noopAuditSink, type AuditSink } from '../audit/log.js';
 import { maskedMembers } from '../audit/mask.js';
 import type { TraceContext } from '../audit/otlp.js';
@@ -114,7 +114,7 @@ function summarised(input: Record<string, unknown>, body: Buffer): Record<string
       path: typeof http?.path === 'string' ? http.path.split('?', 1)[0] : null,
       host: typeof http?.host === 'string' ? http.host : null,
       body_bytes: body.length,
-      ...(body.length > 0 ? { body_sha256: createHash('sha256').update(body).digest('hex') } : {}),
+      ...(body.length > 0 ? { body_sha256: hash('sha256', body, 'hex') } : {}),
     },
     identity: pick(input.identity, ['verified', 'subject', 'issuer', 'roles', 'team', 'tenant', 'error']),
     actor: input.actor,

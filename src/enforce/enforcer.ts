@@ -5,7 +5,7 @@
  * The policy decides which limits apply; this module only counts. Its outcomes are plain data
  * (reserved, denied with a reason, store unavailable) that the pipeline turns into a decision.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from '../core/canonical-json.js';
 import { SignalboxError } from '../core/errors.js';
 import type { LlmFacts } from '../inspect/llm.js';
@@ -136,7 +136,7 @@ export function budgetView(b: BudgetBalance): BudgetView {
 /** A short, stable hash of the tool calls being made, for loop detection. */
 export function toolCallHash(calls: readonly ToolCallFact[]): string {
   const canonical = canonicalJson(calls.map((c) => ({ name: c.name, arguments: c.arguments })));
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+  return hash('sha256', canonical, 'hex').slice(0, 32);
 }
 
 function expand(template: string, fields: Readonly<Record<string, string | undefined>>): string | undefined {
