@@ -2,7 +2,8 @@
  * The ledger shared by replicas through one PostgreSQL server: each replica's loader follows its
  * own audit files, and the records of one decision are spread over several replicas' files (the
  * decision on one, its settlement on another). Loaders running at the same moment must take
- * turns rather than lock the same rows in crossing orders, which PostgreSQL ends as a deadlock.
+ * turns rather than lock the same rows in crossing orders, which PostgreSQL ends as a deadlock;
+ * replicas starting at once on a fresh database must take turns migrating it.
  */
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgres } from '../src/ledger/database.js';
 import { SpendLedger } from '../src/ledger/ledger.js';
-import { migrate } from '../src/ledger/migrations.js';
+import { MIGRATIONS, migrate } from '../src/ledger/migrations.js';
 import { capturedLogger } from './helpers/logs.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres.js';
 
@@ -81,4 +82,20 @@ describe('ledger loaders sharing one PostgreSQL server', () => {
       for (const ledger of ledgers) await ledger.close();
     }
   }, 120_000);
+
+  it('migrates a fresh database from many replicas starting at once: each migration applied exactly once, none fails', async () => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const url = await postgres.createDatabase(`fresh_${attempt}`);
+      const replicas = await Promise.all(Array.from({ length: 6 }, () => openPostgres(url)));
+      try {
+        const runs = await Promise.allSettled(replicas.map((db) => migrate(db)));
+        expect(runs.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+        const applied = runs.flatMap((r) => (r as PromiseFulfilledResult<number[]>).value).sort();
+        expect(applied).toEqual(MIGRATIONS.map((m) => m.version).sort());
+      } finally {
+        for (const db of replicas) await db.close();
+      }
+    }
+  }, 120_000);
 });
+

@@ -74,9 +74,24 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/** The advisory lock replicas take turns on while they migrate (a constant no other code uses). */
+const MIGRATION_LOCK = 7263011;
+
+/**
+ * Creates the table of applied migrations when it is missing, under the migration lock:
+ * PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself, and of replicas starting
+ * together on a fresh database all but one failed on pg_type's unique index.
+ */
+async function ensureMigrationsTable(db: LedgerDatabase): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await tx.query('CREATE TABLE IF NOT EXISTS ledger_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+  });
+}
+
 /** The schema version a database is at (0: empty). */
 export async function schemaVersion(db: LedgerDatabase): Promise<number> {
-  await db.query('CREATE TABLE IF NOT EXISTS ledger_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+  await ensureMigrationsTable(db);
   const [row] = await db.query<{ version: number | null }>('SELECT max(version) AS version FROM ledger_migrations');
   return row?.version ?? 0;
 }
@@ -93,7 +108,7 @@ export async function migrate(db: LedgerDatabase, upTo = MIGRATIONS.at(-1)?.vers
     if (migration.version > upTo) break;
     const done = await db.transaction(async (tx) => {
       // Held to the end of the transaction: a second replica waits here, then sees the row.
-      await tx.query('SELECT pg_advisory_xact_lock(7263011)');
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       const seen = await tx.query('SELECT 1 FROM ledger_migrations WHERE version = $1', [migration.version]);
       if (seen.length > 0) return false;
       for (const statement of migration.sql.split(';').map((s) => s.trim()).filter((s) => s.length > 0)) await tx.query(statement);
