@@ -102,7 +102,7 @@ export async function schemaVersion(db: LedgerDatabase): Promise<number> {
  * versions applied.
  */
 export async function migrate(db: LedgerDatabase, upTo = MIGRATIONS.at(-1)?.version ?? 0): Promise<number[]> {
-  await schemaVersion(db);
+  await ensureMigrationsTable(db);
   const applied: number[] = [];
   for (const migration of MIGRATIONS) {
     if (migration.version > upTo) break;
