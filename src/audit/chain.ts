@@ -15,7 +15,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalJson } from '../core/canonical-json.js';
-import { JsonText } from '../core/json-text.js';
+import { JsonText, memberOpening } from '../core/json-text.js';
 import type { LineChunks } from './line-chunks.js';
 
 /** The `prev_hash` of the first record of a chain. */
@@ -71,19 +71,6 @@ function linkedPieces(record: Readonly<Record<string, unknown>>, seq: number, pr
   const own = JSON.stringify(plain);
   const link = `"seq":${seq},"prev_hash":${JSON.stringify(prevHash)}}`;
   return own.length === 2 ? ['{', ...written, link] : [own.slice(0, -1), ',', ...written, link];
-}
-
-/** `"key":` for the few members written as JSON text (input, result), made once each. */
-const openings = new Map<string, string>();
-
-function memberOpening(key: string): string {
-  let opening = openings.get(key);
-  if (opening === undefined) {
-    opening = `${JSON.stringify(key)}:`;
-    // Record keys are the writer's own; the bound only guards against a caller that varies them.
-    if (openings.size < 64) openings.set(key, opening);
-  }
-  return opening;
 }
 
 /** The record's own members that are not already JSON text. */

@@ -4,13 +4,16 @@
  * src/policy/schema/input.schema.json.
  */
 import { SignalboxError, describeCause } from '../core/errors.js';
-import { MemberwiseJson } from '../core/json-text.js';
+import { MemberwiseJson, frozenForJson } from '../core/json-text.js';
 import { MASKED_MEMBERS } from '../audit/mask.js';
 import type { VerifiedCaller } from '../identity/verifier.js';
 import type { HttpFacts } from '../inspect/http.js';
 import type { DecisionRequest } from './decision.js';
 import type { LookedUpFacts, RequestFacts } from './request.js';
 import type { CredentialLookup } from './route.js';
+
+/** `input.version`, the same in every input. */
+const VERSION = frozenForJson({ encoding: 'protojson', ext_authz: 'v3' });
 
 /** The policy input: opa-envoy-plugin's document plus Signalbox's own facts. */
 export function buildInput(
@@ -27,10 +30,10 @@ export function buildInput(
     parsed_query: facts.parsed_query,
     parsed_body: facts.parsed_body,
     truncated_body: facts.truncated_body,
-    version: { encoding: 'protojson', ext_authz: 'v3' },
+    version: VERSION,
     ...(request.sourcePrincipal ? { source_principal: request.sourcePrincipal } : {}),
     identity: caller.identity,
-    actor: { ...caller.actor, ...(request.sourcePrincipal ? { principal: request.sourcePrincipal } : {}) },
+    actor: request.sourcePrincipal ? { ...caller.actor, principal: request.sourcePrincipal } : caller.actor,
     ...(requestFacts.llm ? { llm: requestFacts.llm } : {}),
     ...(requestFacts.toolCalls.length > 0
       ? { tool_calls: requestFacts.toolCalls.map((c) => ({ name: c.name, source: c.source, arguments: c.arguments })) }

@@ -15,7 +15,6 @@ import type { EnforcementClaims } from '../policy/result.js';
 import { microToUsd, usdToMicro } from '../core/money.js';
 import {
   checkBreakerSettings,
-  type BudgetBalance,
   type BudgetCounter,
   type BudgetKey,
   type EnforcementStore,
@@ -27,6 +26,7 @@ import {
   type RateCounter,
   type SettleResult,
 } from './store.js';
+import { SpendViews, budgetView, type BudgetView, type SpendView } from './spend-views.js';
 import { windowSlot } from './windows.js';
 
 /**
@@ -61,18 +61,6 @@ export interface EnforcementFacts {
   readonly llm: LlmFacts | undefined;
   readonly toolCalls: readonly ToolCallFact[];
   readonly tenant: string | undefined;
-}
-
-/** A budget's state as callers and policies see it, in USD. */
-export interface BudgetView {
-  readonly scope: string;
-  readonly window: string;
-  readonly period: string;
-  readonly limit_usd: number;
-  readonly spent_usd: number;
-  readonly held_usd: number;
-  readonly remaining_usd: number;
-  readonly holds: number;
 }
 
 /**
@@ -116,23 +104,6 @@ export type ReportOutcome =
   | { readonly outcome: 'settled'; readonly cost_usd: number; readonly held_usd: number; readonly late: boolean }
   | { readonly outcome: 'already_settled'; readonly cost_usd: number };
 
-/**
- * A stored balance (integer micro-USD) as callers and `input.spend` see it: USD, with what is left
- * after spend and holds, never below 0.
- */
-export function budgetView(b: BudgetBalance): BudgetView {
-  return {
-    scope: b.scope,
-    window: b.window,
-    period: b.slot,
-    limit_usd: microToUsd(b.limit),
-    spent_usd: microToUsd(b.spent),
-    held_usd: microToUsd(b.held),
-    remaining_usd: microToUsd(Math.max(0, b.limit - b.spent - b.held)),
-    holds: b.holds,
-  };
-}
-
 /** A short, stable hash of the tool calls being made, for loop detection. */
 export function toolCallHash(calls: readonly ToolCallFact[]): string {
   const canonical = canonicalJson(calls.map((c) => ({ name: c.name, arguments: c.arguments })));
@@ -155,9 +126,15 @@ function expand(template: string, fields: Readonly<Record<string, string | undef
  * agree.
  */
 export class Enforcer {
+  /** The spend view kept per caller, handed out again while it holds. */
+  private readonly spendViews = new SpendViews();
+  /** The caller fields the spend scope templates are made of (`{subject}`, ...). */
+  private readonly spendFields: readonly string[];
+
   /** Throws config_invalid when the breaker settings are unusable. */
   constructor(private readonly options: EnforcerOptions) {
     checkBreakerSettings(options.breaker);
+    this.spendFields = [...new Set(options.spendScopes.flatMap((template) => [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!)))];
   }
 
   get store(): EnforcementStore {
@@ -306,20 +283,23 @@ export class Enforcer {
   }
 
   /** Balances for the scopes the templates name for this caller, as `input.spend`. */
-  async spendFor(fields: Readonly<Record<string, string | undefined>>, tenant: string | undefined, nowMs: number): Promise<Record<string, Record<string, BudgetView>>> {
-    const keys: BudgetKey[] = [];
-    for (const template of this.options.spendScopes) {
-      const scope = expand(template, fields);
-      if (scope === undefined) continue;
-      const windows = scope.startsWith('session:') ? ['session'] : this.options.spendWindows;
-      for (const window of windows) keys.push({ scope, window, slot: windowSlot(window, nowMs).id });
+  async spendFor(fields: Readonly<Record<string, string | undefined>>, tenant: string | undefined, nowMs: number): Promise<SpendView> {
+    const partition = this.partitionFor(tenant);
+    // Whose view it is: everything its scopes are made of, written unambiguously.
+    const caller = JSON.stringify([partition, ...this.spendFields.map((name) => fields[name] ?? null)]);
+    let keys = this.spendViews.keysFor(caller, nowMs);
+    if (keys === undefined) {
+      const fresh: BudgetKey[] = [];
+      for (const template of this.options.spendScopes) {
+        const scope = expand(template, fields);
+        if (scope === undefined) continue;
+        const windows = scope.startsWith('session:') ? ['session'] : this.options.spendWindows;
+        for (const window of windows) fresh.push({ scope, window, slot: windowSlot(window, nowMs).id });
+      }
+      keys = fresh;
     }
-    const spend: Record<string, Record<string, BudgetView>> = {};
-    if (keys.length === 0) return spend;
-    for (const balance of await this.options.store.balances(this.partitionFor(tenant), keys, nowMs)) {
-      (spend[balance.scope] ??= {})[balance.window] = budgetView(balance);
-    }
-    return spend;
+    if (keys.length === 0) return {};
+    return this.spendViews.view(caller, keys, await this.options.store.balances(partition, keys, nowMs));
   }
 
   /**

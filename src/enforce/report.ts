@@ -12,7 +12,8 @@
  */
 import { z } from 'zod';
 import { appendInBackground, type AuditSink } from '../audit/log.js';
-import { budgetView, type BudgetView, type Enforcer, type ReportOutcome, type UsageReport } from './enforcer.js';
+import type { Enforcer, ReportOutcome, UsageReport } from './enforcer.js';
+import { budgetView, type BudgetView } from './spend-views.js';
 import type { ProviderHealth, ProviderHealthChange, ProviderOutcome } from './store.js';
 import { WINDOW_PATTERN, windowSlot } from './windows.js';
 import { SignalboxError, describeCause } from '../core/errors.js';

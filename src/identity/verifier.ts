@@ -13,6 +13,7 @@ import { LRUCache } from 'lru-cache';
 import { jwtVerify, type JWTPayload } from 'jose';
 import type { ErrorCode } from '../core/codes.js';
 import type { Logger } from '../core/log.js';
+import { frozenForJson } from '../core/json-text.js';
 import type { IdentityConfig } from './config.js';
 import { KeySource, type KeyWatchOptions } from './keys.js';
 
@@ -203,6 +204,9 @@ export class IdentityVerifier {
   }
 
   private remember(key: string, caller: VerifiedCaller, payload: JWTPayload, nowMs: number): void {
+    // Every request with this token shares the caller: frozen, its JSON is written once.
+    frozenForJson(caller.identity);
+    frozenForJson(caller.actor);
     const expiresMs = typeof payload.exp === 'number' ? payload.exp * 1000 : nowMs + CACHE_TTL_MS;
     const validUntilMs = Math.min(expiresMs, nowMs + CACHE_TTL_MS);
     this.cache.set(key, { caller, validUntilMs });

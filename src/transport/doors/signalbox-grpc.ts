@@ -2,7 +2,7 @@
  * signalbox.v1.DecisionService/Decide: Signalbox's own gateway-neutral request and response.
  * The request is mapped to the same Envoy-shaped `input.attributes`, so one policy serves every door.
  */
-import type { BudgetView } from '../../enforce/enforcer.js';
+import type { BudgetView } from '../../enforce/spend-views.js';
 import type { ProviderHealth } from '../../enforce/store.js';
 import type { Decision, DecisionRequest } from '../../decide/decision.js';
 import { decisionRequestFromHttp } from './http-request.js';
