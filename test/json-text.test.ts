@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { maskedMembers, maskInput, MASKED_MEMBERS } from '../src/audit/mask.js';
 import { readBundle } from '../src/bundles/bundle.js';
-import { JsonText, MemberwiseJson } from '../src/core/json-text.js';
+import { JsonText, MemberwiseJson, frozenForJson } from '../src/core/json-text.js';
 import { projectRoot } from '../src/core/paths.js';
 import { PolicyEngine } from '../src/policy/engine.js';
 
@@ -53,6 +53,42 @@ describe('MemberwiseJson', () => {
     cyclic.self = cyclic;
     expect(() => MemberwiseJson.of({ identity: cyclic }, MASKED_MEMBERS)).toThrow(TypeError);
     expect(() => MemberwiseJson.of({ parsed_body: 1n }, MASKED_MEMBERS)).toThrow(TypeError);
+  });
+});
+
+describe('values frozen for JSON', () => {
+  it('are written once and spliced into every input that holds them, after the other members', () => {
+    const identity = frozenForJson({ subject: 'ada', roles: ['a'], claims: { nested: { deep: [1, { x: 'y' }] } } });
+    const first = MemberwiseJson.of({ ...input, identity }, MASKED_MEMBERS);
+    const second = MemberwiseJson.of({ parsed_body: 'b', identity, spend: { n: 1 } }, MASKED_MEMBERS);
+    expect(JSON.parse(first.text)).toEqual(JSON.parse(JSON.stringify({ ...input, identity })));
+    expect(Object.keys(JSON.parse(first.text))).toEqual(['attributes', 'parsed_body', 'parsed_query', 'spend', 'identity']);
+    expect(JSON.parse(second.text)).toEqual({ parsed_body: 'b', spend: { n: 1 }, identity });
+    // Written once: a second input holding the value does not serialise it again.
+    let written = 0;
+    const counted = frozenForJson({ toJSON: () => (written++, { n: written }) });
+    const texts = [MemberwiseJson.of({ counted }, MASKED_MEMBERS).text, MemberwiseJson.of({ parsed_body: 1, counted }, MASKED_MEMBERS).text];
+    expect(written).toBe(1);
+    expect(texts).toEqual(['{"counted":{"n":1}}', '{"parsed_body":1,"counted":{"n":1}}']);
+    expect(MemberwiseJson.of({ identity }, MASKED_MEMBERS).text).toBe(JSON.stringify({ identity }));
+    const masked = first.textWith(maskedMembers({ ...input, identity }, new Set(['authorization']))).join('');
+    expect(JSON.parse(masked).identity).toEqual(identity);
+  });
+
+  it('cannot change once frozen, however deep', () => {
+    const inner = { deep: [1] };
+    const value = frozenForJson({ claims: Object.freeze({ inner }) });
+    expect(Object.isFrozen(inner)).toBe(true);
+    expect(Object.isFrozen(inner.deep)).toBe(true);
+    expect(() => {
+      (inner.deep as number[]).push(2);
+    }).toThrow(TypeError);
+    expect(MemberwiseJson.of({ value }, []).text).toBe('{"value":{"claims":{"inner":{"deep":[1]}}}}');
+  });
+
+  it('are only the values frozen for it: a value frozen by other means is written each time', () => {
+    const plain = Object.freeze({ n: 1 });
+    expect(MemberwiseJson.of({ plain }, []).pieces).toEqual(['{"plain":{"n":1}}']);
   });
 });
 
