@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { workerProcessSettings } from '../src/app/worker-memory.js';
 
 describe('workerProcessSettings', () => {
-  it('bounded: adds the V8 flags after the inherited node arguments, and the glibc tunable', () => {
+  it('bounded: adds the V8 flags after the inherited node arguments, and the glibc tunables', () => {
     expect(workerProcessSettings('bounded', ['--enable-source-maps'], {})).toEqual({
       execArgv: ['--enable-source-maps', '--max-semi-space-size=8', '--heap-growing-percent=50'],
-      env: { MALLOC_MMAP_THRESHOLD_: '131072' },
+      env: { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' },
     });
   });
 
@@ -22,7 +22,8 @@ describe('workerProcessSettings', () => {
   });
 
   it('bounded: leaves a glibc tunable the operator set in the environment', () => {
-    expect(workerProcessSettings('bounded', [], { MALLOC_MMAP_THRESHOLD_: '1048576' }).env).toEqual({});
+    expect(workerProcessSettings('bounded', [], { MALLOC_MMAP_THRESHOLD_: '1048576' }).env).toEqual({ MALLOC_ARENA_MAX: '2' });
+    expect(workerProcessSettings('bounded', [], { MALLOC_MMAP_THRESHOLD_: '1048576', MALLOC_ARENA_MAX: '8' }).env).toEqual({});
   });
 
   it('bounded: a flag name that only starts like one of its flags is not taken for it', () => {
