@@ -9,7 +9,7 @@ import { workerProcessSettings } from '../src/app/worker-memory.js';
 describe('workerProcessSettings', () => {
   it('bounded: adds the V8 flags after the inherited node arguments, and the glibc tunables', () => {
     expect(workerProcessSettings('bounded', ['--enable-source-maps'], {})).toEqual({
-      execArgv: ['--enable-source-maps', '--max-semi-space-size=4', '--heap-growing-percent=50'],
+      execArgv: ['--enable-source-maps', '--max-semi-space-size=8', '--heap-growing-percent=50'],
       env: { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' },
     });
   });
@@ -18,7 +18,7 @@ describe('workerProcessSettings', () => {
     expect(workerProcessSettings('bounded', ['--max-semi-space-size=32'], { NODE_OPTIONS: '--max_old_space_size=512 --heap_growing_percent=20' }).execArgv).toEqual([
       '--max-semi-space-size=32',
     ]);
-    expect(workerProcessSettings('bounded', [], { NODE_OPTIONS: '--heap-growing-percent=80' }).execArgv).toEqual(['--max-semi-space-size=4']);
+    expect(workerProcessSettings('bounded', [], { NODE_OPTIONS: '--heap-growing-percent=80' }).execArgv).toEqual(['--max-semi-space-size=8']);
   });
 
   it('bounded: leaves a glibc tunable the operator set in the environment', () => {
@@ -27,7 +27,7 @@ describe('workerProcessSettings', () => {
   });
 
   it('bounded: a flag name that only starts like one of its flags is not taken for it', () => {
-    expect(workerProcessSettings('bounded', ['--max-semi-space-size-extra=1'], {}).execArgv).toContain('--max-semi-space-size=4');
+    expect(workerProcessSettings('bounded', ['--max-semi-space-size-extra=1'], {}).execArgv).toContain('--max-semi-space-size=8');
   });
 
   it('node: the inherited node arguments only, nothing added', () => {

@@ -177,7 +177,7 @@ describe('metrics, audit and supervision with 2 workers', () => {
     expect(pids).toHaveLength(WORKERS);
     for (const pid of pids) {
       const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-      expect(argv, `worker pid ${pid}`).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--heap-growing-percent=50']));
+      expect(argv, `worker pid ${pid}`).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--heap-growing-percent=50']));
       const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
       expect(environ, `worker pid ${pid}`).toContain('MALLOC_MMAP_THRESHOLD_=131072');
       expect(environ, `worker pid ${pid}`).toContain('MALLOC_ARENA_MAX=2');

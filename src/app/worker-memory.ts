@@ -7,7 +7,7 @@
  * memory of large freed blocks (start-up's file reads and compiler zones) in its heap. `bounded`
  * (the default) starts each worker with:
  *
- * - `--max-semi-space-size=4`: an 8 MiB young generation;
+ * - `--max-semi-space-size=8`: a 16 MiB young generation;
  * - `--heap-growing-percent=50`: a full collection once the old generation is 1.5 times the live
  *   heap after the last one;
  * - `MALLOC_MMAP_THRESHOLD_=131072`: glibc maps blocks of 128 KiB and more on their own and
@@ -19,9 +19,7 @@
  * Under the peer benchmark's JWT + RBAC load (paired rounds, README "Memory"), workers peaked at
  * 116–123 MiB instead of 145–171 MiB, for about 4% more CPU per decision. Capping the arenas,
  * measured after, took about a MiB more off and the same CPU, and the p99 at a fixed 1,000 rps
- * was lower in 8 of 8 paired rounds (3.2–6.3 ms against 4.2–10.8). Halving the young generation
- * (semi-spaces of 4 MiB instead of 8), measured last, took workers from 118–123 MiB to 110–113 at
- * about 1% more CPU (the median of 9 pairs). An operator who sets
+ * was lower in 8 of 8 paired rounds (3.2–6.3 ms against 4.2–10.8). An operator who sets
  * any of these themselves (node's own arguments, NODE_OPTIONS where Node allows the flag, or the
  * environment variable) keeps their value; `node` leaves every one to Node.
  */
@@ -32,7 +30,7 @@ type WorkerMemory = ServerConfig['worker_memory'];
 
 /** The V8 flags `bounded` adds to a worker's node arguments, by flag name. */
 const BOUNDED_V8_FLAGS: readonly (readonly [name: string, value: string])[] = [
-  ['max-semi-space-size', '4'],
+  ['max-semi-space-size', '8'],
   ['heap-growing-percent', '50'],
 ];
 
