@@ -110,9 +110,12 @@ export function toolCallHash(calls: readonly ToolCallFact[]): string {
   return hash('sha256', canonical, 'hex').slice(0, 32);
 }
 
+/** A caller field in a spend scope template: `{subject}`, `{team}`, ... */
+const SCOPE_FIELD = /\{(\w+)\}/g;
+
 function expand(template: string, fields: Readonly<Record<string, string | undefined>>): string | undefined {
   let missing = false;
-  const scope = template.replace(/\{(\w+)\}/g, (_, name: string) => {
+  const scope = template.replace(SCOPE_FIELD, (_, name: string) => {
     const value = fields[name];
     if (value === undefined || value === '') missing = true;
     return value ?? '';
@@ -134,7 +137,7 @@ export class Enforcer {
   /** Throws config_invalid when the breaker settings are unusable. */
   constructor(private readonly options: EnforcerOptions) {
     checkBreakerSettings(options.breaker);
-    this.spendFields = [...new Set(options.spendScopes.flatMap((template) => [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!)))];
+    this.spendFields = [...new Set(options.spendScopes.flatMap((template) => [...template.matchAll(SCOPE_FIELD)].map((m) => m[1]!)))];
   }
 
   get store(): EnforcementStore {
