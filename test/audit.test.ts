@@ -107,6 +107,25 @@ describe('audit hash chain', () => {
     expect((await verifyAuditFile(path)).firstBreak).toMatchObject({ line: 2, problem: 'prev_hash_mismatch' });
   });
 
+  it('encodes lines one after another with no byte between them, so a batch is one range to write', async () => {
+    const { chainRecordInto, GENESIS_HASH } = await import('../src/audit/chain.js');
+    const { LineChunks } = await import('../src/audit/line-chunks.js');
+    const chunks = new LineChunks();
+    let prev = GENESIS_HASH;
+    const chained = [];
+    for (let seq = 1; seq <= 3; seq++) {
+      const line = chainRecordInto(chunks, { decision_id: `d-${seq}`, note: 'é'.repeat(seq) }, seq, prev);
+      prev = line.hash;
+      chained.push(line);
+    }
+    for (let i = 1; i < chained.length; i++) {
+      expect(chained[i]!.bytes.buffer).toBe(chained[0]!.bytes.buffer);
+      expect(chained[i]!.bytes.byteOffset).toBe(chained[i - 1]!.bytes.byteOffset + chained[i - 1]!.bytes.length);
+    }
+    const text = Buffer.concat(chained.map((c) => c.bytes)).toString('utf8');
+    expect(text.split('\n').slice(0, -1).map((l) => JSON.parse(l).seq)).toEqual([1, 2, 3]);
+  });
+
   it('reports a line that is not JSON', async () => {
     const path = await writeLog(2);
     await appendFile(path, 'garbage\n');

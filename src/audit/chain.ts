@@ -80,8 +80,12 @@ function withoutJsonText(record: Readonly<Record<string, unknown>>): Record<stri
   return plain;
 }
 
-/** What the line adds after the hashed text, in place of its closing brace: `,"hash":"<64 hex>"}\n`. */
-const HASH_SUFFIX_BYTES = ',"hash":"'.length + 64 + '"}\n'.length;
+/**
+ * How many bytes the line grows by when the hash goes in: `,"hash":"<64 hex>"}\n` takes the place
+ * of the text's closing brace. Reserving exactly this leaves no byte between one line and the
+ * next, so the lines of a batch are one contiguous range to write.
+ */
+const HASH_SUFFIX_GROWTH = ',"hash":"'.length + 64 + '"}\n'.length - '}'.length;
 
 /** A record linked into the chain: its line as UTF-8 bytes, and its hash. */
 export interface ChainedLine {
@@ -96,7 +100,7 @@ export interface ChainedLine {
  * what `JSON.stringify` throws, before anything is encoded.
  */
 export function chainRecordInto(chunks: LineChunks, record: Readonly<Record<string, unknown>>, seq: number, prevHash: string): ChainedLine {
-  const { buffer, start, end } = chunks.encode(linkedPieces(record, seq, prevHash), HASH_SUFFIX_BYTES);
+  const { buffer, start, end } = chunks.encode(linkedPieces(record, seq, prevHash), HASH_SUFFIX_GROWTH);
   const hash = sha256Hex(buffer.subarray(start, end));
   // The text ends with the record's closing brace; the hash member takes its place, then closes it.
   const closing = end - 1;
