@@ -31,10 +31,24 @@ import { Metrics, aggregateSnapshots, type MetricsSnapshot } from '../transport/
 import { resolveBundlePath } from '../core/paths.js';
 import type { RunningSignalbox } from './app.js';
 import { workerProcessSettings } from './worker-memory.js';
+import { autoWorkerCount, cgroupCpuLimit, type CpuLimit } from './cpu-limit.js';
 
-/** How many processes `serve` runs for this config: `server.workers`, auto being the machine's available parallelism. */
-export function workerCount(config: SignalboxConfig): number {
-  return config.server.workers === 'auto' ? availableParallelism() : config.server.workers;
+/** How many processes `serve` runs, and for `auto` the CPU limit that capped them, if any. */
+export interface WorkerPlan {
+  readonly workers: number;
+  readonly cpuLimit?: CpuLimit;
+}
+
+/**
+ * How many processes `serve` runs for this config: `server.workers`; auto is the CPUs this
+ * process may run on (its affinity), capped by its cgroup's CPU limit rounded up (cpu-limit.ts).
+ */
+export function workerPlan(config: SignalboxConfig, cpuLimit: () => CpuLimit | undefined = cgroupCpuLimit): WorkerPlan {
+  if (config.server.workers !== 'auto') return { workers: config.server.workers };
+  const available = availableParallelism();
+  const limit = cpuLimit();
+  const workers = autoWorkerCount(available, limit);
+  return limit && workers < available ? { workers, cpuLimit: limit } : { workers };
 }
 
 /** More unexpected worker exits than this within {@link CRASH_WINDOW_MS} is a crash loop: the primary gives up. */

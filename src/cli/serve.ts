@@ -4,7 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { runPrimary, runWorker, workerCount } from '../app/cluster.js';
+import { runPrimary, runWorker, workerPlan } from '../app/cluster.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../core/log.js';
 
@@ -19,7 +19,10 @@ export async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
   const config = loadConfig(values.config ?? process.env.SIGNALBOX_CONFIG);
   const logger = createLogger(config.log.level);
-  const workers = workerCount(config);
+  const { workers, cpuLimit } = workerPlan(config);
+  if (cpuLimit) {
+    logger.info({ workers, cpu_limit: cpuLimit.cpus, cpu_limit_file: cpuLimit.file }, `server.workers auto: ${workers}, the CPU limit rounded up`);
+  }
   if (workers > 1) return runPrimary(config, logger, workers);
   // Loaded here, not above: a primary never serves, and never needs the pipeline's modules.
   const { startSignalbox } = await import('../app/app.js');

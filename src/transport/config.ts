@@ -63,8 +63,9 @@ export const serverSchema = z
     max_request_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
     /**
      * Processes serving the ports (`signalbox serve` only; README, "Workers"): auto is the
-     * machine's available parallelism; 1 is one process, as before workers existed. A number
-     * may come from SIGNALBOX_WORKERS as text.
+     * machine's available parallelism, capped by the cgroup CPU limit rounded up
+     * (src/app/cpu-limit.ts); 1 is one process, as before workers existed. A number may come
+     * from SIGNALBOX_WORKERS as text.
      */
     workers: z
       .preprocess((value) => (typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value), z.union([z.literal('auto'), z.number().int(WORKERS).min(1, WORKERS).max(256, WORKERS)], { error: WORKERS }))

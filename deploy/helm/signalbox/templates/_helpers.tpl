@@ -55,7 +55,8 @@ app.kubernetes.io/component: gateway
 
 {{/*
 server.workers: the value given, or the CPU limit rounded up ("1500m" and "1.5" are 2), at least
-1. Node's `auto` counts the node's cores, not the pod's quota, so it is never left to it.
+1, written into the config so it shows what runs (Signalbox's `auto` reads the same limit from
+the pod's cgroup).
 */}}
 {{- define "signalbox.workers" -}}
 {{- if .Values.workers -}}
