@@ -95,6 +95,16 @@ describe('compact BPE counter', () => {
     expect(() => BpeRanks.fromTiktoken(Buffer.from(text))).toThrow(/line 1 of the rank file/);
   });
 
+  it('keeps the ranks of a file that does not list its tokens in rank order', () => {
+    // a, b, c with ranks 2, 0, 1; and the same tokens listed in rank order.
+    const shuffled = BpeRanks.fromTiktoken(Buffer.from('YQ== 2\nYg== 0\nYw== 1\n'));
+    const ordered = BpeRanks.fromTiktoken(Buffer.from('Yg== 0\nYw== 1\nYQ== 2\n'));
+    for (const table of [shuffled, ordered]) {
+      expect(table.size).toBe(3);
+      expect(['a', 'b', 'c', 'd'].map((letter) => table.rank(Buffer.from(letter), 0, 1))).toEqual([2, 0, 1, -1]);
+    }
+  });
+
   it('refuses a rank file listing a token twice', () => {
     expect(() => BpeRanks.fromTiktoken(Buffer.from('YQ== 0\nYg== 1\nYQ== 2\n'))).toThrow(/same token twice \(ranks 0 and 2\)/);
   });

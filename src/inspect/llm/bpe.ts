@@ -16,8 +16,11 @@ export class BpeRanks {
   private readonly bytes: Uint8Array;
   /** Token `t` (by table position) is `bytes[starts[t] .. starts[t + 1]]`. */
   private readonly starts: Uint32Array;
-  /** The rank of the token at each table position. */
-  private readonly ranks: Uint32Array;
+  /**
+   * The rank of the token at each table position; undefined when every token's rank is its
+   * position, as in the rank files gpt-tokenizer ships (0.8 MiB less per process for `o200k_base`).
+   */
+  private readonly ranks: Uint32Array | undefined;
   /** Open addressing, linear probing: table position + 1 of the token hashed there, 0 = empty. */
   private readonly slots: Uint32Array;
   private readonly slotMask: number;
@@ -25,7 +28,7 @@ export class BpeRanks {
   private constructor(bytes: Uint8Array, starts: Uint32Array, ranks: Uint32Array) {
     this.bytes = bytes;
     this.starts = starts;
-    this.ranks = ranks;
+    this.ranks = ranks.every((rank, position) => rank === position) ? undefined : ranks;
     const count = ranks.length;
     // At most half full, so probes stay short.
     let size = 1;
@@ -102,7 +105,7 @@ export class BpeRanks {
 
   /** How many tokens the table holds. */
   get size(): number {
-    return this.ranks.length;
+    return this.starts.length - 1;
   }
 
   /** The rank of `source[start .. end]` as one token, or -1 when it is not one. */
@@ -111,7 +114,7 @@ export class BpeRanks {
     for (;;) {
       const entry = this.slots[slot] as number;
       if (entry === 0) return -1;
-      if (this.equalsToken(entry - 1, source, start, end)) return this.ranks[entry - 1] as number;
+      if (this.equalsToken(entry - 1, source, start, end)) return this.ranks ? (this.ranks[entry - 1] as number) : entry - 1;
       slot = (slot + 1) & this.slotMask;
     }
   }
