@@ -16,14 +16,17 @@
  *                (utime + stime of the server's whole process tree, from /proc), and peak RSS
  *                (VmHWM, summed over the tree, and per process).
  *   end to end   Envoy 1.40 in front of nginx with Signalbox, with opa-envoy-plugin, and with no
- *                ext_authz, driven by vegeta at BENCH_E2E_RPS (500) rps: p50/p99 and the ratios.
+ *                ext_authz, driven by vegeta at BENCH_E2E_RPS (500) rps: p50/p99 and the ratios,
+ *                twice per start: fresh (from BENCH_WARMUP_SECONDS after the start, when a JIT
+ *                is still compiling: a deploy or a restart) and warm (after BENCH_E2E_WARM_SECONDS
+ *                more at the same rate: a server that has been running).
  *
  * Each measurement starts its server afresh; rounds alternate the engines (and which goes first)
  * so drift on a noisy machine hits both, and the median round is reported. Signalbox runs with
  * audit on (buffered, its default); opa-envoy-plugin with decision logs off (its default).
  *
  * Settings: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP_SECONDS (2), BENCH_USERS,
- * BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_RPS, BENCH_E2E_RPS, BENCH_WORKERS (writes
+ * BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_RPS, BENCH_E2E_RPS, BENCH_E2E_WARM_SECONDS (10), BENCH_WORKERS (writes
  * `server.workers: N` into Signalbox's config), BENCH_PROFILE (a directory for V8 CPU profiles
  * of Signalbox's processes, as npm run bench), BENCH_SCENARIOS (jwt-rbac,header-rbac),
  * BENCH_PLACEMENTS (unpinned,pinned; none runs only the agreement check and the Envoy part),
@@ -67,6 +70,7 @@ const CONCURRENCY = setting('BENCH_CONCURRENCY', 32);
 const CONNECTIONS = setting('BENCH_CONNECTIONS', 4);
 const FIXED_RPS = setting('BENCH_RPS', 1000);
 const E2E_RPS = setting('BENCH_E2E_RPS', 500);
+const E2E_WARM_SECONDS = setting('BENCH_E2E_WARM_SECONDS', 10);
 const E2E = process.env.BENCH_E2E !== '0';
 const SCENARIOS = list('BENCH_SCENARIOS', ['jwt-rbac', 'header-rbac'] as const);
 const PLACEMENTS = list('BENCH_PLACEMENTS', ['unpinned', 'pinned'] as const);
@@ -263,14 +267,19 @@ function printEngineTables(scenarios: readonly Scenario[], results: Map<Key, Mea
 
 type E2eSetup = EngineName | 'none';
 
+/** The two measured windows of each start: right after the warm-up, and once warm. */
+type E2eWindow = 'fresh' | 'warm';
+
 /** Envoy in front of nginx with each ext_authz setup, at a fixed rate; p50/p99 per setup. */
 async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: readonly HttpTarget[]): Promise<void> {
   out(
     `\n## End to end: Envoy 1.40 (default worker threads: ${availableParallelism()}) → nginx, ${scenario.title}, ` +
-      `vegeta at ${E2E_RPS} rps for ${SECONDS}s after ${WARMUP_SECONDS}s warm-up, unpinned\n`,
+      `vegeta at ${E2E_RPS} rps, unpinned; per start, fresh: ${SECONDS}s after ${WARMUP_SECONDS}s warm-up, ` +
+      `then warm: ${SECONDS}s after ${E2E_WARM_SECONDS}s more\n`,
   );
   const upstream = await startUpstream(tools.nginx, dir);
-  const results = new Map<E2eSetup, VegetaResult[]>();
+  const results = new Map<string, VegetaResult[]>();
+  const key = (setup: E2eSetup, window: E2eWindow): string => `${setup} ${window}`;
   try {
     const setups: E2eSetup[] = ['signalbox', 'opa', 'none'];
     for (let round = 1; round <= ROUNDS; round++) {
@@ -285,14 +294,16 @@ async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: 
             const targetsFile = join(dir, `targets-${setup}.json`);
             await writeTargets(targetsFile, port, targets);
             await assertThroughEnvoy(port, setup, targets[0]!);
-            await attack(tools.vegeta, targetsFile, E2E_RPS, WARMUP_SECONDS, dir);
-            const r = await attack(tools.vegeta, targetsFile, E2E_RPS, SECONDS, dir);
-            results.set(setup, [...(results.get(setup) ?? []), r]);
-            const failed = Object.values(r.failures).reduce((a, b) => a + b, 0);
-            out(
-              `  round ${round} ${setup.padEnd(9)} ${r.requests} requests at ${r.rate.toFixed(0)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
-                (failed > 0 ? `  NOT 200: ${JSON.stringify(r.failures)}` : '  all 200'),
-            );
+            for (const [window, warmUpSeconds] of [['fresh', WARMUP_SECONDS], ['warm', E2E_WARM_SECONDS]] as const) {
+              await attack(tools.vegeta, targetsFile, E2E_RPS, warmUpSeconds, dir);
+              const r = await attack(tools.vegeta, targetsFile, E2E_RPS, SECONDS, dir);
+              results.set(key(setup, window), [...(results.get(key(setup, window)) ?? []), r]);
+              const failed = Object.values(r.failures).reduce((a, b) => a + b, 0);
+              out(
+                `  round ${round} ${setup.padEnd(9)} ${window.padEnd(5)} ${r.requests} requests at ${r.rate.toFixed(0)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+                  (failed > 0 ? `  NOT 200: ${JSON.stringify(r.failures)}` : '  all 200'),
+              );
+            }
           } finally {
             await envoy.stop();
           }
@@ -305,11 +316,13 @@ async function endToEnd(scenario: Scenario, tools: Tools, dir: string, targets: 
     await upstream.group.stop();
   }
   const label: Record<E2eSetup, string> = { signalbox: 'Envoy + Signalbox', opa: 'Envoy + opa-envoy-plugin', none: 'Envoy, no ext_authz' };
-  const p = (setup: E2eSetup, key: 'p50Ms' | 'p99Ms'): number => median((results.get(setup) ?? []).map((r) => r[key]));
-  out(`\n| setup | p50 ms | p99 ms |`);
-  out('|---|---|---|');
-  for (const setup of ['signalbox', 'opa', 'none'] as const) out(`| ${label[setup]} | ${p(setup, 'p50Ms').toFixed(2)} | ${p(setup, 'p99Ms').toFixed(2)} |`);
-  const ratio = (a: E2eSetup, b: E2eSetup): string => `| ${label[a]} ÷ ${label[b]} | ${(p(a, 'p50Ms') / p(b, 'p50Ms')).toFixed(2)}× | ${(p(a, 'p99Ms') / p(b, 'p99Ms')).toFixed(2)}× |`;
+  const windows = ['fresh', 'warm'] as const;
+  const p = (setup: E2eSetup, window: E2eWindow, field: 'p50Ms' | 'p99Ms'): number => median((results.get(key(setup, window)) ?? []).map((r) => r[field]));
+  out(`\n| setup | p50 ms fresh | p99 ms fresh | p50 ms warm | p99 ms warm |`);
+  out('|---|---|---|---|---|');
+  const cells = (value: (window: E2eWindow, field: 'p50Ms' | 'p99Ms') => string): string => windows.map((w) => `${value(w, 'p50Ms')} | ${value(w, 'p99Ms')}`).join(' | ');
+  for (const setup of ['signalbox', 'opa', 'none'] as const) out(`| ${label[setup]} | ${cells((w, f) => p(setup, w, f).toFixed(2))} |`);
+  const ratio = (a: E2eSetup, b: E2eSetup): string => `| ${label[a]} ÷ ${label[b]} | ${cells((w, f) => `${(p(a, w, f) / p(b, w, f)).toFixed(2)}×`)} |`;
   out(ratio('signalbox', 'opa'));
   out(ratio('signalbox', 'none'));
   out(ratio('opa', 'none'));
