@@ -26,8 +26,8 @@
  * audit on (buffered, its default); opa-envoy-plugin with decision logs off (its default).
  *
  * Settings: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP_SECONDS (2), BENCH_USERS,
- * BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_RPS, BENCH_E2E_RPS, BENCH_E2E_WARM_SECONDS (10), BENCH_WORKERS (writes
- * `server.workers: N` into Signalbox's config), BENCH_PROFILE (a directory for V8 CPU profiles
+ * BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_RPS, BENCH_E2E_RPS, BENCH_E2E_WARM_SECONDS (10),
+ * BENCH_WORKERS (writes `server.workers: N` into Signalbox's config), BENCH_PROFILE (a directory for V8 CPU profiles
  * of Signalbox's processes, as npm run bench), BENCH_SCENARIOS (jwt-rbac,header-rbac),
  * BENCH_PLACEMENTS (unpinned,pinned; none runs only the agreement check and the Envoy part),
  * BENCH_E2E (1; 0 skips the Envoy part).

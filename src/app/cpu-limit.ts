@@ -64,13 +64,12 @@ function cgroupMounts(mountinfo: string): CgroupMount[] {
  */
 function cgroupDirs(mount: CgroupMount, cgroupPath: string, fsRoot: string): string[] {
   const relative = posix.relative(mount.root, cgroupPath);
+  const top = posix.join(fsRoot, mount.mountPoint);
   // A path outside the mounted sub-tree (a cgroup namespace boundary): only the mount itself is visible.
-  const inside = relative.startsWith('..') || posix.isAbsolute(relative) ? '' : relative;
+  if (relative === '' || relative.startsWith('..')) return [top];
   const dirs: string[] = [];
-  for (let at = inside; ; at = posix.dirname(at)) {
-    dirs.push(posix.join(fsRoot, mount.mountPoint, at === '.' ? '' : at));
-    if (at === '' || at === '.' || at === '/') break;
-  }
+  for (let at = relative; at !== '.'; at = posix.dirname(at)) dirs.push(posix.join(top, at));
+  dirs.push(top);
   return dirs;
 }
 
@@ -128,5 +127,6 @@ export function cgroupCpuLimit(fsRoot = '/'): CpuLimit | undefined {
  * than its CPU limit rounded up (a limit of 1.5 CPUs is two workers, of 0.5 one).
  */
 export function autoWorkerCount(availableCpus: number, limit: CpuLimit | undefined): number {
-  return Math.max(1, limit ? Math.min(availableCpus, Math.ceil(limit.cpus - 1e-9)) : availableCpus);
+  // Quota and period are whole numbers, so a whole number of CPUs divides exactly.
+  return Math.max(1, limit ? Math.min(availableCpus, Math.ceil(limit.cpus)) : availableCpus);
 }
