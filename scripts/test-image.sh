@@ -49,7 +49,7 @@ log "decision without a token: HTTP $status"
 
 sleep 1
 podman exec "$name" sh -c 'ls /var/lib/signalbox/audit/' >&2
-podman exec "$name" node /opt/signalbox/dist/src/cli/main.js audit verify /var/lib/signalbox/audit >&2 || fail "audit verify"
+podman exec "$name" node /opt/signalbox/dist/bundle/signalbox.js audit verify /var/lib/signalbox/audit >&2 || fail "audit verify"
 
 podman stop -t 15 "$name" >/dev/null
 code="$(podman inspect --format '{{.State.ExitCode}}' "$name")"

@@ -76,9 +76,9 @@ export function signalboxWorkers(): number | undefined {
   return workers;
 }
 
-/** The Signalbox CLI as `npm start` runs it: compiled, without tsx's loader in the measured process. */
+/** The Signalbox CLI as `npm start` runs it: the bundle, without tsx's loader in the measured process. */
 function signalboxCli(): string {
-  const cli = join(projectRoot(), 'dist', 'src', 'cli', 'main.js');
+  const cli = join(projectRoot(), 'dist', 'bundle', 'signalbox.js');
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" (npm run bench:peer does)`);
   return cli;
 }

@@ -6,7 +6,7 @@ let cachedRoot: string | undefined;
 
 /**
  * The project root (the folder holding Signalbox's package.json), found by walking up from this
- * module so it works from src/ under tsx and from dist/src/ after a build.
+ * module so it works from src/ under tsx and from dist/bundle/ after a build.
  */
 export function projectRoot(): string {
   if (cachedRoot) return cachedRoot;

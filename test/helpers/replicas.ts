@@ -38,6 +38,11 @@ export interface ReplicaOptions {
    * port by connection, so one connection reaches one worker.
    */
   readonly connections?: number;
+  /**
+   * The `signalbox` command to run, as node's arguments before `serve`; default the sources
+   * under tsx (`--import tsx src/cli/main.ts`). test/bundle.test.ts passes a built bundle.
+   */
+  readonly command?: readonly string[];
 }
 
 /** Starts `signalbox serve` with the given YAML config on free loopback ports. */
@@ -45,7 +50,7 @@ export async function startReplica(yaml: string, env: Record<string, string> = {
   const dir = await mkdtemp(join(tmpdir(), 'signalbox-replica-'));
   const configPath = join(dir, 'signalbox.yaml');
   await writeFile(configPath, yaml);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], {
+  const child = spawn(process.execPath, [...(options.command ?? ['--import', 'tsx', 'src/cli/main.ts']), 'serve', '--config', configPath], {
     cwd: process.cwd(),
     env: {
       ...process.env,
