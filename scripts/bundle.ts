@@ -21,7 +21,8 @@
  * - Source maps are written next to each file (`node --enable-source-maps` uses them); licence
  *   comments go to a .LEGAL.txt file beside the output that held them.
  * - Up to date is kept: when no input (source, dependency, this script, the lockfile) changed
- *   since the last build, the outputs are left untouched, so `npm start` starts at once.
+ *   since the last build and none of its outputs is missing, they are left untouched, so
+ *   `npm start` starts at once.
  *
  * Usage: `tsx scripts/bundle.ts [outdir]` (default dist/bundle).
  */
@@ -80,15 +81,17 @@ const installedPaths: Plugin = {
   },
 };
 
-/** What a build records about its inputs. */
+/** What a build records about its inputs and outputs. */
 interface BuildRecord {
   /** When the build started (ms since the epoch): an input modified after it makes the next build run. */
   readonly startedAt: number;
   /** Every file esbuild read, relative to the project root, plus this script and the lockfile. */
   readonly inputs: readonly string[];
+  /** Every file the build wrote, relative to its output folder: one missing makes the next build run. */
+  readonly outputs: readonly string[];
 }
 
-/** Whether `outdir` holds a build whose inputs are all unchanged since it ran. */
+/** Whether `outdir` holds a whole build whose inputs are all unchanged since it ran. */
 async function upToDate(outdir: string): Promise<boolean> {
   let record: BuildRecord;
   try {
@@ -96,10 +99,13 @@ async function upToDate(outdir: string): Promise<boolean> {
   } catch {
     return false;
   }
+  // A record from another version of this script, or damaged: build.
+  if (typeof record?.startedAt !== 'number' || !Array.isArray(record.inputs) || !Array.isArray(record.outputs)) return false;
   for (const input of record.inputs) {
     const modified = await stat(join(root, input)).then((s) => s.mtimeMs, () => Infinity);
     if (modified >= record.startedAt) return false;
   }
+  for (const output of record.outputs) if (!existsSync(join(outdir, output))) return false;
   return true;
 }
 
@@ -140,7 +146,8 @@ export async function buildBundle(outdir: string = join(root, 'dist', 'bundle'))
     metafile: true,
     logLevel: 'warning',
   });
-  const record: BuildRecord = { startedAt, inputs: inputsOf(result.metafile) };
+  const outputs = Object.keys(result.metafile.outputs).map((output) => relative(staging, resolve(root, output)));
+  const record: BuildRecord = { startedAt, inputs: inputsOf(result.metafile), outputs };
   await writeFile(join(staging, INPUTS_FILE), `${JSON.stringify(record, null, 1)}\n`);
   await mkdir(dirname(outdir), { recursive: true });
   const previous = `${outdir}.previous-${process.pid}`;

@@ -42,12 +42,17 @@ describe('the bundled signalbox command', () => {
     if (outdir) await rm(outdir, { recursive: true, force: true });
   });
 
-  it('is one entry with its lazily loaded parts as chunks, and a second build of unchanged inputs writes nothing', async () => {
+  it('is one entry with its lazily loaded parts as chunks; a second build of unchanged inputs writes nothing, one with a file missing rebuilds', async () => {
     const chunks = await readdir(join(outdir, 'chunks'));
     expect(chunks.filter((name) => name.endsWith('.js')).length).toBeGreaterThan(5);
     const before = await readFile(entry);
     expect(await buildBundle(outdir)).toBe(false);
     expect(await readFile(entry)).toEqual(before);
+    // A file of the build gone (deleted by hand, say) makes the next one run.
+    const chunk = chunks.find((name) => name.endsWith('.js'))!;
+    await rm(join(outdir, 'chunks', chunk));
+    expect(await buildBundle(outdir)).toBe(true);
+    expect(await readdir(join(outdir, 'chunks'))).toContain(chunk);
   });
 
   it('serves from the bundle with two workers, a Redis store, the embedded ledger, reflection and the console', { timeout: 120_000 }, async () => {
