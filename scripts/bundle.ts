@@ -85,7 +85,7 @@ const installedPaths: Plugin = {
 interface BuildRecord {
   /** When the build started (ms since the epoch): an input modified after it makes the next build run. */
   readonly startedAt: number;
-  /** Every file esbuild read, relative to the project root, plus this script and the lockfile. */
+  /** Every file esbuild read, relative to the project root, plus this script, package.json and the lockfile. */
   readonly inputs: readonly string[];
   /** Every file the build wrote, relative to its output folder: one missing makes the next build run. */
   readonly outputs: readonly string[];
@@ -109,7 +109,7 @@ async function upToDate(outdir: string): Promise<boolean> {
   return true;
 }
 
-/** Every input of a build: what esbuild read, this script and the lockfile. */
+/** Every input of a build: what esbuild read, this script, package.json and the lockfile. */
 function inputsOf(metafile: Metafile): string[] {
   const read = Object.keys(metafile.inputs).map((input) => relative(root, resolve(root, input)));
   return [...new Set([...read, relative(root, fileURLToPath(import.meta.url)), 'package-lock.json', 'package.json'])].sort();
