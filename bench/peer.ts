@@ -373,7 +373,7 @@ async function main(): Promise<void> {
       `ghz v0.121.0: ${USERS} distinct requests round-robin, concurrency ${CONCURRENCY} over ${CONNECTIONS} connections, ` +
         `${SECONDS}s per measurement after ${WARMUP_SECONDS}s warm-up, ${ROUNDS} round(s) alternating the engines, median reported; fixed rate ${FIXED_RPS} rps.`,
     );
-    out(`Signalbox: \`signalbox serve --config\` (dist/), audit ON (buffered), in-memory store, server.workers: ${workers ?? 'not set (the default)'}.`);
+    out(`Signalbox: \`signalbox serve --config\` (dist/bundle/), audit ON (buffered), in-memory store, server.workers: ${workers ?? 'not set (the default)'}.`);
     out('opa-envoy-plugin: envoy_ext_authz_grpc plugin, decision logs OFF (no decision_logs config).');
     out('Server CPU and peak RSS: the server process and all its descendants, from /proc.\n');
     for (const scenario of scenarios) {
