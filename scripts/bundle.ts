@@ -34,6 +34,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** Where `npm run build` writes the bundle. */
+const DEFAULT_OUTDIR = join(root, 'dist', 'bundle');
+
 /** The file that records a build's inputs, so the next build can tell it is up to date. */
 const INPUTS_FILE = 'inputs.json';
 
@@ -119,7 +122,7 @@ function inputsOf(metafile: Metafile): string[] {
  * Builds the bundle into `outdir` unless it is up to date. The new build is written beside it
  * and moved into place, so a reader never sees half of one. Returns whether it built.
  */
-export async function buildBundle(outdir: string = join(root, 'dist', 'bundle')): Promise<boolean> {
+export async function buildBundle(outdir: string = DEFAULT_OUTDIR): Promise<boolean> {
   if (await upToDate(outdir)) return false;
   const startedAt = Date.now();
   const staging = `${outdir}.building-${process.pid}`;
@@ -158,7 +161,6 @@ export async function buildBundle(outdir: string = join(root, 'dist', 'bundle'))
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const outdir = process.argv[2] === undefined ? undefined : resolve(process.argv[2]);
-  const built = await buildBundle(outdir);
-  if (!built) console.log(`${relative(process.cwd(), outdir ?? join(root, 'dist', 'bundle'))} is up to date`);
+  const outdir = process.argv[2] === undefined ? DEFAULT_OUTDIR : resolve(process.argv[2]);
+  if (!(await buildBundle(outdir))) console.log(`${relative(process.cwd(), outdir)} is up to date`);
 }
