@@ -24,13 +24,16 @@
  * Each measurement starts its server afresh; rounds alternate the engines (and which goes first)
  * so drift on a noisy machine hits both, and the median round is reported. Signalbox runs with
  * audit on (buffered, its default); opa-envoy-plugin with decision logs off (its default).
+ * BENCH_OPA_DECISION_LOGS=console adds a third engine to the rounds: opa-envoy-plugin logging
+ * every decision to the console (into a file), so Signalbox's audit trail is also compared with
+ * OPA's own decision log on the same load.
  *
  * Settings: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP_SECONDS (2), BENCH_USERS,
  * BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_RPS, BENCH_E2E_RPS, BENCH_E2E_WARM_SECONDS (10),
  * BENCH_WORKERS (writes `server.workers: N` into Signalbox's config), BENCH_PROFILE (a directory for V8 CPU profiles
  * of Signalbox's processes, as npm run bench), BENCH_SCENARIOS (jwt-rbac,header-rbac),
  * BENCH_PLACEMENTS (unpinned,pinned; none runs only the agreement check and the Envoy part),
- * BENCH_E2E (1; 0 skips the Envoy part).
+ * BENCH_E2E (1; 0 skips the Envoy part), BENCH_OPA_DECISION_LOGS (off; console adds the third engine).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -79,7 +82,14 @@ type Placement = (typeof PLACEMENTS)[number];
 /** Where the server and ghz run in each placement. */
 const CPUS: Record<Placement, { server?: number; generator?: number }> = { unpinned: {}, pinned: { server: 0, generator: 1 } };
 
-const ENGINE_LABEL: Record<EngineName, string> = { signalbox: 'Signalbox', opa: 'opa-envoy-plugin' };
+const ENGINE_LABEL: Record<EngineName, string> = { signalbox: 'Signalbox', opa: 'opa-envoy-plugin', 'opa-logged': 'opa-envoy-plugin, decision logs to console' };
+
+/** The engines measured in the rounds: both, plus opa-envoy-plugin logging its decisions when asked. */
+const ENGINES: readonly EngineName[] = ((): EngineName[] => {
+  const logs = process.env.BENCH_OPA_DECISION_LOGS ?? 'off';
+  if (logs !== 'off' && logs !== 'console' && logs !== '') throw new Error(`BENCH_OPA_DECISION_LOGS must be off or console, not "${logs}"`);
+  return logs === 'console' ? ['signalbox', 'opa', 'opa-logged'] : ['signalbox', 'opa'];
+})();
 
 interface Measurement {
   perSecond: number;
@@ -113,7 +123,7 @@ function describeProcesses(processes: readonly ProcessSample[]): string {
 }
 
 async function startEngine(engine: EngineName, scenario: Scenario, tools: Tools, dir: string, cpu?: number): Promise<RunningEngine> {
-  return engine === 'signalbox' ? startSignalbox(scenario.signalbox, dir, cpu) : startOpa(tools.opaEnvoyPlugin, scenario.opa, dir, cpu);
+  return engine === 'signalbox' ? startSignalbox(scenario.signalbox, dir, cpu) : startOpa(tools.opaEnvoyPlugin, scenario.opa, dir, cpu, engine === 'opa-logged');
 }
 
 /** One measurement: a fresh server, warm-up, saturation (with CPU), a fixed-rate run, then peak RSS. */
@@ -205,14 +215,14 @@ async function benchmarkEngines(scenarios: readonly Scenario[], tools: Tools, di
   for (const placement of PLACEMENTS) {
     for (let round = 1; round <= ROUNDS; round++) {
       // Alternate which engine goes first, so neither always runs on a machine warmed by the other.
-      const order: EngineName[] = round % 2 === 1 ? ['signalbox', 'opa'] : ['opa', 'signalbox'];
+      const order = round % 2 === 1 ? ENGINES : [...ENGINES].reverse();
       for (const scenario of scenarios) {
         for (const engine of order) {
           const m = await measure(engine, scenario, placement, tools, dir);
           const key: Key = `${scenario.name}/${placement}/${engine}`;
           results.set(key, [...(results.get(key) ?? []), m]);
           out(
-            `  round ${round} ${placement.padEnd(8)} ${scenario.name.padEnd(11)} ${engine.padEnd(9)} ${m.perSecond.toFixed(0).padStart(6)}/s ` +
+            `  round ${round} ${placement.padEnd(8)} ${scenario.name.padEnd(11)} ${engine.padEnd(10)} ${m.perSecond.toFixed(0).padStart(6)}/s ` +
               `(${m.cores.toFixed(2)} cores)  p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} ms  ` +
               `@${FIXED_RPS}rps (got ${m.fixedRate.toFixed(0)}): p50 ${m.fixedP50Ms.toFixed(2)} p99 ${m.fixedP99Ms.toFixed(2)} ms  ` +
               `cpu ${m.cpuMicrosPerDecision.toFixed(0)} µs/decision (ghz ${m.generatorMicrosPerCall.toFixed(0)} µs/call)  peak RSS ${m.peakRssMiB.toFixed(0)} MiB (${describeProcesses(m.processes)})  ` +
@@ -247,11 +257,18 @@ function printEngineTables(scenarios: readonly Scenario[], results: Map<Key, Mea
       out(`\n### ${scenario.title}, ${placement}${placement === 'pinned' ? ' (server on cpu 0, ghz on cpu 1)' : ''}: median of ${s.length} round(s)\n`);
       out(`| engine | ${fields.map(([name]) => name).join(' | ')} |`);
       out(`|---|${fields.map(() => '---').join('|')}|`);
-      for (const [engine, ms] of [['signalbox', s], ['opa', o]] as const) {
-        out(`| ${ENGINE_LABEL[engine]} | ${fields.map(([, get, digits]) => median(ms.map(get)).toFixed(digits)).join(' | ')} |`);
+      const logged = of('opa-logged');
+      for (const engine of ENGINES) {
+        const ms = of(engine);
+        if (ms.length > 0) out(`| ${ENGINE_LABEL[engine]} | ${fields.map(([, get, digits]) => median(ms.map(get)).toFixed(digits)).join(' | ')} |`);
       }
-      const ratio = (get: (m: Measurement) => number): string => `${(median(s.map(get)) / median(o.map(get))).toFixed(2)}×`;
+      const ratioTo = (other: Measurement[]) => (get: (m: Measurement) => number): string => `${(median(s.map(get)) / median(other.map(get))).toFixed(2)}×`;
+      const ratio = ratioTo(o);
       out(`| Signalbox ÷ OPA | ${fields.map(([, get]) => ratio(get)).join(' | ')} |`);
+      if (logged.length > 0) {
+        out(`| Signalbox ÷ OPA with decision logs | ${fields.map(([, get]) => ratioTo(logged)(get)).join(' | ')} |`);
+        out(`| OPA with decision logs ÷ OPA | ${fields.map(([, get]) => `${(median(logged.map(get)) / median(o.map(get))).toFixed(2)}×`).join(' | ')} |`);
+      }
       const processes = (ms: Measurement[]): string => describeProcesses(ms[ms.length - 1]!.processes);
       out(`\nper process, peak RSS MiB (last round): Signalbox ${processes(s)}; opa-envoy-plugin ${processes(o)}`);
       summary.push(
@@ -265,7 +282,7 @@ function printEngineTables(scenarios: readonly Scenario[], results: Map<Key, Mea
   for (const line of summary) out(line);
 }
 
-type E2eSetup = EngineName | 'none';
+type E2eSetup = Exclude<EngineName, 'opa-logged'> | 'none';
 
 /** The two measured windows of each start: right after the warm-up, and once warm. */
 type E2eWindow = 'fresh' | 'warm';
@@ -375,6 +392,7 @@ async function main(): Promise<void> {
     );
     out(`Signalbox: \`signalbox serve --config\` (dist/bundle/), audit ON (buffered), in-memory store, server.workers: ${workers ?? 'not set (the default)'}.`);
     out('opa-envoy-plugin: envoy_ext_authz_grpc plugin, decision logs OFF (no decision_logs config).');
+    if (ENGINES.includes('opa-logged')) out('opa-envoy-plugin, decision logs to console: the same with `decision_logs.console: true`, its output written to a file.');
     out('Server CPU and peak RSS: the server process and all its descendants, from /proc.\n');
     for (const scenario of scenarios) {
       out(`Signalbox config for ${scenario.title} (ports and paths are per run):\n\n\`\`\`yaml\n${signalboxConfig(scenario.signalbox, { grpc: 0, http: 0 }, 'TMP/audit/decisions.jsonl')}\`\`\`\n`);

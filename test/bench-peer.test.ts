@@ -2,14 +2,19 @@
  * The peer benchmark (npm run bench:peer) is run by hand, not by CI; these checks keep what it
  * derives from the project's own files true, so a change elsewhere fails here rather than at
  * benchmark time: the Envoy config it builds from examples/envoy/envoy.yaml, and the Signalbox
- * config it writes, which must pass the real schema.
+ * config it writes, which must pass the real schema; and how it runs a server whose output
+ * goes to a file.
  */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { envoyConfig } from '../bench/peer/end-to-end.js';
 import { validateEnvoyConfig } from './helpers/envoy.js';
 import { signalboxConfig } from '../bench/peer/engines.js';
+import { startGroup } from '../bench/peer/processes.js';
 
 type Json = Record<string, unknown>;
 
@@ -68,5 +73,27 @@ describe('bench:peer Signalbox config', () => {
     const config = parseConfig(signalboxConfig({ bundle: '/tmp/b.tar.gz', decision: 'envoy/authz/allow' }, ports, '/tmp/a/decisions.jsonl'), {});
     expect(config.policy.decision).toBe('envoy/authz/allow');
     expect(config.identity.jwks_file).toBeUndefined();
+  });
+});
+
+describe('bench:peer server output', () => {
+  it('goes straight to the file it is given, not through a pipe, and its tail is what errors quote', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'signalbox-peer-output-'));
+    try {
+      const file = join(dir, 'server.log');
+      const group = startGroup('printer', process.execPath, ['-e', 'for (let i = 0; i < 5000; i++) console.log(`decision ${i}`); console.error("stopped")'], { outputFile: file });
+      expect(group.child.stdout).toBeNull();
+      expect(group.child.stderr).toBeNull();
+      await new Promise((resolve) => group.child.once('exit', resolve));
+      const lines = (await readFile(file, 'utf8')).trimEnd().split('\n');
+      expect(lines.filter((line) => line.startsWith('decision ')).length).toBe(5000);
+      expect(lines.at(-1)).toBe('stopped');
+      const tail = group.output();
+      expect(tail.length).toBeLessThanOrEqual(8192);
+      expect(tail.endsWith('decision 4999\nstopped\n')).toBe(true);
+      await group.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,7 +7,9 @@
  *                      V8 CPU profile of each of its processes there (workers inherit the flags).
  *   opa-envoy-plugin   `opa-envoy-plugin run --server --config-file opa.yaml POLICY DATA` with the
  *                      envoy_ext_authz_grpc plugin and no decision_logs section, so decision logs
- *                      are off (its default), default log level.
+ *                      are off (its default), default log level. As `opa-logged` (the peer
+ *                      benchmark's BENCH_OPA_DECISION_LOGS=console), with `decision_logs.console:
+ *                      true`: every decision logged as a JSON line, written to a file in its work dir.
  *
  * Both listen on free loopback ports; `cpu` pins the server (and every process it starts) to one
  * core with taskset.
@@ -20,7 +22,7 @@ import { freePort } from '../../test/helpers/gateways.js';
 import { startGroup, waitForPort, type Group } from './processes.js';
 
 /** Which engine. */
-export type EngineName = 'signalbox' | 'opa';
+export type EngineName = 'signalbox' | 'opa' | 'opa-logged';
 
 /** A running engine: its gRPC ext_authz port and its process group. */
 export interface RunningEngine {
@@ -118,19 +120,24 @@ export async function startSignalbox(setup: SignalboxSetup, dir: string, cpu?: n
   return whenListening(running('signalbox', grpc, group, work));
 }
 
-/** Starts opa-envoy-plugin with `setup` in a temp dir under `dir`; resolves once its gRPC port listens. */
-export async function startOpa(binary: string, setup: OpaSetup, dir: string, cpu?: number): Promise<RunningEngine> {
+/**
+ * Starts opa-envoy-plugin with `setup` in a temp dir under `dir`; resolves once its gRPC port
+ * listens. With `decisionLogs`, it logs every decision to the console (its output goes to a file
+ * in the work dir, not through the benchmark).
+ */
+export async function startOpa(binary: string, setup: OpaSetup, dir: string, cpu?: number, decisionLogs = false): Promise<RunningEngine> {
   const work = await mkdtemp(join(dir, 'opa-'));
   const grpc = await freePort();
   const http = await freePort();
   const config = join(work, 'opa.yaml');
-  // No decision_logs section: decision logging is off, as it is by default.
-  await writeFile(config, ['plugins:', '  envoy_ext_authz_grpc:', `    addr: 127.0.0.1:${grpc}`, '    path: envoy/authz/allow', ''].join('\n'));
+  // Without a decision_logs section decision logging is off, as it is by default.
+  const logs = decisionLogs ? ['decision_logs:', '  console: true'] : [];
+  await writeFile(config, ['plugins:', '  envoy_ext_authz_grpc:', `    addr: 127.0.0.1:${grpc}`, '    path: envoy/authz/allow', ...logs, ''].join('\n'));
   const group = startGroup(
     'opa-envoy-plugin',
     binary,
     ['run', '--server', '--addr', `127.0.0.1:${http}`, '--config-file', config, '--disable-telemetry', setup.rego, setup.data],
-    { cwd: work, ...(cpu === undefined ? {} : { cpu }) },
+    { cwd: work, ...(cpu === undefined ? {} : { cpu }), ...(decisionLogs ? { outputFile: join(work, 'opa.log') } : {}) },
   );
-  return whenListening(running('opa', grpc, group, work));
+  return whenListening(running(decisionLogs ? 'opa-logged' : 'opa', grpc, group, work));
 }

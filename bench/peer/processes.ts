@@ -8,7 +8,7 @@
  * workers; a figure of the primary alone would hide the workers' work).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, rmSync, fstatSync } from 'node:fs';
 import { waitForPort as waitForListening } from '../../test/helpers/gateways.js';
 
 /** A started process group. */
@@ -57,19 +57,47 @@ export function removeOnExit(dir: string): void {
   tempDirs.add(dir);
 }
 
-/** Starts `command` in a process group of its own, optionally pinned to `cpu` with taskset. */
-export function startGroup(name: string, command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; cpu?: number } = {}): Group {
+/** The last `bytes` bytes of a file, as text ('' when it cannot be read). */
+function fileTail(path: string, bytes: number): string {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const buffer = Buffer.alloc(Math.min(size, bytes));
+      readSync(fd, buffer, 0, buffer.length, size - buffer.length);
+      return buffer.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts `command` in a process group of its own, optionally pinned to `cpu` with taskset.
+ * With `outputFile`, its stdout and stderr go straight to that file instead of through a pipe to
+ * the benchmark: a server that logs every decision would otherwise have the benchmark's own
+ * process read megabytes a second, on the same cores as the measurement.
+ */
+export function startGroup(name: string, command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; cpu?: number; outputFile?: string } = {}): Group {
   hookExit();
   const [file, argv] = options.cpu === undefined ? [command, [...args]] : ['taskset', ['-c', String(options.cpu), command, ...args]];
-  const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const outputFd = options.outputFile === undefined ? undefined : openSync(options.outputFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: outputFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', outputFd, outputFd] });
+  } finally {
+    if (outputFd !== undefined) closeSync(outputFd);
+  }
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   const pid = child.pid;
   let captured = '';
   const keep = (chunk: Buffer): void => {
     captured = (captured + chunk.toString('utf8')).slice(-8192);
   };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -79,7 +107,7 @@ export function startGroup(name: string, command: string, args: readonly string[
     name,
     child,
     pid,
-    output: () => captured,
+    output: () => (options.outputFile === undefined ? captured : fileTail(options.outputFile, 8192)),
     stop: (graceMs = 5_000) =>
       (stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) killGroup(pid, 'SIGTERM');
