@@ -262,12 +262,13 @@ function printEngineTables(scenarios: readonly Scenario[], results: Map<Key, Mea
         const ms = of(engine);
         if (ms.length > 0) out(`| ${ENGINE_LABEL[engine]} | ${fields.map(([, get, digits]) => median(ms.map(get)).toFixed(digits)).join(' | ')} |`);
       }
-      const ratioTo = (other: Measurement[]) => (get: (m: Measurement) => number): string => `${(median(s.map(get)) / median(other.map(get))).toFixed(2)}×`;
-      const ratio = ratioTo(o);
-      out(`| Signalbox ÷ OPA | ${fields.map(([, get]) => ratio(get)).join(' | ')} |`);
+      const ratioOf = (a: Measurement[], b: Measurement[]) => (get: (m: Measurement) => number): string => `${(median(a.map(get)) / median(b.map(get))).toFixed(2)}×`;
+      const ratio = ratioOf(s, o);
+      const ratioRow = (label: string, of: (get: (m: Measurement) => number) => string): void => out(`| ${label} | ${fields.map(([, get]) => of(get)).join(' | ')} |`);
+      ratioRow('Signalbox ÷ OPA', ratio);
       if (logged.length > 0) {
-        out(`| Signalbox ÷ OPA with decision logs | ${fields.map(([, get]) => ratioTo(logged)(get)).join(' | ')} |`);
-        out(`| OPA with decision logs ÷ OPA | ${fields.map(([, get]) => `${(median(logged.map(get)) / median(o.map(get))).toFixed(2)}×`).join(' | ')} |`);
+        ratioRow('Signalbox ÷ OPA with decision logs', ratioOf(s, logged));
+        ratioRow('OPA with decision logs ÷ OPA', ratioOf(logged, o));
       }
       const processes = (ms: Measurement[]): string => describeProcesses(ms[ms.length - 1]!.processes);
       out(`\nper process, peak RSS MiB (last round): Signalbox ${processes(s)}; opa-envoy-plugin ${processes(o)}`);
