@@ -57,6 +57,9 @@ export function removeOnExit(dir: string): void {
   tempDirs.add(dir);
 }
 
+/** How much of a process's output an error quotes: the end of it, where the reason usually is. */
+const OUTPUT_TAIL = 8192;
+
 /** The last `bytes` bytes of a file, as text ('' when it cannot be read). */
 function fileTail(path: string, bytes: number): string {
   try {
@@ -94,7 +97,7 @@ export function startGroup(name: string, command: string, args: readonly string[
   const pid = child.pid;
   let captured = '';
   const keep = (chunk: Buffer): void => {
-    captured = (captured + chunk.toString('utf8')).slice(-8192);
+    captured = (captured + chunk.toString('utf8')).slice(-OUTPUT_TAIL);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -107,7 +110,7 @@ export function startGroup(name: string, command: string, args: readonly string[
     name,
     child,
     pid,
-    output: () => (options.outputFile === undefined ? captured : fileTail(options.outputFile, 8192)),
+    output: () => (options.outputFile === undefined ? captured : fileTail(options.outputFile, OUTPUT_TAIL)),
     stop: (graceMs = 5_000) =>
       (stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) killGroup(pid, 'SIGTERM');
@@ -213,7 +216,7 @@ export function runToEnd(name: string, command: string, args: readonly string[],
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => {
-      err = (err + chunk.toString('utf8')).slice(-8192);
+      err = (err + chunk.toString('utf8')).slice(-OUTPUT_TAIL);
     });
     child.once('error', reject);
     child.once('exit', (code, signal) => {
