@@ -2,7 +2,7 @@
  * TLS and mTLS on both listeners with certificates made in the test (openssl), the client
  * identity reaching the policy, certificate reload, and the admin endpoints' authentication.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -11,6 +11,7 @@ import { AdminGuard, tokenMatches } from '../src/transport/admin-auth.js';
 import { loadServices } from '../src/transport/protos.js';
 import { createHash } from 'node:crypto';
 import { TestCa, type Issued } from './helpers/certs.js';
+import { awaitRecord } from './helpers/answers.js';
 import { capturedLogger } from './helpers/logs.js';
 import { ADMIN_TOKEN, checkRequest, startTestSignalbox, type TestSignalbox } from './helpers/signalbox.js';
 
@@ -76,21 +77,6 @@ function grpcClient(service: 'DecisionService' | 'Authorization', port: number, 
   };
 }
 
-/** The audit records written so far, waiting until `match` finds one. */
-async function auditRecord(sb: TestSignalbox, match: (record: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 100; i++) {
-    const text = await readFile(sb.auditPath, 'utf8').catch(() => '');
-    const found = text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find(match);
-    if (found) return found;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('no matching audit record');
-}
-
 const ca = TestCa.create('Signalbox Test CA');
 const otherCa = TestCa.create('Some Other CA');
 const server = ca.issue('signalbox.test', ['DNS:localhost', 'IP:127.0.0.1']);
@@ -147,7 +133,7 @@ describe('TLS on both listeners (server certificate only)', () => {
     const client = grpcClient('DecisionService', sb.running.grpcPort, ca.ca.cert, spiffeClient);
     try {
       const answer = await client.call('Decide', { request: { method: 'GET', path: '/v1/models', headers: {} } });
-      const record = await auditRecord(sb, (r) => r.decision_id === answer.decisionId);
+      const record = await awaitRecord(sb, `decision ${answer.decisionId}`, (r) => r.decision_id === answer.decisionId);
       expect((record.input as Record<string, unknown>).source_principal).toBeUndefined();
     } finally {
       client.close();
@@ -183,7 +169,7 @@ describe('mTLS required: identities reach the policy and the admin allow-list', 
     const g = grpcClient('DecisionService', sb.running.grpcPort, ca.ca.cert, spiffeClient);
     try {
       const answer = await g.call('Decide', { request: { method: 'GET', path: '/v1/models', headers: {} }, sourcePrincipal: 'spiffe://claimed/not-verified' });
-      const input = (await auditRecord(sb, (r) => r.decision_id === answer.decisionId)).input as Record<string, Record<string, unknown>>;
+      const input = (await awaitRecord(sb, `decision ${answer.decisionId}`, (r) => r.decision_id === answer.decisionId)).input as Record<string, Record<string, unknown>>;
       expect(input.source_principal).toBe(SPIFFE_CLIENT);
       expect(input.actor!.principal).toBe(SPIFFE_CLIENT);
       expect(input.door!.peer_principal).toBe(SPIFFE_CLIENT);
@@ -200,7 +186,7 @@ describe('mTLS required: identities reach the policy and the admin allow-list', 
       request.attributes.source.principal = 'spiffe://mesh/end-client';
       const answer = await g.call('Check', request);
       const id = (answer.dynamicMetadata as { fields: { decision_id: { stringValue: string } } }).fields.decision_id.stringValue;
-      const input = (await auditRecord(sb, (r) => r.decision_id === id)).input as Record<string, Record<string, unknown>>;
+      const input = (await awaitRecord(sb, `decision ${id}`, (r) => r.decision_id === id)).input as Record<string, Record<string, unknown>>;
       expect(input.source_principal).toBe('spiffe://mesh/end-client');
       expect(input.door!.peer_principal).toBe(SPIFFE_CLIENT);
     } finally {
@@ -215,7 +201,7 @@ describe('mTLS required: identities reach the policy and the admin allow-list', 
       headers: { 'x-original-method': 'GET', 'x-original-uri': '/tls-cn-marker' },
     });
     expect([200, 401, 403]).toContain(answer.status);
-    const record = await auditRecord(sb, (r) => r.door === 'nginx.auth_request' && JSON.stringify(r.input).includes('/tls-cn-marker'));
+    const record = await awaitRecord(sb, 'the nginx door decision of /tls-cn-marker', (r) => r.door === 'nginx.auth_request' && JSON.stringify(r.input).includes('/tls-cn-marker'));
     const input = record.input as Record<string, Record<string, unknown>>;
     expect(input.source_principal).toBe('nginx-gateway');
     expect(input.door!.peer_principal).toBe('nginx-gateway');
